@@ -1,0 +1,279 @@
+//! The model interface of the decoding loop: [`JacobiDenoiser`], prompts and the image layout.
+
+use std::ops::Range;
+
+use burn::Tensor;
+use burn::tensor::{Device, Int};
+
+use crate::cache::DecodeCache;
+use crate::error::{Error, Result};
+use crate::guidance::GuidanceStyle;
+
+/// A prompt: token ids as the model family expects them (text tokens, a class label, T5 ids ...),
+/// with an optional negative prompt for classifier-free guidance and an optional per-prompt seed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Prompt {
+    /// The conditional prompt; must not be empty.
+    pub tokens: Vec<u32>,
+    /// The unconditional ("negative") prompt. `None` lets the model use its family's default
+    /// (a null class, pads, the begin-of-image token alone, a learned embedding, ...).
+    pub negative: Option<Vec<u32>>,
+    /// Overrides the decoder's seed for this prompt. Results depend only on the prompt and its
+    /// seed, never on other prompts of the same batch.
+    pub seed: Option<u64>,
+}
+
+impl Prompt {
+    /// A prompt from token ids.
+    pub fn new(tokens: impl Into<Vec<u32>>) -> Self {
+        Self {
+            tokens: tokens.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the negative prompt.
+    pub fn with_negative(mut self, negative: impl Into<Vec<u32>>) -> Self {
+        self.negative = Some(negative.into());
+        self
+    }
+
+    /// Sets the seed of this prompt.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+}
+
+/// Which branch of classifier-free guidance a cache row computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The prompted sequence.
+    Conditional,
+    /// The unconditional (or negative-prompt) sequence.
+    Unconditional,
+}
+
+/// One row to prefill: a prompt and the branch it stands for.
+#[derive(Debug, Clone, Copy)]
+pub struct PromptRow<'a> {
+    /// The prompt.
+    pub prompt: &'a Prompt,
+    /// The branch.
+    pub role: Role,
+}
+
+/// The structure of the generated token span: an image grid, optional row-end tokens, end tokens.
+///
+/// Generated position `p` counts from the first token after the prompt. With a row-end token,
+/// row `r` occupies positions `r·(cols+1) .. r·(cols+1)+cols` and its row end follows; the end
+/// tokens come after the last row. Forced tokens are never drafted, verified or sampled.
+///
+/// # Example
+/// ```
+/// use sjd2_core::ImageLayout;
+/// // 2x2 grid of image tokens 0..4, row end 4, end-of-image 5.
+/// let l = ImageLayout::new(0..4, 2, 2, Some(4), vec![5]).unwrap();
+/// assert_eq!(l.len(), 7);
+/// assert_eq!(l.forced_token(2), Some(4));
+/// assert_eq!(l.grid_cell(3), Some((1, 0)));
+/// assert_eq!(l.image_tokens(&[0, 1, 4, 2, 3, 4, 5]), vec![0, 1, 2, 3]);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageLayout {
+    image_tokens: Range<u32>,
+    rows: usize,
+    cols: usize,
+    row_end: Option<u32>,
+    end_tokens: Vec<u32>,
+}
+
+impl ImageLayout {
+    /// A layout.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for an empty token range or grid.
+    pub fn new(
+        image_tokens: Range<u32>,
+        rows: usize,
+        cols: usize,
+        row_end: Option<u32>,
+        end_tokens: Vec<u32>,
+    ) -> Result<Self> {
+        if image_tokens.is_empty() {
+            return Err(Error::config("image_tokens", "the image token range is empty"));
+        }
+        if rows == 0 || cols == 0 {
+            return Err(Error::config("grid", format!("rows and cols must be >= 1 (got {rows}x{cols})")));
+        }
+        Ok(Self {
+            image_tokens,
+            rows,
+            cols,
+            row_end,
+            end_tokens,
+        })
+    }
+
+    /// Ids that image positions may take.
+    pub fn image_token_range(&self) -> Range<u32> {
+        self.image_tokens.clone()
+    }
+
+    /// Number of image token ids.
+    pub fn image_vocab(&self) -> usize {
+        self.image_tokens.len()
+    }
+
+    /// Grid rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Grid columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    fn row_stride(&self) -> usize {
+        self.cols + usize::from(self.row_end.is_some())
+    }
+
+    /// Total generated positions: the grid, its row ends and the end tokens.
+    pub fn len(&self) -> usize {
+        self.rows * self.row_stride() + self.end_tokens.len()
+    }
+
+    /// Always false (a layout holds at least one image token).
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The forced token at generated position `pos`, if any.
+    pub fn forced_token(&self, pos: usize) -> Option<u32> {
+        let grid = self.rows * self.row_stride();
+        if pos >= grid {
+            return self.end_tokens.get(pos - grid).copied();
+        }
+        match self.row_end {
+            Some(t) if pos % self.row_stride() == self.cols => Some(t),
+            _ => None,
+        }
+    }
+
+    /// `(row, col)` of generated position `pos` if it is an image token.
+    pub fn grid_cell(&self, pos: usize) -> Option<(usize, usize)> {
+        if pos >= self.rows * self.row_stride() || self.forced_token(pos).is_some() {
+            return None;
+        }
+        Some((pos / self.row_stride(), pos % self.row_stride()))
+    }
+
+    /// Generated position of grid cell `(row, col)`.
+    pub fn position(&self, row: usize, col: usize) -> usize {
+        row * self.row_stride() + col
+    }
+
+    /// The image tokens of a generated sequence in raster order, layout tokens removed.
+    pub fn image_tokens(&self, generated: &[u32]) -> Vec<u32> {
+        generated
+            .iter()
+            .enumerate()
+            .filter(|(p, _)| self.grid_cell(*p).is_some())
+            .map(|(_, &t)| t)
+            .collect()
+    }
+}
+
+/// Everything the decoding loop needs from a model, and nothing more.
+///
+/// A model keeps its key/value state in a [`Self::Cache`] with one row per sequence (conditional
+/// rows first, then unconditional rows when guidance is on). [`prefill`](Self::prefill) consumes
+/// prompts; [`forward`](Self::forward) appends a window of input embeddings at each row's current
+/// length and returns logits for **every** window position; the decoder then rolls each row back
+/// with [`DecodeCache::rollback_to`].
+///
+/// Window slots are embeddings so that SJD2 can feed noisy embedding vectors next to the clean
+/// embeddings of drafted tokens ([`embed_tokens`](Self::embed_tokens)).
+pub trait JacobiDenoiser {
+    /// The model's KV cache.
+    type Cache: DecodeCache;
+
+    /// The device the model lives on.
+    fn device(&self) -> Device;
+
+    /// Size of the output vocabulary (logits per position).
+    fn vocab_size(&self) -> usize;
+
+    /// Width of the input embeddings.
+    fn hidden_size(&self) -> usize;
+
+    /// Longest sequence (prompt plus generated tokens) the model supports.
+    fn max_sequence_len(&self) -> usize;
+
+    /// Structure of the generated span.
+    fn layout(&self) -> &ImageLayout;
+
+    /// How conditional and unconditional logits are combined.
+    fn guidance_style(&self) -> GuidanceStyle {
+        GuidanceStyle::RawLogits
+    }
+
+    /// Number of cache positions `row`'s prompt occupies after prefill.
+    ///
+    /// # Errors
+    /// [`Error::InvalidPrompt`] / [`Error::TokenOutOfRange`] for prompts the model cannot use.
+    fn prompt_len(&self, row: &PromptRow<'_>) -> Result<usize>;
+
+    /// A cache with `rows` rows of `capacity` positions.
+    ///
+    /// # Errors
+    /// Allocation or size errors.
+    fn new_cache(&self, rows: usize, capacity: usize) -> Result<Self::Cache>;
+
+    /// Runs every prompt into its cache row (row `i` ↔ `rows[i]`; the cache must be empty) and
+    /// returns the logits for the first generated position.
+    ///
+    /// # Shapes
+    /// - returns `[rows, vocab]`
+    ///
+    /// # Errors
+    /// Invalid prompts, or a cache that is too small.
+    fn prefill(&self, cache: &mut Self::Cache, rows: &[PromptRow<'_>]) -> Result<Tensor<2>>;
+
+    /// Input embeddings of token ids (what a clean window slot feeds).
+    ///
+    /// # Shapes
+    /// - `tokens`: `[rows, len]`; returns `[rows, len, hidden]`
+    ///
+    /// # Errors
+    /// Implementation-specific failures.
+    fn embed_tokens(&self, tokens: Tensor<2, Int>) -> Result<Tensor<3>>;
+
+    /// Appends a window of input embeddings to every cache row and returns logits for every
+    /// window position (`logits[:, i]` is the distribution of the token after input `i`).
+    ///
+    /// # Shapes
+    /// - `embeddings`: `[rows, len, hidden]`; returns `[rows, len, vocab]`
+    ///
+    /// # Errors
+    /// [`Error::Shape`] for a wrong input, [`Error::SequenceTooLong`] when the cache is full.
+    fn forward(&self, cache: &mut Self::Cache, embeddings: Tensor<3>) -> Result<Tensor<3>>;
+
+    /// The input embeddings of the image tokens, one row per id of
+    /// [`ImageLayout::image_token_range`] (SJD2 normalizes its noise with their statistics).
+    ///
+    /// # Errors
+    /// Implementation-specific failures.
+    fn image_embedding_table(&self) -> Result<Tensor<2>>;
+
+    /// A learned embedding of noise levels `t = k/K` to add to noisy slots, for models fine-tuned
+    /// with one. `None` (the default) means the model has none.
+    ///
+    /// # Shapes
+    /// - `t`: `[rows, len]`; returns `[rows, len, hidden]`
+    fn level_embedding(&self, t: Tensor<2>) -> Option<Result<Tensor<3>>> {
+        let _ = t;
+        None
+    }
+}

@@ -1,0 +1,83 @@
+//! Classifier-free guidance and the parameter-free level embedding.
+
+use burn::Tensor;
+use burn::tensor::activation::log_softmax;
+
+/// How a model family combines its conditional and unconditional logits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum GuidanceStyle {
+    /// `u + s · (c − u)` on raw logits (LlamaGen, Lumina-mGPT, Janus).
+    #[default]
+    RawLogits,
+    /// `log_softmax(u) + s · (log_softmax(c) − log_softmax(u))` (Emu3).
+    LogSoftmax,
+}
+
+/// Combines conditional and unconditional logits with guidance scale `scale`.
+///
+/// # Shapes
+/// - `cond`, `uncond`: `[batch, positions, vocab]`; the result has the same shape.
+pub fn guide(cond: Tensor<3>, uncond: Tensor<3>, scale: f32, style: GuidanceStyle) -> Tensor<3> {
+    let (c, u) = match style {
+        GuidanceStyle::RawLogits => (cond, uncond),
+        GuidanceStyle::LogSoftmax => (log_softmax(cond, 2), log_softmax(uncond, 2)),
+    };
+    u.clone() + (c - u) * scale
+}
+
+/// A parameter-free sinusoidal embedding of noise levels, zero at level 0.
+///
+/// Entry `2i` is `sin(ω_i t)` and entry `2i+1` is `cos(ω_i t) − 1`, with `t = k / K` in `[0, 1]`
+/// and `ω_i = 1000 / 10000^{2i/dim}` (the transformer timestep frequencies applied to `1000·t`).
+/// Clean inputs are therefore left unchanged, so a model that was never fine-tuned sees exactly
+/// its usual inputs at level 0.
+///
+/// # Shapes
+/// - `t`: `[batch, slots]` with values in `[0, 1]`; result `[batch, slots, dim]`.
+pub fn sinusoidal_level_embedding(t: Tensor<2>, dim: usize) -> Tensor<3> {
+    let device = t.device();
+    let [b, s] = t.dims();
+    let half = dim / 2;
+    let freqs: Vec<f32> = (0..half)
+        .map(|i| 1000.0 * 10000f32.powf(-(2.0 * i as f32) / dim as f32))
+        .collect();
+    let freqs = Tensor::<1>::from_floats(freqs.as_slice(), &device).reshape([1, 1, half]);
+    let angles = t.unsqueeze_dim::<3>(2) * freqs; // [b, s, half]
+    let sin = angles.clone().sin();
+    let cos = angles.cos() - 1.0;
+    let pairs = Tensor::stack::<4>(vec![sin, cos], 3).reshape([b, s, 2 * half]);
+    if 2 * half == dim {
+        pairs
+    } else {
+        Tensor::cat(vec![pairs, Tensor::zeros([b, s, dim - 2 * half], &device)], 2)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Device;
+
+    #[test]
+    fn raw_and_log_softmax_guidance() {
+        let device = Device::flex();
+        let c = Tensor::<3>::from_floats([[[1.0, 3.0]]], &device);
+        let u = Tensor::<3>::from_floats([[[2.0, 2.0]]], &device);
+        let g = guide(c.clone(), u.clone(), 3.0, GuidanceStyle::RawLogits);
+        assert_eq!(g.into_data().try_to_vec::<f32>().unwrap(), vec![-1.0, 5.0]);
+        let g = guide(c, u, 1.0, GuidanceStyle::LogSoftmax).into_data().try_to_vec::<f32>().unwrap();
+        let lse = (1f32.exp() + 3f32.exp()).ln();
+        assert!((g[0] - (1.0 - lse)).abs() < 1e-5 && (g[1] - (3.0 - lse)).abs() < 1e-5);
+    }
+
+    #[test]
+    fn level_embedding_is_zero_at_level_zero() {
+        let device = Device::flex();
+        let t = Tensor::<2>::from_floats([[0.0, 0.5]], &device);
+        let e = sinusoidal_level_embedding(t, 7).into_data().try_to_vec::<f32>().unwrap();
+        assert!(e[..7].iter().all(|x| x.abs() < 1e-7), "{e:?}");
+        assert!(e[7..].iter().any(|x| x.abs() > 0.1));
+        assert_eq!(e[13], 0.0, "odd dim pads with zero");
+    }
+}

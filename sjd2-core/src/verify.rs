@@ -1,0 +1,464 @@
+//! Verification criteria: which drafted tokens of a window are kept.
+//!
+//! A window holds drafts `d_1..d_W` for positions `n+1..n+W`; one forward pass gives the processed
+//! target distributions `P_0..P_W` (`P_{j-1}` is the distribution of position `n+j` given the
+//! accepted prefix) and one sample `y_i ~ P_i` per output. A [`Verifier`] walks the drafts left to
+//! right and returns an [`Outcome`]: how many drafts were accepted and the token for the first
+//! position that was not, so that every pass commits between 1 and `W + 1` tokens.
+//!
+//! [`ProbabilisticVerifier`] is the speculative-sampling criterion of SJD (accept with probability
+//! `min(1, P(d)/q(d))`, resample the residual on rejection); it keeps the output distribution
+//! equal to plain autoregressive sampling. [`JacobiVerifier`] accepts a draft iff it equals the
+//! sample drawn for its position; it is exact only for greedy decoding.
+
+use std::fmt::Debug;
+
+use rand::{Rng, RngCore};
+
+use crate::error::{Error, Result};
+use crate::sampling::{apply_top_k, sample_index};
+
+/// A processed distribution over a contiguous range of token ids.
+#[derive(Debug, Clone, Copy)]
+pub struct Dist<'a> {
+    /// Token id of `probs[0]`.
+    pub offset: u32,
+    /// Probabilities (non-negative, summing to 1 up to rounding).
+    pub probs: &'a [f32],
+}
+
+impl Dist<'_> {
+    /// Probability of `token` (0 outside the range).
+    pub fn prob(&self, token: u32) -> f32 {
+        token
+            .checked_sub(self.offset)
+            .and_then(|i| self.probs.get(i as usize))
+            .copied()
+            .unwrap_or(0.0)
+    }
+}
+
+/// The distribution a draft token was drawn from (`q` in speculative sampling).
+#[derive(Debug, Clone, Copy)]
+pub enum Proposal<'a> {
+    /// The draft was chosen deterministically (random initialization, repetition): `q = δ_d`.
+    OneHot,
+    /// The draft was sampled from this distribution (a Jacobi update from an earlier pass).
+    Dist(Dist<'a>),
+}
+
+/// What the model predicts for one position of the window.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    /// The processed distribution `P`.
+    Dist(Dist<'a>),
+    /// The position is structurally forced (row end, end of image): `P = δ_token`.
+    Forced(u32),
+}
+
+/// One window slot as the verifier sees it.
+#[derive(Debug, Clone, Copy)]
+pub enum Draft<'a> {
+    /// A structurally forced token: always accepted.
+    Forced(u32),
+    /// A drafted token with its proposal distribution.
+    Token {
+        /// The drafted id.
+        token: u32,
+        /// The distribution it was drawn from.
+        q: Proposal<'a>,
+    },
+    /// A slot that cannot be accepted (an SJD2 noisy slot under clean-prefix verification):
+    /// verification stops here and the position takes the fresh sample.
+    Stop,
+}
+
+/// Everything a verifier needs for one sample's window.
+#[derive(Debug, Clone, Copy)]
+pub struct VerifyInput<'a> {
+    /// Slots `d_1..d_W`.
+    pub drafts: &'a [Draft<'a>],
+    /// `P_0..P_W` (one more than `drafts`).
+    pub targets: &'a [Target<'a>],
+    /// `y_0..y_W`, one sample from each target.
+    pub samples: &'a [u32],
+    /// Top-k to re-apply to residual distributions (as the SJD reference does).
+    pub top_k: Option<usize>,
+}
+
+impl VerifyInput<'_> {
+    fn check(&self) -> Result<()> {
+        let w = self.drafts.len();
+        if self.targets.len() != w + 1 || self.samples.len() != w + 1 {
+            return Err(Error::Shape {
+                what: "verification input (targets, samples)".into(),
+                expected: vec![w + 1, w + 1],
+                got: vec![self.targets.len(), self.samples.len()],
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The result of verifying one window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// Number of leading drafts accepted, in `0..=W`.
+    pub accepted: usize,
+    /// The token for position `n + accepted + 1`: a residual resample, a fresh sample at a noisy
+    /// slot, or the bonus sample when every draft was accepted.
+    pub next_token: u32,
+}
+
+impl Outcome {
+    /// Tokens this pass commits: `accepted + 1`, in `1..=W+1`.
+    pub fn committed(&self) -> usize {
+        self.accepted + 1
+    }
+}
+
+/// A verification criterion. Implement it to plug a custom (for example lossy) criterion into the
+/// decoder; the provided ones are [`ProbabilisticVerifier`] and [`JacobiVerifier`].
+pub trait Verifier: Debug + Send + Sync {
+    /// Verifies one window.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] if `targets` or `samples` do not have one more entry than `drafts`.
+    fn verify(&self, input: &VerifyInput<'_>, rng: &mut dyn RngCore) -> Result<Outcome>;
+}
+
+/// `min(1, p / q)`; a draft with `q(d) = 0` (which cannot have been drawn from `q`) is accepted
+/// iff `p > 0`.
+pub fn acceptance_probability(p: f32, q: f32) -> f64 {
+    if q <= 0.0 {
+        return if p > 0.0 { 1.0 } else { 0.0 };
+    }
+    (f64::from(p) / f64::from(q)).min(1.0)
+}
+
+/// The residual distribution `max(P − q, 0)` over `p`'s range, with top-k re-applied, not
+/// normalized. All zeros means the residual has no mass.
+pub fn residual(p: Dist<'_>, q: Proposal<'_>, draft: u32, top_k: Option<usize>) -> Vec<f32> {
+    let mut r: Vec<f32> = p.probs.to_vec();
+    match q {
+        Proposal::OneHot => {
+            if let Some(i) = draft.checked_sub(p.offset).map(|i| i as usize)
+                && i < r.len()
+            {
+                r[i] -= 1.0;
+            }
+        }
+        Proposal::Dist(q) => {
+            for (i, x) in r.iter_mut().enumerate() {
+                *x -= q.prob(p.offset + i as u32);
+            }
+        }
+    }
+    r.iter_mut().for_each(|x| *x = x.max(0.0));
+    if let Some(k) = top_k {
+        apply_top_k(&mut r, k, 0.0);
+    }
+    r
+}
+
+/// Samples the replacement token after a rejection: from the residual, or from `P` itself when
+/// the residual has no mass.
+pub fn sample_residual(
+    p: Dist<'_>,
+    q: Proposal<'_>,
+    draft: u32,
+    top_k: Option<usize>,
+    rng: &mut dyn RngCore,
+) -> Result<u32> {
+    let r = residual(p, q, draft, top_k);
+    let idx = sample_index(&r, rng)
+        .or_else(|| sample_index(p.probs, rng))
+        .ok_or_else(|| Error::NonFinite {
+            what: "target distribution during verification".into(),
+            detail: "it has no probability mass".into(),
+        })?;
+    Ok(p.offset + idx as u32)
+}
+
+/// Speculative-sampling verification (SJD's criterion): lossless.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProbabilisticVerifier;
+
+impl Verifier for ProbabilisticVerifier {
+    fn verify(&self, input: &VerifyInput<'_>, rng: &mut dyn RngCore) -> Result<Outcome> {
+        input.check()?;
+        for (j, draft) in input.drafts.iter().enumerate() {
+            match *draft {
+                Draft::Forced(_) => continue,
+                Draft::Stop => {
+                    return Ok(Outcome {
+                        accepted: j,
+                        next_token: input.samples[j],
+                    });
+                }
+                Draft::Token { token, q } => match input.targets[j] {
+                    Target::Forced(t) => {
+                        if token != t {
+                            return Ok(Outcome {
+                                accepted: j,
+                                next_token: t,
+                            });
+                        }
+                    }
+                    Target::Dist(p) => {
+                        let q_d = match q {
+                            Proposal::OneHot => 1.0,
+                            Proposal::Dist(q) => q.prob(token),
+                        };
+                        let a = acceptance_probability(p.prob(token), q_d);
+                        if rng.random::<f64>() >= a {
+                            let next_token = sample_residual(p, q, token, input.top_k, rng)?;
+                            return Ok(Outcome {
+                                accepted: j,
+                                next_token,
+                            });
+                        }
+                    }
+                },
+            }
+        }
+        Ok(Outcome {
+            accepted: input.drafts.len(),
+            next_token: input.samples[input.drafts.len()],
+        })
+    }
+}
+
+/// Deterministic Jacobi verification: a draft is accepted iff it equals the sample drawn for its
+/// position. Exact for greedy decoding only.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JacobiVerifier;
+
+impl Verifier for JacobiVerifier {
+    fn verify(&self, input: &VerifyInput<'_>, _rng: &mut dyn RngCore) -> Result<Outcome> {
+        input.check()?;
+        for (j, draft) in input.drafts.iter().enumerate() {
+            let keep = match *draft {
+                Draft::Forced(_) => true,
+                Draft::Stop => false,
+                Draft::Token { token, .. } => token == input.samples[j],
+            };
+            if !keep {
+                return Ok(Outcome {
+                    accepted: j,
+                    next_token: input.samples[j],
+                });
+            }
+        }
+        Ok(Outcome {
+            accepted: input.drafts.len(),
+            next_token: input.samples[input.drafts.len()],
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    const P: [f32; 4] = [0.1, 0.2, 0.3, 0.4];
+
+    fn dist(p: &[f32]) -> Dist<'_> {
+        Dist {
+            offset: 10,
+            probs: p,
+        }
+    }
+
+    #[test]
+    fn acceptance_probability_is_min_ratio() {
+        assert_eq!(acceptance_probability(0.2, 0.4), 0.5);
+        assert_eq!(acceptance_probability(0.6, 0.3), 1.0);
+        assert_eq!(acceptance_probability(0.0, 0.3), 0.0);
+        assert_eq!(acceptance_probability(0.1, 0.0), 1.0);
+    }
+
+    #[test]
+    fn residual_one_hot_removes_the_draft() {
+        let r = residual(dist(&P), Proposal::OneHot, 12, None);
+        assert_eq!(r, vec![0.1, 0.2, 0.0, 0.4]);
+    }
+
+    #[test]
+    fn residual_against_a_distribution() {
+        let q = [0.4, 0.1, 0.3, 0.2];
+        let r = residual(dist(&P), Proposal::Dist(dist(&q)), 10, None);
+        let expect = [0.0, 0.1, 0.0, 0.2];
+        for (a, b) in r.iter().zip(expect) {
+            assert!((a - b).abs() < 1e-6, "{r:?}");
+        }
+    }
+
+    #[test]
+    fn residual_reapplies_top_k() {
+        let r = residual(dist(&P), Proposal::OneHot, 10, Some(2));
+        assert_eq!(r, vec![0.0, 0.0, 0.3, 0.4]);
+    }
+
+    #[test]
+    fn zero_mass_residual_falls_back_to_p() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut counts = [0usize; 4];
+        for _ in 0..20_000 {
+            let t = sample_residual(dist(&P), Proposal::Dist(dist(&P)), 11, None, &mut rng).unwrap();
+            counts[(t - 10) as usize] += 1;
+        }
+        for (c, p) in counts.iter().zip(P) {
+            assert!((*c as f64 / 20_000.0 - f64::from(p)).abs() < 0.015, "{counts:?}");
+        }
+    }
+
+    /// The defining property: accept-or-resample yields exactly `P`, whatever `q` is.
+    #[test]
+    fn accept_or_resample_reproduces_p() {
+        let q = [0.7, 0.1, 0.1, 0.1];
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let n = 60_000;
+        let mut counts = [0usize; 4];
+        for _ in 0..n {
+            let d = 10 + sample_index(&q, &mut rng).unwrap() as u32;
+            let drafts = [Draft::Token {
+                token: d,
+                q: Proposal::Dist(dist(&q)),
+            }];
+            let targets = [Target::Dist(dist(&P)), Target::Dist(dist(&P))];
+            let out = ProbabilisticVerifier
+                .verify(
+                    &VerifyInput {
+                        drafts: &drafts,
+                        targets: &targets,
+                        samples: &[10, 10],
+                        top_k: None,
+                    },
+                    &mut rng,
+                )
+                .unwrap();
+            let first = if out.accepted == 1 { d } else { out.next_token };
+            counts[(first - 10) as usize] += 1;
+        }
+        for (c, p) in counts.iter().zip(P) {
+            assert!((*c as f64 / n as f64 - f64::from(p)).abs() < 0.01, "{counts:?}");
+        }
+    }
+
+    #[test]
+    fn stop_and_forced_slots() {
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let one = [1.0f32, 0.0, 0.0, 0.0];
+        let t = Target::Dist(dist(&one));
+        let drafts = [
+            Draft::Token {
+                token: 10,
+                q: Proposal::OneHot,
+            },
+            Draft::Forced(99),
+            Draft::Stop,
+            Draft::Token {
+                token: 10,
+                q: Proposal::OneHot,
+            },
+        ];
+        let targets = [t, Target::Forced(99), t, t, t];
+        let input = VerifyInput {
+            drafts: &drafts,
+            targets: &targets,
+            samples: &[10, 99, 10, 13, 12],
+            top_k: None,
+        };
+        for v in [&ProbabilisticVerifier as &dyn Verifier, &JacobiVerifier] {
+            let out = v.verify(&input, &mut rng).unwrap();
+            assert_eq!(out, Outcome { accepted: 2, next_token: 10 });
+        }
+    }
+
+    #[test]
+    fn jacobi_accepts_iff_equal_to_sample() {
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let tok = |token| Draft::Token {
+            token,
+            q: Proposal::OneHot,
+        };
+        let t = Target::Dist(dist(&P));
+        let drafts = [tok(11), tok(12), tok(13)];
+        let input = VerifyInput {
+            drafts: &drafts,
+            targets: &[t; 4],
+            samples: &[11, 12, 10, 13],
+            top_k: None,
+        };
+        assert_eq!(
+            JacobiVerifier.verify(&input, &mut rng).unwrap(),
+            Outcome { accepted: 2, next_token: 10 }
+        );
+        let all = VerifyInput {
+            samples: &[11, 12, 13, 11],
+            ..input
+        };
+        assert_eq!(
+            JacobiVerifier.verify(&all, &mut rng).unwrap(),
+            Outcome { accepted: 3, next_token: 11 }
+        );
+    }
+
+    #[test]
+    fn shape_mismatch_is_an_error() {
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let input = VerifyInput {
+            drafts: &[Draft::Stop],
+            targets: &[Target::Forced(1)],
+            samples: &[1],
+            top_k: None,
+        };
+        assert!(matches!(
+            ProbabilisticVerifier.verify(&input, &mut rng),
+            Err(Error::Shape { .. })
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn outcome_in_range(
+            raw in proptest::collection::vec(0.0f32..1.0, 6),
+            draft_idx in proptest::collection::vec(0u32..6, 0..5),
+            stop_at in proptest::option::of(0usize..5),
+            seed in any::<u64>(),
+            top_k in proptest::option::of(1usize..7),
+        ) {
+            let mut p = raw.clone();
+            p[0] += 1e-3;
+            crate::sampling::normalize_in_place(&mut p);
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let d = Dist { offset: 100, probs: &p };
+            let mut drafts: Vec<Draft> = draft_idx
+                .iter()
+                .map(|&i| Draft::Token { token: 100 + i, q: Proposal::OneHot })
+                .collect();
+            if let Some(s) = stop_at && s < drafts.len() {
+                drafts[s] = Draft::Stop;
+            }
+            let w = drafts.len();
+            let targets = vec![Target::Dist(d); w + 1];
+            let samples: Vec<u32> = (0..=w)
+                .map(|_| 100 + sample_index(&p, &mut rng).unwrap() as u32)
+                .collect();
+            let input = VerifyInput { drafts: &drafts, targets: &targets, samples: &samples, top_k };
+            for v in [&ProbabilisticVerifier as &dyn Verifier, &JacobiVerifier] {
+                let out = v.verify(&input, &mut rng).unwrap();
+                prop_assert!(out.committed() >= 1 && out.committed() <= w + 1);
+                prop_assert!((100..106).contains(&out.next_token));
+                prop_assert!(p[(out.next_token - 100) as usize] > 0.0);
+                if let Some(s) = stop_at && s < w {
+                    prop_assert!(out.accepted <= s);
+                }
+            }
+        }
+    }
+}
