@@ -1,0 +1,260 @@
+//! Decoder configuration, validated once at construction.
+
+use sjd2_core::{Error, NoiseSchedule, NormalizationKind, Result, Sampling};
+
+/// Which decoding algorithm runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Mode {
+    /// One token per forward pass: the baseline every other mode is compared with.
+    Autoregressive,
+    /// Speculative Jacobi Decoding: a window of drafted tokens verified in one pass.
+    Sjd,
+    /// Speculative Jacobi-Denoising Decoding: new slots start as noise in embedding space and are
+    /// denoised along the window (best with a next-clean-token fine-tuned model).
+    #[default]
+    Sjd2,
+}
+
+/// How SJD fills new window slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum DraftInit {
+    /// A uniformly random image token (the SJD reference default).
+    #[default]
+    Random,
+    /// The token to the left in the same image row (LlamaGen setting); random in column 0.
+    HorizontalRepeat,
+    /// The token one image row above; falls back to horizontal repeat, then random.
+    VerticalRepeat,
+}
+
+/// How SJD2 tells the model the noise level of a noisy slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum LevelConditioning {
+    /// No level information.
+    #[default]
+    None,
+    /// [`sjd2_core::sinusoidal_level_embedding`] added to noisy slots (zero at level 0).
+    Sinusoidal,
+    /// The model's own [`sjd2_core::JacobiDenoiser::level_embedding`] added to noisy slots.
+    Learned,
+}
+
+/// How fast SJD2 slots lose noise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum LevelPolicy {
+    /// Every refinement lowers a slot by one level (the literal reading of the paper): no slot
+    /// becomes a clean draft before `denoising_steps` iterations.
+    OnePerIteration,
+    /// A slot at distance `d` (1-based) from the window front drops at least one level and at
+    /// most to `⌊K·(d−1)/W⌋`, so the front of the window becomes clean drafts at once while its
+    /// far end stays noisy.
+    #[default]
+    ByDistance,
+}
+
+/// The verification criterion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Verification {
+    /// Speculative sampling (`min(1, P/q)` with residual resampling): output distribution equals
+    /// autoregressive sampling.
+    #[default]
+    Probabilistic,
+    /// Accept a draft iff it equals the sample for its position; exact for greedy decoding only.
+    Jacobi,
+}
+
+/// Which SJD2 slots verification may accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Acceptance {
+    /// Only slots that were fed as clean token embeddings (lossless).
+    #[default]
+    CleanPrefix,
+    /// Noisy slots may be accepted as their latest prediction; their keys and values are then
+    /// recomputed from clean embeddings in the next pass. Faster, not lossless.
+    Lossy,
+}
+
+/// How many generated positions at each end are decoded plainly (one token per pass), as the
+/// SJD reference does for the first and last image tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct JacobiSpan {
+    /// Positions at the start decoded plainly.
+    pub plain_prefix: usize,
+    /// Positions at the end decoded plainly.
+    pub plain_suffix: usize,
+}
+
+/// SJD2's denoising settings (ignored by the other modes).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sjd2Options {
+    /// Noise schedule family.
+    pub schedule: NoiseSchedule,
+    /// Number of noise levels `K` (≥ 1).
+    pub denoising_steps: usize,
+    /// Level conditioning.
+    pub level_conditioning: LevelConditioning,
+    /// Level policy.
+    pub level_policy: LevelPolicy,
+    /// Embedding normalization statistics.
+    pub normalization: NormalizationKind,
+    /// Which slots may be accepted.
+    pub acceptance: Acceptance,
+}
+
+impl Default for Sjd2Options {
+    fn default() -> Self {
+        Self {
+            schedule: NoiseSchedule::default(),
+            denoising_steps: 20,
+            level_conditioning: LevelConditioning::None,
+            level_policy: LevelPolicy::ByDistance,
+            normalization: NormalizationKind::PerDimension,
+            acceptance: Acceptance::CleanPrefix,
+        }
+    }
+}
+
+/// Everything that controls a generation. Build with a preset ([`DecoderConfig::autoregressive`],
+/// [`DecoderConfig::sjd`], [`DecoderConfig::sjd2`]) and adjust fields; the decoder validates it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecoderConfig {
+    /// Decoding algorithm.
+    pub mode: Mode,
+    /// Drafted slots per pass (SJD, SJD2); ≥ 1.
+    pub window_len: usize,
+    /// SJD draft initialization.
+    pub draft_init: DraftInit,
+    /// Verification criterion.
+    pub verification: Verification,
+    /// SJD2 settings.
+    pub sjd2: Sjd2Options,
+    /// Plainly decoded ends.
+    pub jacobi_span: JacobiSpan,
+    /// Stop after this many generated positions (`None`: the whole image layout).
+    pub max_new_tokens: Option<usize>,
+    /// Token choice.
+    pub sampling: Sampling,
+    /// Classifier-free guidance scale; 1 disables guidance (no unconditional rows); ≥ 0.
+    pub guidance_scale: f32,
+    /// Seed of the first prompt; prompt `i` of a batch uses `seed + i` unless it has its own.
+    pub seed: u64,
+}
+
+impl Default for DecoderConfig {
+    fn default() -> Self {
+        Self::sjd2()
+    }
+}
+
+impl DecoderConfig {
+    /// Plain autoregressive decoding.
+    pub fn autoregressive() -> Self {
+        Self {
+            mode: Mode::Autoregressive,
+            window_len: 1,
+            draft_init: DraftInit::Random,
+            verification: Verification::Probabilistic,
+            sjd2: Sjd2Options::default(),
+            jacobi_span: JacobiSpan::default(),
+            max_new_tokens: None,
+            sampling: Sampling::default(),
+            guidance_scale: 1.0,
+            seed: 0,
+        }
+    }
+
+    /// SJD with the reference settings: window 16, random draft initialization.
+    pub fn sjd() -> Self {
+        Self {
+            mode: Mode::Sjd,
+            window_len: 16,
+            ..Self::autoregressive()
+        }
+    }
+
+    /// SJD2 with window 32, Karras schedule, 20 levels, levels by distance.
+    pub fn sjd2() -> Self {
+        Self {
+            mode: Mode::Sjd2,
+            window_len: 32,
+            ..Self::autoregressive()
+        }
+    }
+
+    /// Checks every field.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the field: `window_len` (0), `temperature`, `top_k`,
+    /// `top_p`, `guidance_scale` (negative or not finite), `denoising_steps` (0 in SJD2 mode),
+    /// `schedule.*`, `max_new_tokens` (0), `verification` (Jacobi with non-greedy sampling is
+    /// allowed but documented as lossy; it is not an error).
+    pub fn validate(&self) -> Result<()> {
+        if self.window_len == 0 {
+            return Err(Error::config("window_len", "must be >= 1 (got 0)"));
+        }
+        self.sampling.validate()?;
+        if !(self.guidance_scale.is_finite() && self.guidance_scale >= 0.0) {
+            return Err(Error::config(
+                "guidance_scale",
+                format!("must be finite and >= 0 (got {}); 1 disables guidance", self.guidance_scale),
+            ));
+        }
+        if self.max_new_tokens == Some(0) {
+            return Err(Error::config("max_new_tokens", "must be >= 1 (got 0); use None for the whole image"));
+        }
+        if self.mode == Mode::Sjd2 {
+            self.sjd2.schedule.table(self.sjd2.denoising_steps)?;
+        }
+        Ok(())
+    }
+
+    /// Whether unconditional rows are run.
+    pub fn uses_guidance(&self) -> bool {
+        self.guidance_scale != 1.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(c: DecoderConfig) -> Option<&'static str> {
+        c.validate().unwrap_err().field()
+    }
+
+    #[test]
+    fn presets_are_valid() {
+        for c in [DecoderConfig::autoregressive(), DecoderConfig::sjd(), DecoderConfig::sjd2()] {
+            c.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn invalid_fields_are_named() {
+        let base = DecoderConfig::sjd2;
+        assert_eq!(field(DecoderConfig { window_len: 0, ..base() }), Some("window_len"));
+        assert_eq!(field(DecoderConfig { sampling: Sampling::temperature(0.0), ..base() }), Some("temperature"));
+        assert_eq!(field(DecoderConfig { sampling: Sampling::temperature(-2.0), ..base() }), Some("temperature"));
+        assert_eq!(field(DecoderConfig { sampling: Sampling::top_k(0, 1.0), ..base() }), Some("top_k"));
+        assert_eq!(field(DecoderConfig { sampling: Sampling::top_p(0.0, 1.0), ..base() }), Some("top_p"));
+        assert_eq!(field(DecoderConfig { sampling: Sampling::top_p(1.01, 1.0), ..base() }), Some("top_p"));
+        assert_eq!(field(DecoderConfig { guidance_scale: -0.5, ..base() }), Some("guidance_scale"));
+        assert_eq!(field(DecoderConfig { guidance_scale: f32::NAN, ..base() }), Some("guidance_scale"));
+        assert_eq!(field(DecoderConfig { max_new_tokens: Some(0), ..base() }), Some("max_new_tokens"));
+        let mut c = base();
+        c.sjd2.denoising_steps = 0;
+        assert_eq!(field(c.clone()), Some("denoising_steps"));
+        c.mode = Mode::Sjd;
+        assert!(c.validate().is_ok(), "denoising_steps only matters for SJD2");
+        let mut c = base();
+        c.sjd2.schedule = NoiseSchedule::Karras { sigma_min: -1.0, sigma_max: 1.0, rho: 7.0 };
+        assert_eq!(field(c), Some("schedule.sigma_min"));
+        assert!(DecoderConfig { guidance_scale: 0.0, ..base() }.validate().is_ok());
+    }
+}

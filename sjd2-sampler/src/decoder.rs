@@ -1,0 +1,570 @@
+//! [`Sjd2Decoder`]: the decoding loop shared by autoregressive, SJD and SJD2 generation.
+
+use std::time::Instant;
+
+use burn::Tensor;
+use burn::tensor::{Bool, Int, TensorData};
+use rand_distr::{Distribution, StandardNormal};
+use sjd2_core::error::tensor_to_vec;
+use sjd2_core::sampling::sample_index;
+use sjd2_core::{
+    DecodeCache, Dist, EmbeddingNormalizer, Error, JacobiDenoiser, JacobiVerifier,
+    ProbabilisticVerifier, Prompt, PromptRow, Result, Role, ScheduleTable, Target, Verifier,
+    VerifyInput, ddim_step, guide, sinusoidal_level_embedding,
+};
+
+use crate::config::{Acceptance, DecoderConfig, LevelConditioning, Mode, Verification};
+use crate::output::{Control, FinishReason, Generation, StepEvent};
+use crate::window::{BufferOp, BufferSource, Prediction, SampleState, Slot, WindowRules};
+
+struct NoiseSetup {
+    table: ScheduleTable,
+    normalizer: EmbeddingNormalizer,
+}
+
+/// Generates image tokens from a [`JacobiDenoiser`] with autoregressive, SJD or SJD2 decoding.
+///
+/// # Example
+/// ```
+/// use sjd2_core::testing::{ToyConfig, ToyModel};
+/// use sjd2_core::{Device, Prompt, Sampling};
+/// use sjd2_sampler::{DecoderConfig, Sjd2Decoder};
+///
+/// let device = Device::flex();
+/// let model = ToyModel::new(ToyConfig::default(), &device)?;
+/// let prompt = Prompt::new(vec![model.config().text_token(0)]);
+/// let config = DecoderConfig { window_len: 3, sampling: Sampling::Greedy, ..DecoderConfig::sjd() };
+/// let sjd = Sjd2Decoder::new(model.clone(), config)?.generate(&prompt)?;
+/// let ar = Sjd2Decoder::new(model, DecoderConfig { sampling: Sampling::Greedy, ..DecoderConfig::autoregressive() })?
+///     .generate(&prompt)?;
+/// assert_eq!(sjd.tokens, ar.tokens); // greedy SJD is exact
+/// assert!(sjd.stats.forward_passes <= ar.stats.forward_passes);
+/// # Ok::<(), sjd2_core::Error>(())
+/// ```
+pub struct Sjd2Decoder<M: JacobiDenoiser> {
+    model: M,
+    config: DecoderConfig,
+    verifier: Box<dyn Verifier>,
+    noise: Option<NoiseSetup>,
+}
+
+impl<M: JacobiDenoiser> std::fmt::Debug for Sjd2Decoder<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sjd2Decoder")
+            .field("config", &self.config)
+            .field("verifier", &self.verifier)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: JacobiDenoiser> Sjd2Decoder<M> {
+    /// A decoder for `model` with a validated `config`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the field at fault; [`Error::Unsupported`] when learned
+    /// level conditioning is asked of a model without a level embedding.
+    pub fn new(model: M, config: DecoderConfig) -> Result<Self> {
+        let mut d = Self {
+            model,
+            config: DecoderConfig::autoregressive(),
+            verifier: Box::new(ProbabilisticVerifier),
+            noise: None,
+        };
+        d.set_config(config)?;
+        Ok(d)
+    }
+
+    /// Replaces the configuration (validated; the decoder is unchanged on error).
+    ///
+    /// # Errors
+    /// As [`Sjd2Decoder::new`].
+    pub fn set_config(&mut self, config: DecoderConfig) -> Result<()> {
+        config.validate()?;
+        let noise = if config.mode == Mode::Sjd2 {
+            if config.sjd2.level_conditioning == LevelConditioning::Learned {
+                let probe = Tensor::<2>::zeros([1, 1], &self.model.device());
+                if self.model.level_embedding(probe).is_none() {
+                    return Err(Error::Unsupported(
+                        "sjd2.level_conditioning = Learned, but the model has no level embedding".into(),
+                    ));
+                }
+            }
+            let table = config.sjd2.schedule.table(config.sjd2.denoising_steps)?;
+            let normalizer = EmbeddingNormalizer::from_table(
+                self.model.image_embedding_table()?,
+                config.sjd2.normalization,
+            )?;
+            Some(NoiseSetup { table, normalizer })
+        } else {
+            None
+        };
+        self.verifier = match config.verification {
+            Verification::Probabilistic => Box::new(ProbabilisticVerifier),
+            Verification::Jacobi => Box::new(JacobiVerifier),
+        };
+        self.noise = noise;
+        self.config = config;
+        Ok(())
+    }
+
+    /// Uses a custom verification criterion instead of the configured one.
+    pub fn with_verifier(mut self, verifier: impl Verifier + 'static) -> Self {
+        self.verifier = Box::new(verifier);
+        self
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &DecoderConfig {
+        &self.config
+    }
+
+    /// The model.
+    pub fn model(&self) -> &M {
+        &self.model
+    }
+
+    /// Generates one image's tokens.
+    ///
+    /// # Errors
+    /// Invalid prompts ([`Error::InvalidPrompt`], [`Error::TokenOutOfRange`],
+    /// [`Error::SequenceTooLong`]), non-finite logits ([`Error::NonFinite`]) and model failures.
+    pub fn generate(&self, prompt: &Prompt) -> Result<Generation> {
+        self.generate_with(prompt, |_| Control::Continue)
+    }
+
+    /// Generates one image's tokens, calling `on_step` after every forward pass; returning
+    /// [`Control::Stop`] ends decoding with the partial result ([`FinishReason::Cancelled`]).
+    ///
+    /// # Errors
+    /// As [`Sjd2Decoder::generate`].
+    pub fn generate_with<F>(&self, prompt: &Prompt, mut on_step: F) -> Result<Generation>
+    where
+        F: FnMut(&StepEvent<'_>) -> Control,
+    {
+        let mut out = self.run(std::slice::from_ref(prompt), &mut on_step)?;
+        out.pop()
+            .ok_or_else(|| Error::Model("the decoder produced no sample".into()))
+    }
+
+    /// Generates a batch in one set of forward passes. Every sample accepts its own prefix, and
+    /// sample `i` uses `prompt.seed` or `config.seed + i`: its tokens do not depend on the other
+    /// prompts of the batch.
+    ///
+    /// # Errors
+    /// As [`Sjd2Decoder::generate`]; the error names the index of a bad prompt.
+    pub fn generate_batch(&self, prompts: &[Prompt]) -> Result<Vec<Generation>> {
+        self.generate_batch_with(prompts, |_| Control::Continue)
+    }
+
+    /// [`Sjd2Decoder::generate_batch`] with a step callback (called once per running sample per
+    /// pass).
+    ///
+    /// # Errors
+    /// As [`Sjd2Decoder::generate`].
+    pub fn generate_batch_with<F>(&self, prompts: &[Prompt], mut on_step: F) -> Result<Vec<Generation>>
+    where
+        F: FnMut(&StepEvent<'_>) -> Control,
+    {
+        self.run(prompts, &mut on_step)
+    }
+
+    fn guided_image_logits(&self, logits: Tensor<3>, samples: usize) -> Result<Vec<f32>> {
+        let range = self.model.layout().image_token_range();
+        let logits = if self.config.uses_guidance() {
+            let c = logits.clone().narrow(0, 0, samples);
+            let u = logits.narrow(0, samples, samples);
+            guide(c, u, self.config.guidance_scale, self.model.guidance_style())
+        } else {
+            logits
+        };
+        let logits = logits.narrow(2, range.start as usize, range.len());
+        tensor_to_vec(logits, "guided image logits")
+    }
+
+    fn check_prompts(&self, rows: &[PromptRow<'_>], samples: usize) -> Result<usize> {
+        let mut longest = 0;
+        for (r, row) in rows.iter().enumerate() {
+            let index = r % samples;
+            if row.prompt.tokens.is_empty() {
+                return Err(Error::InvalidPrompt {
+                    index,
+                    reason: "the prompt is empty".into(),
+                });
+            }
+            let n = self.model.prompt_len(row).map_err(|e| match e {
+                Error::InvalidPrompt { reason, .. } => Error::InvalidPrompt { index, reason },
+                Error::TokenOutOfRange { what, token, allowed } => Error::TokenOutOfRange {
+                    what: format!("{what} (prompt {index}, {:?} row)", row.role),
+                    token,
+                    allowed,
+                },
+                other => other,
+            })?;
+            longest = longest.max(n);
+        }
+        Ok(longest)
+    }
+
+    fn run(
+        &self,
+        prompts: &[Prompt],
+        on_step: &mut dyn FnMut(&StepEvent<'_>) -> Control,
+    ) -> Result<Vec<Generation>> {
+        let start = Instant::now();
+        if prompts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cfg = &self.config;
+        let model = &self.model;
+        let layout = model.layout().clone();
+        let range = layout.image_token_range();
+        let vimg = range.len();
+        let target = cfg.max_new_tokens.map_or(layout.len(), |m| m.min(layout.len()));
+        let s = prompts.len();
+        let guided = cfg.uses_guidance();
+        let lossy = cfg.sjd2.acceptance == Acceptance::Lossy && cfg.mode == Mode::Sjd2;
+
+        let mut rows: Vec<PromptRow> = prompts
+            .iter()
+            .map(|prompt| PromptRow {
+                prompt,
+                role: Role::Conditional,
+            })
+            .collect();
+        if guided {
+            rows.extend(prompts.iter().map(|prompt| PromptRow {
+                prompt,
+                role: Role::Unconditional,
+            }));
+        }
+        let longest = self.check_prompts(&rows, s)?;
+        if longest + target > model.max_sequence_len() {
+            return Err(Error::SequenceTooLong {
+                what: "prompt plus generated image".into(),
+                needed: longest + target,
+                max: model.max_sequence_len(),
+            });
+        }
+        let w = if cfg.mode == Mode::Autoregressive { 0 } else { cfg.window_len };
+        // Lossy acceptance can leave up to w + 1 pending tokens; padding adds one window more.
+        let capacity = longest + target + 2 * w + 2;
+        let mut cache = model.new_cache(rows.len(), capacity)?;
+        let rules = WindowRules {
+            layout: &layout,
+            window_len: w,
+            plain_prefix: cfg.jacobi_span.plain_prefix,
+            plain_suffix: cfg.jacobi_span.plain_suffix,
+            draft_init: cfg.draft_init,
+            noise: self.noise.as_ref().map(|n| (&n.table, cfg.sjd2.level_policy)),
+        };
+        let mut states: Vec<SampleState> = prompts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| SampleState::new(p.seed.unwrap_or(cfg.seed.wrapping_add(i as u64)), target))
+            .collect();
+        let finish = |len: usize| {
+            if len >= layout.len() {
+                FinishReason::Complete
+            } else {
+                FinishReason::MaxNewTokens
+            }
+        };
+
+        // Pass 1: prefill gives the first position.
+        let first = model.prefill(&mut cache, &rows)?;
+        let host = self.guided_image_logits(first.unsqueeze_dim::<3>(1), s)?;
+        let mut fresh = vec![0usize; s];
+        let mut plans = Vec::with_capacity(s);
+        for (b, st) in states.iter_mut().enumerate() {
+            let token = match layout.forced_token(0) {
+                Some(t) => t,
+                None => {
+                    let mut row = host[b * vimg..(b + 1) * vimg].to_vec();
+                    cfg.sampling
+                        .process_in_place(&mut row, &|| format!("prefill logits of sample {b}"))?;
+                    range.start + draw(&row, &mut st.rng, b)?
+                }
+            };
+            st.pending = 1;
+            st.stats.forward_passes = 1;
+            st.stats.tokens_per_pass.push(1);
+            plans.push(st.advance(&rules, &[token], Vec::new(), &mut fresh[b]));
+            if st.tokens.len() >= target {
+                st.finished = Some(finish(st.tokens.len()));
+            }
+        }
+        let mut buffer = self.update_buffer(None, &plans, &mut states, &fresh)?;
+        let mut cancelled = emit(&states, &[true].repeat(s), on_step, &[0].repeat(s));
+
+        while !cancelled && states.iter().any(SampleState::active) {
+            let active: Vec<bool> = states.iter().map(SampleState::active).collect();
+            let len = states
+                .iter()
+                .filter(|st| st.active())
+                .map(|st| st.pending + st.slots.len())
+                .max()
+                .unwrap_or(1);
+            let lens_before = cache.lens().to_vec();
+            let embeddings = self.window_embeddings(&states, len, buffer.as_ref())?;
+            let embeddings = if guided {
+                Tensor::cat(vec![embeddings.clone(), embeddings], 0)
+            } else {
+                embeddings
+            };
+            let logits = model.forward(&mut cache, embeddings)?;
+            let host = self.guided_image_logits(logits, s)?;
+
+            fresh.iter_mut().for_each(|f| *f = 0);
+            plans.clear();
+            let mut accepted_now = vec![0usize; s];
+            for (b, st) in states.iter_mut().enumerate() {
+                if !active[b] {
+                    plans.push(Vec::new());
+                    for r in [b, b + s].into_iter().filter(|&r| r < rows.len()) {
+                        cache.rollback_to(r, lens_before[r])?;
+                    }
+                    continue;
+                }
+                let base = st.pending - 1;
+                let width = st.slots.len();
+                let g = st.tokens.len();
+                let mut probs: Vec<Option<Vec<f32>>> = Vec::with_capacity(width + 1);
+                let mut ys = Vec::with_capacity(width + 1);
+                for i in 0..=width {
+                    if let Some(t) = layout.forced_token(g + i) {
+                        probs.push(None);
+                        ys.push(t);
+                        continue;
+                    }
+                    let off = (b * len + base + i) * vimg;
+                    let mut row = host[off..off + vimg].to_vec();
+                    cfg.sampling.process_in_place(&mut row, &|| {
+                        format!("logits of sample {b} at window index {}", base + i)
+                    })?;
+                    ys.push(range.start + draw(&row, &mut st.rng, b)?);
+                    probs.push(Some(row));
+                }
+                let outcome = {
+                    let targets: Vec<Target> = probs
+                        .iter()
+                        .zip(&ys)
+                        .map(|(p, &y)| match p {
+                            Some(p) => Target::Dist(Dist {
+                                offset: range.start,
+                                probs: p,
+                            }),
+                            None => Target::Forced(y),
+                        })
+                        .collect();
+                    let drafts: Vec<_> = st.slots.iter().map(|x| x.draft(range.start, lossy)).collect();
+                    let input = VerifyInput {
+                        drafts: &drafts,
+                        targets: &targets,
+                        samples: &ys,
+                        top_k: cfg.sampling.top_k_value(),
+                    };
+                    self.verifier.verify(&input, &mut st.rng)?
+                };
+                let a = outcome.accepted.min(width);
+                let mut committed: Vec<u32> = st.slots[..a]
+                    .iter()
+                    .map(|slot| match slot {
+                        Slot::Forced(t) | Slot::Clean { token: t, .. } => *t,
+                        Slot::Noisy { prediction, .. } => prediction.as_ref().map_or(ys[0], |p| p.0),
+                    })
+                    .collect();
+                committed.push(outcome.next_token);
+                committed.truncate(target - g);
+                let kept = st.slots[..a].iter().take_while(|x| x.fed_token().is_some()).count();
+                for r in [b, b + s].into_iter().filter(|&r| r < rows.len()) {
+                    cache.rollback_to(r, lens_before[r] + st.pending + kept)?;
+                }
+                st.pending = committed.len() - kept;
+                st.stats.forward_passes += 1;
+                st.stats.tokens_per_pass.push(committed.len());
+                st.stats.accepted_drafts += a;
+                accepted_now[b] = a;
+                let predictions = ys
+                    .iter()
+                    .zip(probs)
+                    .take(width)
+                    .map(|(&token, probs)| Prediction { token, probs })
+                    .collect();
+                plans.push(st.advance(&rules, &committed, predictions, &mut fresh[b]));
+                if st.tokens.len() >= target {
+                    st.finished = Some(finish(st.tokens.len()));
+                }
+            }
+            buffer = self.update_buffer(buffer, &plans, &mut states, &fresh)?;
+            tracing::trace!(len, accepted = ?accepted_now, "decoding pass");
+            cancelled = emit(&states, &active, on_step, &accepted_now);
+        }
+
+        let wall = start.elapsed();
+        Ok(states
+            .into_iter()
+            .map(|mut st| {
+                st.stats.wall_time = wall;
+                Generation {
+                    finish_reason: st.finished.unwrap_or(FinishReason::Cancelled),
+                    tokens: st.tokens,
+                    stats: st.stats,
+                    seed: st.seed,
+                }
+            })
+            .collect())
+    }
+
+    /// Input embeddings `[samples, len, hidden]` of the next pass: pending tokens, then slots
+    /// (token embeddings for clean and forced slots, denormalized noisy embeddings plus level
+    /// conditioning for noisy ones), then padding.
+    fn window_embeddings(&self, states: &[SampleState], len: usize, buffer: Option<&Tensor<3>>) -> Result<Tensor<3>> {
+        let device = self.model.device();
+        let s = states.len();
+        let pad = self.model.layout().image_token_range().start;
+        let mut ids = vec![pad; s * len];
+        let mut noisy = vec![false; s * len];
+        let mut slot_index = vec![0i64; s * len];
+        let mut levels = vec![0f32; s * len];
+        let steps = self.noise.as_ref().map_or(1, |n| n.table.steps()) as f32;
+        for (b, st) in states.iter().enumerate().filter(|(_, st)| st.active()) {
+            let row = &mut ids[b * len..(b + 1) * len];
+            let g = st.tokens.len();
+            row[..st.pending].copy_from_slice(&st.tokens[g - st.pending..]);
+            for (i, slot) in st.slots.iter().enumerate() {
+                let at = b * len + st.pending + i;
+                match slot {
+                    Slot::Noisy { level, .. } => {
+                        noisy[at] = true;
+                        slot_index[at] = i as i64;
+                        levels[at] = *level as f32 / steps;
+                    }
+                    other => ids[at] = other.fed_token().unwrap_or(pad),
+                }
+            }
+        }
+        let tokens = sjd2_core_int(&ids, [s, len], &device);
+        let clean = self.model.embed_tokens(tokens)?;
+        let (Some(noise), Some(buffer)) = (&self.noise, buffer) else {
+            return Ok(clean);
+        };
+        if !noisy.iter().any(|&n| n) {
+            return Ok(clean);
+        }
+        let d = self.model.hidden_size();
+        let idx = Tensor::<2, Int>::from_data(TensorData::new(slot_index, [s, len]), &device)
+            .unsqueeze_dim::<3>(2)
+            .expand([s, len, d]);
+        let mut noisy_emb = noise.normalizer.denormalize(buffer.clone().gather(1, idx));
+        let t = Tensor::<2>::from_data(TensorData::new(levels, [s, len]), &device);
+        match self.config.sjd2.level_conditioning {
+            LevelConditioning::None => {}
+            LevelConditioning::Sinusoidal => noisy_emb = noisy_emb + sinusoidal_level_embedding(t, d),
+            LevelConditioning::Learned => {
+                let e = self
+                    .model
+                    .level_embedding(t)
+                    .ok_or_else(|| Error::Unsupported("the model has no level embedding".into()))??;
+                noisy_emb = noisy_emb + e;
+            }
+        }
+        let mask = Tensor::<2, Bool>::from_data(TensorData::new(noisy, [s, len]), &device)
+            .unsqueeze_dim::<3>(2)
+            .expand([s, len, d]);
+        Ok(clean.mask_where(mask, noisy_emb))
+    }
+
+    /// Applies the window plans to the device buffer of normalized noisy embeddings
+    /// `[samples, window_len, hidden]` (SJD2 only).
+    fn update_buffer(
+        &self,
+        old: Option<Tensor<3>>,
+        plans: &[Vec<BufferOp>],
+        states: &mut [SampleState],
+        fresh: &[usize],
+    ) -> Result<Option<Tensor<3>>> {
+        let Some(noise) = &self.noise else {
+            return Ok(None);
+        };
+        let device = self.model.device();
+        let (s, w, d) = (states.len(), self.config.window_len, self.model.hidden_size());
+        let f = fresh.iter().copied().max().unwrap_or(0).max(1);
+        let mut eps = vec![0f32; s * f * d];
+        for (b, st) in states.iter_mut().enumerate() {
+            for v in &mut eps[b * f * d..(b * f + fresh[b]) * d] {
+                *v = StandardNormal.sample(&mut st.rng);
+            }
+        }
+        let pad = self.model.layout().image_token_range().start;
+        let mut idx = vec![0i64; s * w];
+        let mut c_e = vec![0f32; s * w];
+        let mut c_x = vec![0f32; s * w];
+        let mut x0 = vec![pad; s * w];
+        for (b, plan) in plans.iter().enumerate() {
+            for (j, op) in plan.iter().enumerate() {
+                let at = b * w + j;
+                idx[at] = match op.source {
+                    BufferSource::Unused => 0,
+                    BufferSource::Old(i) => i as i64,
+                    BufferSource::Fresh(k) => (w + k) as i64,
+                };
+                c_e[at] = op.c_e;
+                c_x[at] = op.c_x;
+                if op.c_x != 0.0 {
+                    x0[at] = op.x0_token;
+                }
+            }
+        }
+        let old = old.unwrap_or_else(|| Tensor::zeros([s, w, d], &device));
+        let eps = Tensor::<3>::from_data(TensorData::new(eps, [s, f, d]), &device);
+        let source = Tensor::cat(vec![old, eps], 1);
+        let idx = Tensor::<2, Int>::from_data(TensorData::new(idx, [s, w]), &device)
+            .unsqueeze_dim::<3>(2)
+            .expand([s, w, d]);
+        let gathered = source.gather(1, idx);
+        let x0_hat = noise
+            .normalizer
+            .normalize(self.model.embed_tokens(sjd2_core_int(&x0, [s, w], &device))?);
+        let c_e = Tensor::<2>::from_data(TensorData::new(c_e, [s, w]), &device);
+        let c_x = Tensor::<2>::from_data(TensorData::new(c_x, [s, w]), &device);
+        Ok(Some(ddim_step(gathered, x0_hat, c_e, c_x)))
+    }
+}
+
+fn sjd2_core_int(ids: &[u32], shape: [usize; 2], device: &burn::tensor::Device) -> Tensor<2, Int> {
+    let v: Vec<i64> = ids.iter().map(|&t| i64::from(t)).collect();
+    Tensor::from_data(TensorData::new(v, shape), device)
+}
+
+fn draw(probs: &[f32], rng: &mut sjd2_core::SampleRng, sample: usize) -> Result<u32> {
+    sample_index(probs, rng)
+        .map(|i| i as u32)
+        .ok_or_else(|| Error::NonFinite {
+            what: format!("processed distribution of sample {sample}"),
+            detail: "it has no probability mass".into(),
+        })
+}
+
+/// Calls the step callback for every sample that took part in the last pass; true = cancel.
+fn emit(
+    states: &[SampleState],
+    took_part: &[bool],
+    on_step: &mut dyn FnMut(&StepEvent<'_>) -> Control,
+    accepted: &[usize],
+) -> bool {
+    let mut stop = false;
+    for (b, st) in states.iter().enumerate().filter(|(b, _)| took_part[*b]) {
+        let window = st.window_view();
+        let event = StepEvent {
+            sample: b,
+            pass: st.stats.forward_passes,
+            tokens: &st.tokens,
+            committed: st.stats.tokens_per_pass.last().copied().unwrap_or(0),
+            accepted: accepted[b],
+            window: &window,
+            target_len: st.target_len,
+        };
+        stop |= on_step(&event) == Control::Stop;
+    }
+    stop
+}

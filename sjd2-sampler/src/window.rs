@@ -1,0 +1,385 @@
+//! Per-sample decoding state: committed tokens, the window of slots and their refinement.
+
+use rand::Rng;
+use sjd2_core::{Dist, Draft, ImageLayout, Proposal, SampleRng, ScheduleTable};
+
+use crate::config::{DraftInit, LevelPolicy};
+use crate::output::{FinishReason, SlotKind, SlotView, Stats};
+
+/// The distribution a clean draft was drawn from.
+#[derive(Debug, Clone)]
+pub(crate) enum Q {
+    OneHot,
+    Row(Vec<f32>),
+}
+
+impl Q {
+    pub(crate) fn proposal(&self, offset: u32) -> Proposal<'_> {
+        match self {
+            Q::OneHot => Proposal::OneHot,
+            Q::Row(p) => Proposal::Dist(Dist { offset, probs: p }),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Slot {
+    Forced(u32),
+    Clean { token: u32, q: Q },
+    Noisy { level: usize, prediction: Option<(u32, Q)> },
+}
+
+impl Slot {
+    /// The token fed for this slot, if it is fed as a token embedding.
+    pub(crate) fn fed_token(&self) -> Option<u32> {
+        match self {
+            Slot::Forced(t) | Slot::Clean { token: t, .. } => Some(*t),
+            Slot::Noisy { .. } => None,
+        }
+    }
+
+    pub(crate) fn draft(&self, offset: u32, lossy: bool) -> Draft<'_> {
+        match self {
+            Slot::Forced(t) => Draft::Forced(*t),
+            Slot::Clean { token, q } => Draft::Token {
+                token: *token,
+                q: q.proposal(offset),
+            },
+            Slot::Noisy {
+                prediction: Some((token, q)),
+                ..
+            } if lossy => Draft::Token {
+                token: *token,
+                q: q.proposal(offset),
+            },
+            Slot::Noisy { .. } => Draft::Stop,
+        }
+    }
+
+    fn view(&self, position: usize) -> SlotView {
+        let kind = match self {
+            Slot::Forced(t) => SlotKind::Forced(*t),
+            Slot::Clean { token, .. } => SlotKind::Clean(*token),
+            Slot::Noisy { level, prediction } => SlotKind::Noisy {
+                level: *level,
+                prediction: prediction.as_ref().map(|(t, _)| *t),
+            },
+        };
+        SlotView { position, kind }
+    }
+}
+
+/// How the device-side noisy-embedding buffer entry of a slot is formed for the next pass:
+/// `c_e · source + c_x · normalize(E[x0_token])`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum BufferSource {
+    /// Not a noisy slot.
+    Unused,
+    /// Index into the previous buffer.
+    Old(usize),
+    /// Index into this pass's fresh noise.
+    Fresh(usize),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BufferOp {
+    pub source: BufferSource,
+    pub c_e: f32,
+    pub c_x: f32,
+    pub x0_token: u32,
+}
+
+impl BufferOp {
+    pub(crate) const UNUSED: BufferOp = BufferOp {
+        source: BufferSource::Unused,
+        c_e: 0.0,
+        c_x: 0.0,
+        x0_token: 0,
+    };
+}
+
+/// One refinement input for a surviving slot: the sample and distribution this pass gave its
+/// position.
+pub(crate) struct Prediction {
+    pub token: u32,
+    pub probs: Option<Vec<f32>>,
+}
+
+pub(crate) struct SampleState {
+    pub seed: u64,
+    pub rng: SampleRng,
+    pub tokens: Vec<u32>,
+    /// Committed tokens at the end of `tokens` that are not yet in the cache.
+    pub pending: usize,
+    pub slots: Vec<Slot>,
+    pub finished: Option<FinishReason>,
+    pub stats: Stats,
+    pub target_len: usize,
+}
+
+/// The window-shaping settings shared by all samples.
+pub(crate) struct WindowRules<'a> {
+    pub layout: &'a ImageLayout,
+    pub window_len: usize,
+    pub plain_prefix: usize,
+    pub plain_suffix: usize,
+    pub draft_init: DraftInit,
+    /// `Some` in SJD2 mode.
+    pub noise: Option<(&'a ScheduleTable, LevelPolicy)>,
+}
+
+impl WindowRules<'_> {
+    /// Slots the next pass of a sample with `generated` tokens (of `target`) may draft.
+    pub(crate) fn width(&self, generated: usize, target: usize) -> usize {
+        if self.window_len == 0 || generated < self.plain_prefix || generated + 1 >= target {
+            return 0;
+        }
+        let by_end = target - 1 - generated;
+        let by_suffix = target.saturating_sub(self.plain_suffix).saturating_sub(generated);
+        self.window_len.min(by_end).min(by_suffix)
+    }
+
+    fn target_level(&self, current: usize, index: usize) -> usize {
+        let Some((table, policy)) = self.noise else {
+            return 0;
+        };
+        let step = current.saturating_sub(1);
+        match policy {
+            LevelPolicy::OnePerIteration => step,
+            LevelPolicy::ByDistance => {
+                let by_distance = table.steps() * index / self.window_len.max(1);
+                step.min(by_distance)
+            }
+        }
+    }
+}
+
+impl SampleState {
+    pub(crate) fn new(seed: u64, target_len: usize) -> Self {
+        use rand::SeedableRng;
+        Self {
+            seed,
+            rng: SampleRng::seed_from_u64(seed),
+            tokens: Vec::with_capacity(target_len),
+            pending: 0,
+            slots: Vec::new(),
+            finished: None,
+            stats: Stats::default(),
+            target_len,
+        }
+    }
+
+    pub(crate) fn active(&self) -> bool {
+        self.finished.is_none()
+    }
+
+    pub(crate) fn window_view(&self) -> Vec<SlotView> {
+        let g = self.tokens.len();
+        self.slots.iter().enumerate().map(|(i, s)| s.view(g + i)).collect()
+    }
+
+    fn token_at(&self, pos: usize) -> Option<u32> {
+        match pos.checked_sub(self.tokens.len()) {
+            None => Some(self.tokens[pos]),
+            Some(i) => self.slots.get(i).and_then(Slot::fed_token),
+        }
+    }
+
+    fn init_draft(&mut self, rules: &WindowRules<'_>, pos: usize) -> u32 {
+        let layout = rules.layout;
+        let left = |s: &Self| match layout.grid_cell(pos) {
+            Some((r, c)) if c > 0 => s.token_at(layout.position(r, c - 1)),
+            _ => None,
+        };
+        let above = |s: &Self| match layout.grid_cell(pos) {
+            Some((r, c)) if r > 0 => s.token_at(layout.position(r - 1, c)),
+            _ => None,
+        };
+        let repeated = match rules.draft_init {
+            DraftInit::Random => None,
+            DraftInit::HorizontalRepeat => left(self),
+            DraftInit::VerticalRepeat => above(self).or_else(|| left(self)),
+        };
+        repeated.unwrap_or_else(|| self.rng.random_range(layout.image_token_range()))
+    }
+
+    /// Commits the outcome of a pass, refines the surviving slots with this pass's predictions
+    /// (`predictions[i]` belongs to old slot `i`), refills the window and returns the device
+    /// buffer plan of the new window (SJD2 only; empty otherwise).
+    ///
+    /// `fresh_noise` receives, for each fresh noisy slot, the index of the noise vector to draw.
+    pub(crate) fn advance(
+        &mut self,
+        rules: &WindowRules<'_>,
+        committed: &[u32],
+        predictions: Vec<Prediction>,
+        fresh_count: &mut usize,
+    ) -> Vec<BufferOp> {
+        let consumed = committed.len().min(self.slots.len() + 1);
+        let old_slots = std::mem::take(&mut self.slots);
+        self.tokens.extend_from_slice(committed);
+        let g = self.tokens.len();
+        let width = rules.width(g, self.target_len);
+        let mut ops = Vec::with_capacity(width);
+        let mut survivors = old_slots
+            .into_iter()
+            .zip(predictions)
+            .enumerate()
+            .skip(consumed);
+        for j in 0..width {
+            let pos = g + j;
+            let survivor = survivors.next();
+            if let Some(t) = rules.layout.forced_token(pos) {
+                self.slots.push(Slot::Forced(t));
+                ops.push(BufferOp::UNUSED);
+                continue;
+            }
+            let (slot, op) = match survivor {
+                Some((old_index, (slot, pred))) => self.refine(rules, slot, pred, old_index, j),
+                None => self.fresh(rules, pos, fresh_count),
+            };
+            self.slots.push(slot);
+            ops.push(op);
+        }
+        ops
+    }
+
+    fn refine(
+        &mut self,
+        rules: &WindowRules<'_>,
+        slot: Slot,
+        pred: Prediction,
+        old_index: usize,
+        new_index: usize,
+    ) -> (Slot, BufferOp) {
+        let q = pred.probs.map_or(Q::OneHot, Q::Row);
+        match slot {
+            Slot::Noisy { level, .. } => {
+                let to = rules.target_level(level, new_index);
+                if to == 0 {
+                    return (Slot::Clean { token: pred.token, q }, BufferOp::UNUSED);
+                }
+                let (c_e, c_x) = rules
+                    .noise
+                    .map_or((0.0, 1.0), |(t, _)| t.ddim_coefficients(level, to));
+                let op = BufferOp {
+                    source: BufferSource::Old(old_index),
+                    c_e: c_e as f32,
+                    c_x: c_x as f32,
+                    x0_token: pred.token,
+                };
+                (
+                    Slot::Noisy {
+                        level: to,
+                        prediction: Some((pred.token, q)),
+                    },
+                    op,
+                )
+            }
+            Slot::Clean { .. } | Slot::Forced(_) => (Slot::Clean { token: pred.token, q }, BufferOp::UNUSED),
+        }
+    }
+
+    fn fresh(&mut self, rules: &WindowRules<'_>, pos: usize, fresh_count: &mut usize) -> (Slot, BufferOp) {
+        match rules.noise {
+            Some((table, _)) => {
+                let k = table.steps();
+                let op = BufferOp {
+                    source: BufferSource::Fresh(*fresh_count),
+                    c_e: table.sigma(k) as f32,
+                    c_x: 0.0,
+                    x0_token: 0,
+                };
+                *fresh_count += 1;
+                (
+                    Slot::Noisy {
+                        level: k,
+                        prediction: None,
+                    },
+                    op,
+                )
+            }
+            None => {
+                let token = self.init_draft(rules, pos);
+                (Slot::Clean { token, q: Q::OneHot }, BufferOp::UNUSED)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sjd2_core::NoiseSchedule;
+
+    fn layout() -> ImageLayout {
+        ImageLayout::new(0..4, 3, 3, Some(9), vec![]).unwrap()
+    }
+
+    fn rules(l: &ImageLayout, w: usize) -> WindowRules<'_> {
+        WindowRules {
+            layout: l,
+            window_len: w,
+            plain_prefix: 0,
+            plain_suffix: 0,
+            draft_init: DraftInit::HorizontalRepeat,
+            noise: None,
+        }
+    }
+
+    #[test]
+    fn width_respects_end_and_span() {
+        let l = layout();
+        let mut r = rules(&l, 4);
+        assert_eq!(r.width(1, 12), 4);
+        assert_eq!(r.width(9, 12), 2);
+        assert_eq!(r.width(11, 12), 0);
+        r.plain_prefix = 2;
+        r.plain_suffix = 3;
+        assert_eq!(r.width(1, 12), 0);
+        assert_eq!(r.width(2, 12), 4);
+        assert_eq!(r.width(7, 12), 2);
+        assert_eq!(r.width(9, 12), 0);
+    }
+
+    #[test]
+    fn horizontal_repeat_and_forced_slots() {
+        let l = layout();
+        let r = rules(&l, 4);
+        let mut s = SampleState::new(0, l.len());
+        let mut fresh = 0;
+        s.advance(&r, &[2], vec![], &mut fresh);
+        let v: Vec<SlotKind> = s.window_view().iter().map(|v| v.kind).collect();
+        assert_eq!(&v[..3], &[SlotKind::Clean(2), SlotKind::Clean(2), SlotKind::Forced(9)]);
+        assert!(matches!(v[3], SlotKind::Clean(_)), "column 0 is random");
+    }
+
+    #[test]
+    fn noisy_slots_by_distance_become_clean_at_the_front() {
+        let l = ImageLayout::new(0..4, 1, 12, None, vec![]).unwrap();
+        let table = NoiseSchedule::Linear.table(4).unwrap();
+        let mut r = rules(&l, 8);
+        r.noise = Some((&table, LevelPolicy::ByDistance));
+        let mut s = SampleState::new(0, l.len());
+        let mut fresh = 0;
+        let ops = s.advance(&r, &[1], vec![], &mut fresh);
+        assert_eq!(fresh, 8);
+        assert!(ops.iter().all(|o| matches!(o.source, BufferSource::Fresh(_))));
+        // One token committed (slot 0 consumed); slots 1.. survive with predictions.
+        let preds = (0..8).map(|i| Prediction { token: i % 4, probs: None }).collect();
+        let mut fresh = 0;
+        let ops = s.advance(&r, &[3], preds, &mut fresh);
+        let levels: Vec<usize> = s
+            .slots
+            .iter()
+            .map(|x| match x {
+                Slot::Noisy { level, .. } => *level,
+                _ => 0,
+            })
+            .collect();
+        assert_eq!(levels, vec![0, 0, 1, 1, 2, 2, 3, 4]);
+        assert_eq!(fresh, 1);
+        assert_eq!(ops[2].source, BufferSource::Old(3));
+        assert!(matches!(s.slots[0], Slot::Clean { token: 1, .. }));
+    }
+}
