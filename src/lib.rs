@@ -1,1 +1,43 @@
-//! x
+//! # sjd2
+//!
+//! Speculative Jacobi Decoding (SJD) and Speculative Jacobi-Denoising Decoding (SJD2) for
+//! autoregressive text-to-image models, on [burn](https://burn.dev).
+//!
+//! This facade re-exports the workspace crates:
+//!
+//! - [`core`] (`sjd2-core`): the [`JacobiDenoiser`] model trait, KV cache with rollback,
+//!   sampling, guidance, verification criteria, noise schedules and embedding normalization.
+//! - [`sampler`] (`sjd2-sampler`): [`Sjd2Decoder`], the decoding loop (autoregressive, SJD, SJD2).
+//!
+//! # Example
+//! ```
+//! use sjd2::core::testing::{ToyConfig, ToyModel};
+//! use sjd2::{DecoderConfig, Device, Prompt, Sjd2Decoder};
+//!
+//! let device = Device::flex();
+//! let model = ToyModel::new(ToyConfig::default(), &device)?;
+//! let prompt = Prompt::new(vec![model.config().text_token(0)]).with_seed(42);
+//! let decoder = Sjd2Decoder::new(model, DecoderConfig { window_len: 4, ..DecoderConfig::sjd() })?;
+//! let image = decoder.generate(&prompt)?;
+//! println!("{} tokens in {} passes", image.tokens.len(), image.stats.forward_passes);
+//! # Ok::<(), sjd2::Error>(())
+//! ```
+
+#[doc(inline)]
+pub use sjd2_core as core;
+#[doc(inline)]
+pub use sjd2_sampler as sampler;
+
+pub use sjd2_core::{
+    Device, Error, GuidanceStyle, ImageLayout, JacobiDenoiser, NoiseSchedule, Prompt, Result,
+    Sampling,
+};
+pub use sjd2_sampler::{
+    Acceptance, Control, DecoderConfig, DraftInit, FinishReason, Generation, JacobiSpan,
+    LevelConditioning, LevelPolicy, Mode, Sjd2Decoder, Sjd2Options, Stats, StepEvent, Verification,
+};
+
+/// Compiles and runs the README's example as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -2,9 +2,13 @@
 //!
 //! Rows of one cache may hold sequences of different lengths (a conditional prompt and a shorter
 //! unconditional one, or samples that accepted different numbers of drafts). A forward pass writes
-//! its window at each row's own length with one scatter per layer; [`DecodeCache::rollback_to`]
-//! only moves a row's length back, so rejected drafts are overwritten by the next window and
-//! nothing is reallocated per step.
+//! its window at each row's own length; [`DecodeCache::rollback_to`] only moves a row's length
+//! back, so rejected drafts are overwritten by the next window.
+//!
+//! Writes are in-place `slice_assign`s, one per run of consecutive rows that share a length (on
+//! backends that reuse uniquely owned buffers, such as Flex, nothing is reallocated per step).
+//! With many distinct lengths (large ragged batches) a single `scatter_nd` is used instead, which
+//! may copy the layer's cache.
 
 use burn::Tensor;
 use burn::tensor::{Bool, Device, IndexingUpdateOp, Int, TensorData};
@@ -38,8 +42,13 @@ pub struct WindowPlan {
     pub key_len: usize,
     /// `true` where attention is **not** allowed. Shape `[rows, 1, L, key_len]`.
     pub mask: Tensor<4, Bool>,
+    /// Runs of consecutive rows with equal length: `(first_row, end_row, length)`.
+    runs: Vec<(usize, usize, usize)>,
     scatter_index: Tensor<2, Int>,
 }
+
+/// Above this many runs of equal-length rows, one scatter replaces per-run slice writes.
+const MAX_SLICE_WRITES: usize = 16;
 
 /// Preallocated keys and values for every layer, laid out `[rows, capacity, kv_heads, head_dim]`.
 #[derive(Debug, Clone)]
@@ -118,8 +127,16 @@ impl KvCache {
                 idx.extend([r as i64, (l + i) as i64]);
             }
         }
+        let mut runs: Vec<(usize, usize, usize)> = Vec::new();
+        for (r, &l) in self.lens.iter().enumerate() {
+            match runs.last_mut() {
+                Some(run) if run.2 == l => run.1 = r + 1,
+                _ => runs.push((r, r + 1, l)),
+            }
+        }
         Ok(WindowPlan {
             len,
+            runs,
             positions,
             key_len,
             mask: Tensor::from_data(TensorData::new(mask, [rows, 1, len, key_len]), device),
@@ -154,13 +171,26 @@ impl KvCache {
             }
         }
         if layer >= self.keys.len() {
-            return Err(Error::Cache(format!("layer {layer} does not exist ({} layers)", self.keys.len())));
+            return Err(Error::Cache(format!(
+                "layer {layer} does not exist ({} layers)",
+                self.keys.len()
+            )));
         }
-        let n = rows * plan.len;
         let write = |store: &mut Tensor<4>, new: Tensor<4>| {
-            let new = new.reshape([n, self.kv_heads, self.head_dim]);
             let old = store.extract();
-            *store = old.scatter_nd::<2, 3>(plan.scatter_index.clone(), new, IndexingUpdateOp::Assign);
+            *store = if plan.runs.len() <= MAX_SLICE_WRITES {
+                // In-place writes (one per run of rows sharing a length).
+                plan.runs.iter().fold(old, |acc, &(start, end, offset)| {
+                    acc.slice_assign(
+                        [start..end, offset..offset + plan.len],
+                        new.clone().narrow(0, start, end - start),
+                    )
+                })
+            } else {
+                let n = rows * plan.len;
+                let new = new.reshape([n, self.kv_heads, self.head_dim]);
+                old.scatter_nd::<2, 3>(plan.scatter_index.clone(), new, IndexingUpdateOp::Assign)
+            };
             store
                 .clone()
                 .slice([0..rows, 0..plan.key_len])
@@ -245,9 +275,37 @@ mod tests {
         assert!(c.rollback_to(1, 5).is_err());
         assert!(c.rollback_to(2, 0).is_err());
         let too_long = c.plan(3, &device).unwrap_err();
-        assert!(matches!(too_long, Error::SequenceTooLong { .. }), "{too_long}");
+        assert!(
+            matches!(too_long, Error::SequenceTooLong { .. }),
+            "{too_long}"
+        );
         let wrong = Tensor::<4>::zeros([2, 1, 1, 1], &device);
         let p = c.plan(2, &device).unwrap();
-        assert!(matches!(c.update(0, &p, wrong.clone(), wrong), Err(Error::Shape { .. })));
+        assert!(matches!(
+            c.update(0, &p, wrong.clone(), wrong),
+            Err(Error::Shape { .. })
+        ));
+    }
+
+    #[test]
+    fn many_ragged_rows_use_the_scatter_path() {
+        let device = Device::flex();
+        let rows = MAX_SLICE_WRITES + 4;
+        let mut c = KvCache::new(1, rows, 40, 1, 1, &device).unwrap();
+        c.lens = (0..rows).collect();
+        let p = c.plan(2, &device).unwrap();
+        assert_eq!(p.runs.len(), rows);
+        let vals: Vec<f32> = (0..rows)
+            .flat_map(|r| [r as f32 * 10.0 + 1.0, r as f32 * 10.0 + 2.0])
+            .collect();
+        let k = Tensor::<4>::from_data(TensorData::new(vals, [rows, 2, 1, 1]), &device);
+        let (keys, _) = c.update(0, &p, k.clone(), k).unwrap();
+        let v = keys.into_data().try_to_vec::<f32>().unwrap();
+        let key_len = p.key_len;
+        for r in 0..rows {
+            assert_eq!(v[r * key_len + r], r as f32 * 10.0 + 1.0);
+            assert_eq!(v[r * key_len + r + 1], r as f32 * 10.0 + 2.0);
+            assert!(v[r * key_len..r * key_len + r].iter().all(|&x| x == 0.0));
+        }
     }
 }

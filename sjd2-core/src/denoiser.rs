@@ -101,10 +101,16 @@ impl ImageLayout {
         end_tokens: Vec<u32>,
     ) -> Result<Self> {
         if image_tokens.is_empty() {
-            return Err(Error::config("image_tokens", "the image token range is empty"));
+            return Err(Error::config(
+                "image_tokens",
+                "the image token range is empty",
+            ));
         }
         if rows == 0 || cols == 0 {
-            return Err(Error::config("grid", format!("rows and cols must be >= 1 (got {rows}x{cols})")));
+            return Err(Error::config(
+                "grid",
+                format!("rows and cols must be >= 1 (got {rows}x{cols})"),
+            ));
         }
         Ok(Self {
             image_tokens,

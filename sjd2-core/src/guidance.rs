@@ -50,7 +50,10 @@ pub fn sinusoidal_level_embedding(t: Tensor<2>, dim: usize) -> Tensor<3> {
     if 2 * half == dim {
         pairs
     } else {
-        Tensor::cat(vec![pairs, Tensor::zeros([b, s, dim - 2 * half], &device)], 2)
+        Tensor::cat(
+            vec![pairs, Tensor::zeros([b, s, dim - 2 * half], &device)],
+            2,
+        )
     }
 }
 
@@ -66,7 +69,10 @@ mod tests {
         let u = Tensor::<3>::from_floats([[[2.0, 2.0]]], &device);
         let g = guide(c.clone(), u.clone(), 3.0, GuidanceStyle::RawLogits);
         assert_eq!(g.into_data().try_to_vec::<f32>().unwrap(), vec![-1.0, 5.0]);
-        let g = guide(c, u, 1.0, GuidanceStyle::LogSoftmax).into_data().try_to_vec::<f32>().unwrap();
+        let g = guide(c, u, 1.0, GuidanceStyle::LogSoftmax)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         let lse = (1f32.exp() + 3f32.exp()).ln();
         assert!((g[0] - (1.0 - lse)).abs() < 1e-5 && (g[1] - (3.0 - lse)).abs() < 1e-5);
     }
@@ -75,7 +81,10 @@ mod tests {
     fn level_embedding_is_zero_at_level_zero() {
         let device = Device::flex();
         let t = Tensor::<2>::from_floats([[0.0, 0.5]], &device);
-        let e = sinusoidal_level_embedding(t, 7).into_data().try_to_vec::<f32>().unwrap();
+        let e = sinusoidal_level_embedding(t, 7)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         assert!(e[..7].iter().all(|x| x.abs() < 1e-7), "{e:?}");
         assert!(e[7..].iter().any(|x| x.abs() > 0.1));
         assert_eq!(e[13], 0.0, "odd dim pads with zero");

@@ -89,10 +89,22 @@ mod tests {
     fn normalized_table_has_zero_mean_unit_std() {
         let device = Device::flex();
         let t = Tensor::<2>::from_floats([[1.0, 10.0], [3.0, 30.0], [5.0, 20.0]], &device);
-        let n = EmbeddingNormalizer::from_table(t.clone(), NormalizationKind::PerDimension).unwrap();
+        let n =
+            EmbeddingNormalizer::from_table(t.clone(), NormalizationKind::PerDimension).unwrap();
         let z = n.normalize(t.clone());
-        let mean = z.clone().mean_dim(0).into_data().try_to_vec::<f32>().unwrap();
-        let var = z.clone().powf_scalar(2.0).mean_dim(0).into_data().try_to_vec::<f32>().unwrap();
+        let mean = z
+            .clone()
+            .mean_dim(0)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let var = z
+            .clone()
+            .powf_scalar(2.0)
+            .mean_dim(0)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         for (m, v) in mean.iter().zip(&var) {
             assert!(m.abs() < 1e-5 && (v - 1.0).abs() < 1e-4, "{mean:?} {var:?}");
         }
@@ -110,7 +122,10 @@ mod tests {
         let n = EmbeddingNormalizer::from_table(t, NormalizationKind::GlobalScale).unwrap();
         let s = n.std().to_data().try_to_vec::<f32>().unwrap();
         // centered entries: ±1 and ±10 → mean square 50.5
-        assert!((s[0] - 50.5f32.sqrt()).abs() < 1e-4 && s[0] == s[1], "{s:?}");
+        assert!(
+            (s[0] - 50.5f32.sqrt()).abs() < 1e-4 && s[0] == s[1],
+            "{s:?}"
+        );
     }
 
     #[test]

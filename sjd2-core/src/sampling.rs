@@ -96,16 +96,24 @@ impl Sampling {
             if !(temperature.is_finite() && temperature > 0.0) {
                 return Err(Error::config(
                     "temperature",
-                    format!("must be finite and > 0 (got {temperature}); use Sampling::Greedy for arg-max decoding"),
+                    format!(
+                        "must be finite and > 0 (got {temperature}); use Sampling::Greedy for arg-max decoding"
+                    ),
                 ));
             }
             if top_k == Some(0) {
-                return Err(Error::config("top_k", "must be >= 1 (got 0); use None to disable"));
+                return Err(Error::config(
+                    "top_k",
+                    "must be >= 1 (got 0); use None to disable",
+                ));
             }
             if let Some(p) = top_p
                 && !(p > 0.0 && p <= 1.0)
             {
-                return Err(Error::config("top_p", format!("must be in (0, 1] (got {p})")));
+                return Err(Error::config(
+                    "top_p",
+                    format!("must be in (0, 1] (got {p})"),
+                ));
             }
         }
         Ok(())
@@ -292,17 +300,23 @@ mod tests {
     #[test]
     fn temperature_and_softmax() {
         let mut row = vec![0.0, (2.0f32).ln()];
-        Sampling::temperature(1.0).process_in_place(&mut row, &what).unwrap();
+        Sampling::temperature(1.0)
+            .process_in_place(&mut row, &what)
+            .unwrap();
         assert!((row[0] - 1.0 / 3.0).abs() < 1e-6 && (row[1] - 2.0 / 3.0).abs() < 1e-6);
         let mut row = vec![0.0, (2.0f32).ln()];
-        Sampling::temperature(0.5).process_in_place(&mut row, &what).unwrap();
+        Sampling::temperature(0.5)
+            .process_in_place(&mut row, &what)
+            .unwrap();
         assert!((row[1] - 0.8).abs() < 1e-6, "{row:?}");
     }
 
     #[test]
     fn top_k_keeps_k_and_ties() {
         let mut row = vec![1.0, 3.0, 2.0, 0.0];
-        Sampling::top_k(2, 1.0).process_in_place(&mut row, &what).unwrap();
+        Sampling::top_k(2, 1.0)
+            .process_in_place(&mut row, &what)
+            .unwrap();
         assert_eq!(row[0], 0.0);
         assert_eq!(row[3], 0.0);
         assert!(row[1] > row[2] && row[2] > 0.0);
@@ -326,13 +340,21 @@ mod tests {
     fn non_finite_logits_are_errors() {
         for bad in [f32::NAN, f32::INFINITY] {
             let mut row = vec![0.0, bad];
-            let err = Sampling::Greedy.process_in_place(&mut row, &what).unwrap_err();
+            let err = Sampling::Greedy
+                .process_in_place(&mut row, &what)
+                .unwrap_err();
             assert!(matches!(err, Error::NonFinite { .. }), "{err}");
         }
         let mut row = vec![f32::NEG_INFINITY; 3];
-        assert!(Sampling::default().process_in_place(&mut row, &what).is_err());
+        assert!(
+            Sampling::default()
+                .process_in_place(&mut row, &what)
+                .is_err()
+        );
         let mut row = vec![f32::NEG_INFINITY, 0.0];
-        Sampling::default().process_in_place(&mut row, &what).unwrap();
+        Sampling::default()
+            .process_in_place(&mut row, &what)
+            .unwrap();
         assert_eq!(row, vec![0.0, 1.0]);
     }
 
@@ -342,9 +364,15 @@ mod tests {
         assert_eq!(t.field(), Some("temperature"));
         let t = Sampling::temperature(f32::NAN).validate().unwrap_err();
         assert_eq!(t.field(), Some("temperature"));
-        assert_eq!(Sampling::top_k(0, 1.0).validate().unwrap_err().field(), Some("top_k"));
+        assert_eq!(
+            Sampling::top_k(0, 1.0).validate().unwrap_err().field(),
+            Some("top_k")
+        );
         for p in [0.0, 1.5, -0.1, f32::NAN] {
-            assert_eq!(Sampling::top_p(p, 1.0).validate().unwrap_err().field(), Some("top_p"));
+            assert_eq!(
+                Sampling::top_p(p, 1.0).validate().unwrap_err().field(),
+                Some("top_p")
+            );
         }
         assert!(Sampling::top_p(1.0, 1.0).validate().is_ok());
     }

@@ -54,13 +54,22 @@ impl NoiseSchedule {
         } = *self
         {
             if !(sigma_min.is_finite() && sigma_min > 0.0) {
-                return Err(Error::config("schedule.sigma_min", format!("must be finite and > 0 (got {sigma_min})")));
+                return Err(Error::config(
+                    "schedule.sigma_min",
+                    format!("must be finite and > 0 (got {sigma_min})"),
+                ));
             }
             if !(sigma_max.is_finite() && sigma_max > sigma_min) {
-                return Err(Error::config("schedule.sigma_max", format!("must be finite and > sigma_min (got {sigma_max})")));
+                return Err(Error::config(
+                    "schedule.sigma_max",
+                    format!("must be finite and > sigma_min (got {sigma_max})"),
+                ));
             }
             if !(rho.is_finite() && rho > 0.0) {
-                return Err(Error::config("schedule.rho", format!("must be finite and > 0 (got {rho})")));
+                return Err(Error::config(
+                    "schedule.rho",
+                    format!("must be finite and > 0 (got {rho})"),
+                ));
             }
         }
         Ok(())
@@ -73,7 +82,10 @@ impl NoiseSchedule {
     pub fn table(&self, steps: usize) -> Result<ScheduleTable> {
         self.validate()?;
         if steps == 0 {
-            return Err(Error::config("denoising_steps", "must be >= 1 for SJD2 (got 0)"));
+            return Err(Error::config(
+                "denoising_steps",
+                "must be >= 1 for SJD2 (got 0)",
+            ));
         }
         let mut alpha = vec![1.0];
         let mut sigma = vec![0.0];
@@ -91,7 +103,11 @@ impl NoiseSchedule {
                     rho,
                 } => {
                     // Level 1 ↔ sigma_min, level K ↔ sigma_max.
-                    let frac = if steps == 1 { 1.0 } else { (k - 1) as f64 / (steps - 1) as f64 };
+                    let frac = if steps == 1 {
+                        1.0
+                    } else {
+                        (k - 1) as f64 / (steps - 1) as f64
+                    };
                     let lo = sigma_min.powf(1.0 / rho);
                     let hi = sigma_max.powf(1.0 / rho);
                     let s = (lo + frac * (hi - lo)).powf(rho);
@@ -161,7 +177,11 @@ mod tests {
     use burn::tensor::Device;
 
     fn all() -> Vec<NoiseSchedule> {
-        vec![NoiseSchedule::default(), NoiseSchedule::Linear, NoiseSchedule::Cosine]
+        vec![
+            NoiseSchedule::default(),
+            NoiseSchedule::Linear,
+            NoiseSchedule::Cosine,
+        ]
     }
 
     #[test]
@@ -171,8 +191,14 @@ mod tests {
                 let t = s.table(steps).unwrap();
                 assert_eq!((t.alpha(0), t.sigma(0)), (1.0, 0.0));
                 for k in 1..=steps {
-                    assert!(t.alpha(k) < t.alpha(k - 1), "{s:?} alpha not decreasing at {k}");
-                    assert!(t.sigma(k) > t.sigma(k - 1), "{s:?} sigma not increasing at {k}");
+                    assert!(
+                        t.alpha(k) < t.alpha(k - 1),
+                        "{s:?} alpha not decreasing at {k}"
+                    );
+                    assert!(
+                        t.sigma(k) > t.sigma(k - 1),
+                        "{s:?} sigma not increasing at {k}"
+                    );
                 }
             }
         }
@@ -185,12 +211,33 @@ mod tests {
 
     #[test]
     fn invalid_parameters_name_the_field() {
-        assert_eq!(NoiseSchedule::Linear.table(0).unwrap_err().field(), Some("denoising_steps"));
-        let bad = NoiseSchedule::Karras { sigma_min: 0.0, sigma_max: 1.0, rho: 7.0 };
-        assert_eq!(bad.table(4).unwrap_err().field(), Some("schedule.sigma_min"));
-        let bad = NoiseSchedule::Karras { sigma_min: 1.0, sigma_max: 0.5, rho: 7.0 };
-        assert_eq!(bad.table(4).unwrap_err().field(), Some("schedule.sigma_max"));
-        let bad = NoiseSchedule::Karras { sigma_min: 0.1, sigma_max: 1.0, rho: -1.0 };
+        assert_eq!(
+            NoiseSchedule::Linear.table(0).unwrap_err().field(),
+            Some("denoising_steps")
+        );
+        let bad = NoiseSchedule::Karras {
+            sigma_min: 0.0,
+            sigma_max: 1.0,
+            rho: 7.0,
+        };
+        assert_eq!(
+            bad.table(4).unwrap_err().field(),
+            Some("schedule.sigma_min")
+        );
+        let bad = NoiseSchedule::Karras {
+            sigma_min: 1.0,
+            sigma_max: 0.5,
+            rho: 7.0,
+        };
+        assert_eq!(
+            bad.table(4).unwrap_err().field(),
+            Some("schedule.sigma_max")
+        );
+        let bad = NoiseSchedule::Karras {
+            sigma_min: 0.1,
+            sigma_max: 1.0,
+            rho: -1.0,
+        };
         assert_eq!(bad.table(4).unwrap_err().field(), Some("schedule.rho"));
     }
 
@@ -211,7 +258,10 @@ mod tests {
         let x0 = Tensor::<3>::from_floats([[[5.0, 6.0], [7.0, 8.0]]], &device);
         let ce = Tensor::<2>::from_floats([[0.0, 0.5]], &device);
         let cx = Tensor::<2>::from_floats([[1.0, 0.25]], &device);
-        let out = ddim_step(noisy, x0, ce, cx).into_data().try_to_vec::<f32>().unwrap();
+        let out = ddim_step(noisy, x0, ce, cx)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         assert_eq!(out, vec![5.0, 6.0, 3.25, 4.0]);
     }
 }

@@ -308,11 +308,15 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let mut counts = [0usize; 4];
         for _ in 0..20_000 {
-            let t = sample_residual(dist(&P), Proposal::Dist(dist(&P)), 11, None, &mut rng).unwrap();
+            let t =
+                sample_residual(dist(&P), Proposal::Dist(dist(&P)), 11, None, &mut rng).unwrap();
             counts[(t - 10) as usize] += 1;
         }
         for (c, p) in counts.iter().zip(P) {
-            assert!((*c as f64 / 20_000.0 - f64::from(p)).abs() < 0.015, "{counts:?}");
+            assert!(
+                (*c as f64 / 20_000.0 - f64::from(p)).abs() < 0.015,
+                "{counts:?}"
+            );
         }
     }
 
@@ -345,7 +349,10 @@ mod tests {
             counts[(first - 10) as usize] += 1;
         }
         for (c, p) in counts.iter().zip(P) {
-            assert!((*c as f64 / n as f64 - f64::from(p)).abs() < 0.01, "{counts:?}");
+            assert!(
+                (*c as f64 / n as f64 - f64::from(p)).abs() < 0.01,
+                "{counts:?}"
+            );
         }
     }
 
@@ -375,7 +382,13 @@ mod tests {
         };
         for v in [&ProbabilisticVerifier as &dyn Verifier, &JacobiVerifier] {
             let out = v.verify(&input, &mut rng).unwrap();
-            assert_eq!(out, Outcome { accepted: 2, next_token: 10 });
+            assert_eq!(
+                out,
+                Outcome {
+                    accepted: 2,
+                    next_token: 10
+                }
+            );
         }
     }
 
@@ -396,7 +409,10 @@ mod tests {
         };
         assert_eq!(
             JacobiVerifier.verify(&input, &mut rng).unwrap(),
-            Outcome { accepted: 2, next_token: 10 }
+            Outcome {
+                accepted: 2,
+                next_token: 10
+            }
         );
         let all = VerifyInput {
             samples: &[11, 12, 13, 11],
@@ -404,7 +420,10 @@ mod tests {
         };
         assert_eq!(
             JacobiVerifier.verify(&all, &mut rng).unwrap(),
-            Outcome { accepted: 3, next_token: 11 }
+            Outcome {
+                accepted: 3,
+                next_token: 11
+            }
         );
     }
 

@@ -202,11 +202,17 @@ impl DecoderConfig {
         if !(self.guidance_scale.is_finite() && self.guidance_scale >= 0.0) {
             return Err(Error::config(
                 "guidance_scale",
-                format!("must be finite and >= 0 (got {}); 1 disables guidance", self.guidance_scale),
+                format!(
+                    "must be finite and >= 0 (got {}); 1 disables guidance",
+                    self.guidance_scale
+                ),
             ));
         }
         if self.max_new_tokens == Some(0) {
-            return Err(Error::config("max_new_tokens", "must be >= 1 (got 0); use None for the whole image"));
+            return Err(Error::config(
+                "max_new_tokens",
+                "must be >= 1 (got 0); use None for the whole image",
+            ));
         }
         if self.mode == Mode::Sjd2 {
             self.sjd2.schedule.table(self.sjd2.denoising_steps)?;
@@ -230,7 +236,11 @@ mod tests {
 
     #[test]
     fn presets_are_valid() {
-        for c in [DecoderConfig::autoregressive(), DecoderConfig::sjd(), DecoderConfig::sjd2()] {
+        for c in [
+            DecoderConfig::autoregressive(),
+            DecoderConfig::sjd(),
+            DecoderConfig::sjd2(),
+        ] {
             c.validate().unwrap();
         }
     }
@@ -238,23 +248,91 @@ mod tests {
     #[test]
     fn invalid_fields_are_named() {
         let base = DecoderConfig::sjd2;
-        assert_eq!(field(DecoderConfig { window_len: 0, ..base() }), Some("window_len"));
-        assert_eq!(field(DecoderConfig { sampling: Sampling::temperature(0.0), ..base() }), Some("temperature"));
-        assert_eq!(field(DecoderConfig { sampling: Sampling::temperature(-2.0), ..base() }), Some("temperature"));
-        assert_eq!(field(DecoderConfig { sampling: Sampling::top_k(0, 1.0), ..base() }), Some("top_k"));
-        assert_eq!(field(DecoderConfig { sampling: Sampling::top_p(0.0, 1.0), ..base() }), Some("top_p"));
-        assert_eq!(field(DecoderConfig { sampling: Sampling::top_p(1.01, 1.0), ..base() }), Some("top_p"));
-        assert_eq!(field(DecoderConfig { guidance_scale: -0.5, ..base() }), Some("guidance_scale"));
-        assert_eq!(field(DecoderConfig { guidance_scale: f32::NAN, ..base() }), Some("guidance_scale"));
-        assert_eq!(field(DecoderConfig { max_new_tokens: Some(0), ..base() }), Some("max_new_tokens"));
+        assert_eq!(
+            field(DecoderConfig {
+                window_len: 0,
+                ..base()
+            }),
+            Some("window_len")
+        );
+        assert_eq!(
+            field(DecoderConfig {
+                sampling: Sampling::temperature(0.0),
+                ..base()
+            }),
+            Some("temperature")
+        );
+        assert_eq!(
+            field(DecoderConfig {
+                sampling: Sampling::temperature(-2.0),
+                ..base()
+            }),
+            Some("temperature")
+        );
+        assert_eq!(
+            field(DecoderConfig {
+                sampling: Sampling::top_k(0, 1.0),
+                ..base()
+            }),
+            Some("top_k")
+        );
+        assert_eq!(
+            field(DecoderConfig {
+                sampling: Sampling::top_p(0.0, 1.0),
+                ..base()
+            }),
+            Some("top_p")
+        );
+        assert_eq!(
+            field(DecoderConfig {
+                sampling: Sampling::top_p(1.01, 1.0),
+                ..base()
+            }),
+            Some("top_p")
+        );
+        assert_eq!(
+            field(DecoderConfig {
+                guidance_scale: -0.5,
+                ..base()
+            }),
+            Some("guidance_scale")
+        );
+        assert_eq!(
+            field(DecoderConfig {
+                guidance_scale: f32::NAN,
+                ..base()
+            }),
+            Some("guidance_scale")
+        );
+        assert_eq!(
+            field(DecoderConfig {
+                max_new_tokens: Some(0),
+                ..base()
+            }),
+            Some("max_new_tokens")
+        );
         let mut c = base();
         c.sjd2.denoising_steps = 0;
         assert_eq!(field(c.clone()), Some("denoising_steps"));
         c.mode = Mode::Sjd;
-        assert!(c.validate().is_ok(), "denoising_steps only matters for SJD2");
+        assert!(
+            c.validate().is_ok(),
+            "denoising_steps only matters for SJD2"
+        );
         let mut c = base();
-        c.sjd2.schedule = NoiseSchedule::Karras { sigma_min: -1.0, sigma_max: 1.0, rho: 7.0 };
+        c.sjd2.schedule = NoiseSchedule::Karras {
+            sigma_min: -1.0,
+            sigma_max: 1.0,
+            rho: 7.0,
+        };
         assert_eq!(field(c), Some("schedule.sigma_min"));
-        assert!(DecoderConfig { guidance_scale: 0.0, ..base() }.validate().is_ok());
+        assert!(
+            DecoderConfig {
+                guidance_scale: 0.0,
+                ..base()
+            }
+            .validate()
+            .is_ok()
+        );
     }
 }

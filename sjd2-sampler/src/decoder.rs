@@ -85,7 +85,8 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
                 let probe = Tensor::<2>::zeros([1, 1], &self.model.device());
                 if self.model.level_embedding(probe).is_none() {
                     return Err(Error::Unsupported(
-                        "sjd2.level_conditioning = Learned, but the model has no level embedding".into(),
+                        "sjd2.level_conditioning = Learned, but the model has no level embedding"
+                            .into(),
                     ));
                 }
             }
@@ -161,7 +162,11 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
     ///
     /// # Errors
     /// As [`Sjd2Decoder::generate`].
-    pub fn generate_batch_with<F>(&self, prompts: &[Prompt], mut on_step: F) -> Result<Vec<Generation>>
+    pub fn generate_batch_with<F>(
+        &self,
+        prompts: &[Prompt],
+        mut on_step: F,
+    ) -> Result<Vec<Generation>>
     where
         F: FnMut(&StepEvent<'_>) -> Control,
     {
@@ -173,7 +178,12 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
         let logits = if self.config.uses_guidance() {
             let c = logits.clone().narrow(0, 0, samples);
             let u = logits.narrow(0, samples, samples);
-            guide(c, u, self.config.guidance_scale, self.model.guidance_style())
+            guide(
+                c,
+                u,
+                self.config.guidance_scale,
+                self.model.guidance_style(),
+            )
         } else {
             logits
         };
@@ -193,7 +203,11 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
             }
             let n = self.model.prompt_len(row).map_err(|e| match e {
                 Error::InvalidPrompt { reason, .. } => Error::InvalidPrompt { index, reason },
-                Error::TokenOutOfRange { what, token, allowed } => Error::TokenOutOfRange {
+                Error::TokenOutOfRange {
+                    what,
+                    token,
+                    allowed,
+                } => Error::TokenOutOfRange {
                     what: format!("{what} (prompt {index}, {:?} row)", row.role),
                     token,
                     allowed,
@@ -219,7 +233,9 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
         let layout = model.layout().clone();
         let range = layout.image_token_range();
         let vimg = range.len();
-        let target = cfg.max_new_tokens.map_or(layout.len(), |m| m.min(layout.len()));
+        let target = cfg
+            .max_new_tokens
+            .map_or(layout.len(), |m| m.min(layout.len()));
         let s = prompts.len();
         let guided = cfg.uses_guidance();
         let lossy = cfg.sjd2.acceptance == Acceptance::Lossy && cfg.mode == Mode::Sjd2;
@@ -245,7 +261,11 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
                 max: model.max_sequence_len(),
             });
         }
-        let w = if cfg.mode == Mode::Autoregressive { 0 } else { cfg.window_len };
+        let w = if cfg.mode == Mode::Autoregressive {
+            0
+        } else {
+            cfg.window_len
+        };
         // Lossy acceptance can leave up to w + 1 pending tokens; padding adds one window more.
         let capacity = longest + target + 2 * w + 2;
         let mut cache = model.new_cache(rows.len(), capacity)?;
@@ -255,12 +275,17 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
             plain_prefix: cfg.jacobi_span.plain_prefix,
             plain_suffix: cfg.jacobi_span.plain_suffix,
             draft_init: cfg.draft_init,
-            noise: self.noise.as_ref().map(|n| (&n.table, cfg.sjd2.level_policy)),
+            noise: self
+                .noise
+                .as_ref()
+                .map(|n| (&n.table, cfg.sjd2.level_policy)),
         };
         let mut states: Vec<SampleState> = prompts
             .iter()
             .enumerate()
-            .map(|(i, p)| SampleState::new(p.seed.unwrap_or(cfg.seed.wrapping_add(i as u64)), target))
+            .map(|(i, p)| {
+                SampleState::new(p.seed.unwrap_or(cfg.seed.wrapping_add(i as u64)), target)
+            })
             .collect();
         let finish = |len: usize| {
             if len >= layout.len() {
@@ -356,7 +381,11 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
                             None => Target::Forced(y),
                         })
                         .collect();
-                    let drafts: Vec<_> = st.slots.iter().map(|x| x.draft(range.start, lossy)).collect();
+                    let drafts: Vec<_> = st
+                        .slots
+                        .iter()
+                        .map(|x| x.draft(range.start, lossy))
+                        .collect();
                     let input = VerifyInput {
                         drafts: &drafts,
                         targets: &targets,
@@ -370,12 +399,17 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
                     .iter()
                     .map(|slot| match slot {
                         Slot::Forced(t) | Slot::Clean { token: t, .. } => *t,
-                        Slot::Noisy { prediction, .. } => prediction.as_ref().map_or(ys[0], |p| p.0),
+                        Slot::Noisy { prediction, .. } => {
+                            prediction.as_ref().map_or(ys[0], |p| p.0)
+                        }
                     })
                     .collect();
                 committed.push(outcome.next_token);
                 committed.truncate(target - g);
-                let kept = st.slots[..a].iter().take_while(|x| x.fed_token().is_some()).count();
+                let kept = st.slots[..a]
+                    .iter()
+                    .take_while(|x| x.fed_token().is_some())
+                    .count();
                 for r in [b, b + s].into_iter().filter(|&r| r < rows.len()) {
                     cache.rollback_to(r, lens_before[r] + st.pending + kept)?;
                 }
@@ -418,7 +452,12 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
     /// Input embeddings `[samples, len, hidden]` of the next pass: pending tokens, then slots
     /// (token embeddings for clean and forced slots, denormalized noisy embeddings plus level
     /// conditioning for noisy ones), then padding.
-    fn window_embeddings(&self, states: &[SampleState], len: usize, buffer: Option<&Tensor<3>>) -> Result<Tensor<3>> {
+    fn window_embeddings(
+        &self,
+        states: &[SampleState],
+        len: usize,
+        buffer: Option<&Tensor<3>>,
+    ) -> Result<Tensor<3>> {
         let device = self.model.device();
         let s = states.len();
         let pad = self.model.layout().image_token_range().start;
@@ -459,12 +498,13 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
         let t = Tensor::<2>::from_data(TensorData::new(levels, [s, len]), &device);
         match self.config.sjd2.level_conditioning {
             LevelConditioning::None => {}
-            LevelConditioning::Sinusoidal => noisy_emb = noisy_emb + sinusoidal_level_embedding(t, d),
+            LevelConditioning::Sinusoidal => {
+                noisy_emb = noisy_emb + sinusoidal_level_embedding(t, d)
+            }
             LevelConditioning::Learned => {
-                let e = self
-                    .model
-                    .level_embedding(t)
-                    .ok_or_else(|| Error::Unsupported("the model has no level embedding".into()))??;
+                let e = self.model.level_embedding(t).ok_or_else(|| {
+                    Error::Unsupported("the model has no level embedding".into())
+                })??;
                 noisy_emb = noisy_emb + e;
             }
         }
@@ -487,7 +527,11 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
             return Ok(None);
         };
         let device = self.model.device();
-        let (s, w, d) = (states.len(), self.config.window_len, self.model.hidden_size());
+        let (s, w, d) = (
+            states.len(),
+            self.config.window_len,
+            self.model.hidden_size(),
+        );
         let f = fresh.iter().copied().max().unwrap_or(0).max(1);
         let mut eps = vec![0f32; s * f * d];
         for (b, st) in states.iter_mut().enumerate() {
@@ -524,7 +568,10 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
         let gathered = source.gather(1, idx);
         let x0_hat = noise
             .normalizer
-            .normalize(self.model.embed_tokens(sjd2_core_int(&x0, [s, w], &device))?);
+            .normalize(
+                self.model
+                    .embed_tokens(sjd2_core_int(&x0, [s, w], &device))?,
+            );
         let c_e = Tensor::<2>::from_data(TensorData::new(c_e, [s, w]), &device);
         let c_x = Tensor::<2>::from_data(TensorData::new(c_x, [s, w]), &device);
         Ok(Some(ddim_step(gathered, x0_hat, c_e, c_x)))

@@ -25,8 +25,14 @@ impl Q {
 #[derive(Debug, Clone)]
 pub(crate) enum Slot {
     Forced(u32),
-    Clean { token: u32, q: Q },
-    Noisy { level: usize, prediction: Option<(u32, Q)> },
+    Clean {
+        token: u32,
+        q: Q,
+    },
+    Noisy {
+        level: usize,
+        prediction: Option<(u32, Q)>,
+    },
 }
 
 impl Slot {
@@ -135,7 +141,9 @@ impl WindowRules<'_> {
             return 0;
         }
         let by_end = target - 1 - generated;
-        let by_suffix = target.saturating_sub(self.plain_suffix).saturating_sub(generated);
+        let by_suffix = target
+            .saturating_sub(self.plain_suffix)
+            .saturating_sub(generated);
         self.window_len.min(by_end).min(by_suffix)
     }
 
@@ -175,7 +183,11 @@ impl SampleState {
 
     pub(crate) fn window_view(&self) -> Vec<SlotView> {
         let g = self.tokens.len();
-        self.slots.iter().enumerate().map(|(i, s)| s.view(g + i)).collect()
+        self.slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| s.view(g + i))
+            .collect()
     }
 
     fn token_at(&self, pos: usize) -> Option<u32> {
@@ -257,7 +269,13 @@ impl SampleState {
             Slot::Noisy { level, .. } => {
                 let to = rules.target_level(level, new_index);
                 if to == 0 {
-                    return (Slot::Clean { token: pred.token, q }, BufferOp::UNUSED);
+                    return (
+                        Slot::Clean {
+                            token: pred.token,
+                            q,
+                        },
+                        BufferOp::UNUSED,
+                    );
                 }
                 let (c_e, c_x) = rules
                     .noise
@@ -276,11 +294,22 @@ impl SampleState {
                     op,
                 )
             }
-            Slot::Clean { .. } | Slot::Forced(_) => (Slot::Clean { token: pred.token, q }, BufferOp::UNUSED),
+            Slot::Clean { .. } | Slot::Forced(_) => (
+                Slot::Clean {
+                    token: pred.token,
+                    q,
+                },
+                BufferOp::UNUSED,
+            ),
         }
     }
 
-    fn fresh(&mut self, rules: &WindowRules<'_>, pos: usize, fresh_count: &mut usize) -> (Slot, BufferOp) {
+    fn fresh(
+        &mut self,
+        rules: &WindowRules<'_>,
+        pos: usize,
+        fresh_count: &mut usize,
+    ) -> (Slot, BufferOp) {
         match rules.noise {
             Some((table, _)) => {
                 let k = table.steps();
@@ -301,7 +330,13 @@ impl SampleState {
             }
             None => {
                 let token = self.init_draft(rules, pos);
-                (Slot::Clean { token, q: Q::OneHot }, BufferOp::UNUSED)
+                (
+                    Slot::Clean {
+                        token,
+                        q: Q::OneHot,
+                    },
+                    BufferOp::UNUSED,
+                )
             }
         }
     }
@@ -350,7 +385,10 @@ mod tests {
         let mut fresh = 0;
         s.advance(&r, &[2], vec![], &mut fresh);
         let v: Vec<SlotKind> = s.window_view().iter().map(|v| v.kind).collect();
-        assert_eq!(&v[..3], &[SlotKind::Clean(2), SlotKind::Clean(2), SlotKind::Forced(9)]);
+        assert_eq!(
+            &v[..3],
+            &[SlotKind::Clean(2), SlotKind::Clean(2), SlotKind::Forced(9)]
+        );
         assert!(matches!(v[3], SlotKind::Clean(_)), "column 0 is random");
     }
 
@@ -364,9 +402,17 @@ mod tests {
         let mut fresh = 0;
         let ops = s.advance(&r, &[1], vec![], &mut fresh);
         assert_eq!(fresh, 8);
-        assert!(ops.iter().all(|o| matches!(o.source, BufferSource::Fresh(_))));
+        assert!(
+            ops.iter()
+                .all(|o| matches!(o.source, BufferSource::Fresh(_)))
+        );
         // One token committed (slot 0 consumed); slots 1.. survive with predictions.
-        let preds = (0..8).map(|i| Prediction { token: i % 4, probs: None }).collect();
+        let preds = (0..8)
+            .map(|i| Prediction {
+                token: i % 4,
+                probs: None,
+            })
+            .collect();
         let mut fresh = 0;
         let ops = s.advance(&r, &[3], preds, &mut fresh);
         let levels: Vec<usize> = s

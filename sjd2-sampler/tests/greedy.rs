@@ -26,13 +26,20 @@ fn greedy_sjd_equals_greedy_ar() {
         let model = medium_toy(seed);
         for guidance in [1.0, 3.0] {
             let p = prompt(&model, &[seed as usize, 2]);
-            let ar = Sjd2Decoder::new(model.clone(), greedy(DecoderConfig::autoregressive(), guidance))
-                .unwrap()
-                .generate(&p)
-                .unwrap();
+            let ar = Sjd2Decoder::new(
+                model.clone(),
+                greedy(DecoderConfig::autoregressive(), guidance),
+            )
+            .unwrap()
+            .generate(&p)
+            .unwrap();
             assert_eq!(ar.stats.forward_passes, model.layout_len());
             for window in [1, 2, 5, 16] {
-                for init in [DraftInit::Random, DraftInit::HorizontalRepeat, DraftInit::VerticalRepeat] {
+                for init in [
+                    DraftInit::Random,
+                    DraftInit::HorizontalRepeat,
+                    DraftInit::VerticalRepeat,
+                ] {
                     for verification in [Verification::Probabilistic, Verification::Jacobi] {
                         let cfg = DecoderConfig {
                             window_len: window,
@@ -41,10 +48,17 @@ fn greedy_sjd_equals_greedy_ar() {
                             seed: seed * 31 + window as u64,
                             ..greedy(DecoderConfig::sjd(), guidance)
                         };
-                        let out = Sjd2Decoder::new(model.clone(), cfg).unwrap().generate(&p).unwrap();
-                        assert_eq!(out.tokens, ar.tokens, "seed {seed} window {window} {init:?} {verification:?}");
+                        let out = Sjd2Decoder::new(model.clone(), cfg)
+                            .unwrap()
+                            .generate(&p)
+                            .unwrap();
+                        assert_eq!(
+                            out.tokens, ar.tokens,
+                            "seed {seed} window {window} {init:?} {verification:?}"
+                        );
                         assert!(out.stats.forward_passes <= ar.stats.forward_passes);
-                        fewer_passes += usize::from(out.stats.forward_passes < ar.stats.forward_passes);
+                        fewer_passes +=
+                            usize::from(out.stats.forward_passes < ar.stats.forward_passes);
                         checked += 1;
                     }
                 }
@@ -52,7 +66,10 @@ fn greedy_sjd_equals_greedy_ar() {
         }
     }
     assert_eq!(checked, 3 * 2 * 4 * 3 * 2);
-    assert!(fewer_passes > checked / 2, "SJD should usually save passes: {fewer_passes}/{checked}");
+    assert!(
+        fewer_passes > checked / 2,
+        "SJD should usually save passes: {fewer_passes}/{checked}"
+    );
 }
 
 #[test]
@@ -61,14 +78,22 @@ fn greedy_sjd2_equals_greedy_ar() {
         let model = medium_toy(seed);
         for guidance in [1.0, 2.5] {
             let p = prompt(&model, &[1, seed as usize]);
-            let ar = Sjd2Decoder::new(model.clone(), greedy(DecoderConfig::autoregressive(), guidance))
-                .unwrap()
-                .generate(&p)
-                .unwrap();
+            let ar = Sjd2Decoder::new(
+                model.clone(),
+                greedy(DecoderConfig::autoregressive(), guidance),
+            )
+            .unwrap()
+            .generate(&p)
+            .unwrap();
             for window in [1, 4, 12] {
                 for policy in [LevelPolicy::ByDistance, LevelPolicy::OnePerIteration] {
-                    for (schedule, steps) in [(NoiseSchedule::default(), 5), (NoiseSchedule::Linear, 2), (NoiseSchedule::Cosine, 8)] {
-                        for conditioning in [LevelConditioning::None, LevelConditioning::Sinusoidal] {
+                    for (schedule, steps) in [
+                        (NoiseSchedule::default(), 5),
+                        (NoiseSchedule::Linear, 2),
+                        (NoiseSchedule::Cosine, 8),
+                    ] {
+                        for conditioning in [LevelConditioning::None, LevelConditioning::Sinusoidal]
+                        {
                             let mut cfg = DecoderConfig {
                                 window_len: window,
                                 seed,
@@ -78,8 +103,14 @@ fn greedy_sjd2_equals_greedy_ar() {
                             cfg.sjd2.schedule = schedule;
                             cfg.sjd2.denoising_steps = steps;
                             cfg.sjd2.level_conditioning = conditioning;
-                            let out = Sjd2Decoder::new(model.clone(), cfg).unwrap().generate(&p).unwrap();
-                            assert_eq!(out.tokens, ar.tokens, "seed {seed} window {window} {policy:?} {schedule:?}");
+                            let out = Sjd2Decoder::new(model.clone(), cfg)
+                                .unwrap()
+                                .generate(&p)
+                                .unwrap();
+                            assert_eq!(
+                                out.tokens, ar.tokens,
+                                "seed {seed} window {window} {policy:?} {schedule:?}"
+                            );
                             assert!(out.stats.forward_passes <= ar.stats.forward_passes);
                         }
                     }
@@ -99,17 +130,38 @@ fn jacobi_span_and_max_new_tokens_keep_greedy_exactness() {
         .unwrap();
     let cfg = DecoderConfig {
         window_len: 6,
-        jacobi_span: JacobiSpan { plain_prefix: 3, plain_suffix: 5 },
+        jacobi_span: JacobiSpan {
+            plain_prefix: 3,
+            plain_suffix: 5,
+        },
         ..greedy(DecoderConfig::sjd(), 1.0)
     };
-    let out = Sjd2Decoder::new(model.clone(), cfg).unwrap().generate(&p).unwrap();
+    let out = Sjd2Decoder::new(model.clone(), cfg)
+        .unwrap()
+        .generate(&p)
+        .unwrap();
     assert_eq!(out.tokens, ar.tokens);
     // The first 3 and last 5 positions are decoded one per pass.
     assert!(out.stats.tokens_per_pass[..3].iter().all(|&t| t == 1));
-    assert!(out.stats.tokens_per_pass.iter().rev().take(4).all(|&t| t == 1));
+    assert!(
+        out.stats
+            .tokens_per_pass
+            .iter()
+            .rev()
+            .take(4)
+            .all(|&t| t == 1)
+    );
     for mode in [Mode::Sjd, Mode::Sjd2, Mode::Autoregressive] {
-        let cfg = DecoderConfig { mode, window_len: 4, max_new_tokens: Some(9), ..greedy(DecoderConfig::sjd(), 1.0) };
-        let out = Sjd2Decoder::new(model.clone(), cfg).unwrap().generate(&p).unwrap();
+        let cfg = DecoderConfig {
+            mode,
+            window_len: 4,
+            max_new_tokens: Some(9),
+            ..greedy(DecoderConfig::sjd(), 1.0)
+        };
+        let out = Sjd2Decoder::new(model.clone(), cfg)
+            .unwrap()
+            .generate(&p)
+            .unwrap();
         assert_eq!(out.tokens, ar.tokens[..9], "{mode:?}");
         assert_eq!(out.finish_reason, sjd2_sampler::FinishReason::MaxNewTokens);
     }

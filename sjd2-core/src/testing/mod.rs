@@ -41,7 +41,10 @@ pub fn exact_sequence_distribution<M: JacobiDenoiser>(
         for (p, _) in &prefixes {
             let mut cond = prompt.tokens.clone();
             cond.extend_from_slice(p);
-            let mut neg = prompt.negative.clone().unwrap_or_else(|| vec![null_token_of(model)]);
+            let mut neg = prompt
+                .negative
+                .clone()
+                .unwrap_or_else(|| vec![null_token_of(model)]);
             neg.extend_from_slice(p);
             prompts.push(Prompt::new(cond).with_negative(neg));
         }
@@ -58,7 +61,10 @@ pub fn exact_sequence_distribution<M: JacobiDenoiser>(
                 role: Role::Unconditional,
             }));
         }
-        let max_len = rows.iter().map(|r| model.prompt_len(r)).collect::<Result<Vec<_>>>()?;
+        let max_len = rows
+            .iter()
+            .map(|r| model.prompt_len(r))
+            .collect::<Result<Vec<_>>>()?;
         let mut cache = model.new_cache(rows.len(), max_len.into_iter().max().unwrap_or(1))?;
         let logits = model.prefill(&mut cache, &rows)?.unsqueeze_dim::<3>(1);
         let n = prefixes.len();

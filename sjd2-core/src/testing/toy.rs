@@ -142,8 +142,14 @@ impl ToyModel {
     /// # Errors
     /// [`Error::InvalidConfig`] for inconsistent sizes.
     pub fn new(config: ToyConfig, device: &Device) -> Result<Self> {
-        if config.heads == 0 || config.hidden % config.heads != 0 || (config.hidden / config.heads) % 2 != 0 {
-            return Err(Error::config("heads", "hidden must be a multiple of heads with an even head size"));
+        if config.heads == 0
+            || !config.hidden.is_multiple_of(config.heads)
+            || !(config.hidden / config.heads).is_multiple_of(2)
+        {
+            return Err(Error::config(
+                "heads",
+                "hidden must be a multiple of heads with an even head size",
+            ));
         }
         let layout = ImageLayout::new(
             0..config.image_vocab as u32,
@@ -176,7 +182,12 @@ impl ToyModel {
         Ok(Self {
             embed: normal(&mut rng, [config.vocab(), d], 1.0, device),
             norm: gain(&mut rng, d, device),
-            head: normal(&mut rng, [d, config.vocab()], config.logit_scale * s, device),
+            head: normal(
+                &mut rng,
+                [d, config.vocab()],
+                config.logit_scale * s,
+                device,
+            ),
             blocks,
             layout,
             device: device.clone(),
@@ -293,7 +304,14 @@ impl JacobiDenoiser for ToyModel {
 
     fn new_cache(&self, rows: usize, capacity: usize) -> Result<KvCache> {
         let c = &self.config;
-        KvCache::new(c.layers, rows, capacity, c.heads, c.hidden / c.heads, &self.device)
+        KvCache::new(
+            c.layers,
+            rows,
+            capacity,
+            c.heads,
+            c.hidden / c.heads,
+            &self.device,
+        )
     }
 
     fn prefill(&self, cache: &mut KvCache, rows: &[PromptRow<'_>]) -> Result<Tensor<2>> {
@@ -347,19 +365,31 @@ impl JacobiDenoiser for ToyModel {
         let mut x = embeddings;
         for (l, b) in self.blocks.iter().enumerate() {
             let h = rms_norm(x.clone(), &b.norm1);
-            let q = h.clone().matmul(b.wq.clone().unsqueeze()).reshape([rows, len, heads, hd]);
-            let k = h.clone().matmul(b.wk.clone().unsqueeze()).reshape([rows, len, heads, hd]);
-            let v = h.matmul(b.wv.clone().unsqueeze()).reshape([rows, len, heads, hd]);
+            let q = h
+                .clone()
+                .matmul(b.wq.clone().unsqueeze())
+                .reshape([rows, len, heads, hd]);
+            let k = h
+                .clone()
+                .matmul(b.wk.clone().unsqueeze())
+                .reshape([rows, len, heads, hd]);
+            let v = h
+                .matmul(b.wv.clone().unsqueeze())
+                .reshape([rows, len, heads, hd]);
             let q = self.rope(q, &plan).swap_dims(1, 2);
             let k = self.rope(k, &plan);
             let (keys, values) = cache.update(l, &plan, k, v)?;
             let scores = q.matmul(keys.swap_dims(2, 3)) / (hd as f32).sqrt();
-            let scores = scores.mask_fill(plan.mask.clone().expand([rows, heads, len, plan.key_len]), f32::NEG_INFINITY);
+            let scores = scores.mask_fill(
+                plan.mask.clone().expand([rows, heads, len, plan.key_len]),
+                f32::NEG_INFINITY,
+            );
             let att = softmax(scores, 3).matmul(values); // [rows, heads, len, hd]
             let att = att.swap_dims(1, 2).reshape([rows, len, d]);
             x = x + att.matmul(b.wo.clone().unsqueeze());
             let h = rms_norm(x.clone(), &b.norm2);
-            let ff = silu(h.clone().matmul(b.w1.clone().unsqueeze())) * h.matmul(b.w3.clone().unsqueeze());
+            let ff = silu(h.clone().matmul(b.w1.clone().unsqueeze()))
+                * h.matmul(b.w3.clone().unsqueeze());
             x = x + ff.matmul(b.w2.clone().unsqueeze());
         }
         cache.commit(&plan);

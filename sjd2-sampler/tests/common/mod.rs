@@ -35,11 +35,23 @@ pub fn medium_toy(seed: u64) -> ToyModel {
 
 /// The 2x2 enumeration toy (4 image tokens, row ends): 256 possible images.
 pub fn small_toy(seed: u64) -> ToyModel {
-    ToyModel::new(ToyConfig { seed, ..ToyConfig::default() }, &device()).unwrap()
+    ToyModel::new(
+        ToyConfig {
+            seed,
+            ..ToyConfig::default()
+        },
+        &device(),
+    )
+    .unwrap()
 }
 
 pub fn prompt(model: &ToyModel, words: &[usize]) -> Prompt {
-    Prompt::new(words.iter().map(|&w| model.config().text_token(w)).collect::<Vec<_>>())
+    Prompt::new(
+        words
+            .iter()
+            .map(|&w| model.config().text_token(w))
+            .collect::<Vec<_>>(),
+    )
 }
 
 /// Wraps a model and counts its calls (prefill + forward).
@@ -50,7 +62,10 @@ pub struct Counting<M> {
 
 impl<M> Counting<M> {
     pub fn new(inner: M) -> Self {
-        Self { inner, calls: Cell::new(0) }
+        Self {
+            inner,
+            calls: Cell::new(0),
+        }
     }
 }
 

@@ -1,0 +1,370 @@
+//! Statistics, batches, determinism, cancellation, forced tokens and input errors.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::cell::Cell;
+
+use burn::Tensor;
+use burn::tensor::{Device, Int};
+use common::{Counting, medium_toy, prompt};
+use sjd2_core::testing::ToyModel;
+use sjd2_core::{Error, ImageLayout, JacobiDenoiser, KvCache, Prompt, PromptRow, Result, Sampling};
+use sjd2_sampler::{
+    Acceptance, Control, DecoderConfig, DraftInit, FinishReason, LevelConditioning, Mode,
+    Sjd2Decoder, SlotKind,
+};
+
+fn all_modes() -> Vec<DecoderConfig> {
+    let mut lossy = DecoderConfig {
+        window_len: 6,
+        ..DecoderConfig::sjd2()
+    };
+    lossy.sjd2.acceptance = Acceptance::Lossy;
+    lossy.sjd2.denoising_steps = 4;
+    vec![
+        DecoderConfig::autoregressive(),
+        DecoderConfig {
+            window_len: 5,
+            draft_init: DraftInit::VerticalRepeat,
+            ..DecoderConfig::sjd()
+        },
+        DecoderConfig {
+            window_len: 8,
+            ..DecoderConfig::sjd2()
+        },
+        lossy,
+    ]
+}
+
+#[test]
+fn forward_passes_are_counted_once_per_model_call() {
+    let model = medium_toy(3);
+    let p = prompt(&model, &[0, 1]);
+    for guidance in [1.0, 2.0] {
+        for cfg in all_modes() {
+            let mode = cfg.mode;
+            let counting = Counting::new(model.clone());
+            let d = Sjd2Decoder::new(
+                counting,
+                DecoderConfig {
+                    guidance_scale: guidance,
+                    ..cfg
+                },
+            )
+            .unwrap();
+            let g = d.generate(&p).unwrap();
+            assert_eq!(g.stats.forward_passes, d.model().calls.get(), "{mode:?}");
+            assert_eq!(g.stats.tokens_per_pass.len(), g.stats.forward_passes);
+            assert_eq!(g.stats.tokens(), g.tokens.len());
+            assert_eq!(g.tokens.len(), model.layout().len());
+            assert_eq!(g.finish_reason, FinishReason::Complete);
+            if mode == Mode::Autoregressive {
+                assert_eq!(g.stats.forward_passes, g.tokens.len());
+                assert_eq!(g.stats.step_compression(), 1.0);
+            }
+        }
+    }
+}
+
+#[test]
+fn every_mode_respects_the_layout() {
+    let model = medium_toy(5);
+    let layout = model.layout().clone();
+    for cfg in all_modes() {
+        for seed in 0..4 {
+            let g = Sjd2Decoder::new(
+                model.clone(),
+                DecoderConfig {
+                    seed,
+                    guidance_scale: 1.5,
+                    ..cfg.clone()
+                },
+            )
+            .unwrap()
+            .generate(&prompt(&model, &[2]))
+            .unwrap();
+            for (pos, &t) in g.tokens.iter().enumerate() {
+                match layout.forced_token(pos) {
+                    Some(f) => assert_eq!(t, f, "{:?} position {pos}", cfg.mode),
+                    None => assert!(layout.image_token_range().contains(&t)),
+                }
+            }
+            assert_eq!(
+                layout.image_tokens(&g.tokens).len(),
+                layout.rows() * layout.cols()
+            );
+        }
+    }
+}
+
+#[test]
+fn same_seed_same_tokens_and_batch_independence() {
+    let model = medium_toy(9);
+    let prompts = [
+        prompt(&model, &[0]),
+        prompt(&model, &[1, 2]),
+        prompt(&model, &[3, 4, 5]),
+    ];
+    for cfg in all_modes() {
+        let cfg = DecoderConfig {
+            guidance_scale: 2.0,
+            seed: 77,
+            ..cfg
+        };
+        let d = Sjd2Decoder::new(model.clone(), cfg.clone()).unwrap();
+        let batch = d.generate_batch(&prompts).unwrap();
+        let again = d.generate_batch(&prompts).unwrap();
+        for (a, b) in batch.iter().zip(&again) {
+            assert_eq!(a.tokens, b.tokens, "{:?}: not reproducible", cfg.mode);
+        }
+        for (i, g) in batch.iter().enumerate() {
+            assert_eq!(g.seed, 77 + i as u64);
+            let alone = d.generate(&prompts[i].clone().with_seed(g.seed)).unwrap();
+            assert_eq!(
+                alone.tokens, g.tokens,
+                "{:?}: sample {i} depends on its batch",
+                cfg.mode
+            );
+            assert_eq!(alone.stats.tokens_per_pass, g.stats.tokens_per_pass);
+        }
+        // Reordered batch: each prompt keeps its result when it keeps its seed.
+        let seeded: Vec<Prompt> = prompts
+            .iter()
+            .zip(&batch)
+            .map(|(p, g)| p.clone().with_seed(g.seed))
+            .collect();
+        let reversed: Vec<Prompt> = seeded.iter().rev().cloned().collect();
+        let out = d.generate_batch(&reversed).unwrap();
+        for (g, r) in batch.iter().zip(out.iter().rev()) {
+            assert_eq!(g.tokens, r.tokens);
+        }
+    }
+}
+
+#[test]
+fn different_seeds_give_different_images() {
+    let model = medium_toy(9);
+    let d = Sjd2Decoder::new(model.clone(), DecoderConfig::sjd()).unwrap();
+    let p = prompt(&model, &[0]);
+    let a = d.generate(&p.clone().with_seed(1)).unwrap();
+    let b = d.generate(&p.with_seed(2)).unwrap();
+    assert_ne!(a.tokens, b.tokens);
+}
+
+#[test]
+fn observing_steps_does_not_change_tokens_and_sees_the_window() {
+    let model = medium_toy(4);
+    let p = prompt(&model, &[1]);
+    for cfg in all_modes() {
+        let d = Sjd2Decoder::new(model.clone(), cfg.clone()).unwrap();
+        let plain = d.generate(&p).unwrap();
+        let mut events = 0;
+        let mut saw_noisy = false;
+        let observed = d
+            .generate_with(&p, |e| {
+                events += 1;
+                assert_eq!(e.pass, events);
+                assert!(e.committed >= 1 && e.committed <= cfg.window_len + 1);
+                saw_noisy |= e
+                    .window
+                    .iter()
+                    .any(|s| matches!(s.kind, SlotKind::Noisy { .. }));
+                for (i, s) in e.window.iter().enumerate() {
+                    assert_eq!(s.position, e.tokens.len() + i);
+                }
+                Control::Continue
+            })
+            .unwrap();
+        assert_eq!(plain.tokens, observed.tokens);
+        assert_eq!(events, observed.stats.forward_passes);
+        assert_eq!(saw_noisy, cfg.mode == Mode::Sjd2, "{:?}", cfg.mode);
+    }
+}
+
+#[test]
+fn cancellation_returns_partial_result_and_decoder_is_reusable() {
+    let model = medium_toy(2);
+    let p = prompt(&model, &[0]);
+    for cfg in all_modes() {
+        let d = Sjd2Decoder::new(model.clone(), cfg.clone()).unwrap();
+        let full = d.generate(&p).unwrap();
+        let partial = d
+            .generate_with(&p, |e| {
+                if e.pass == 3 {
+                    Control::Stop
+                } else {
+                    Control::Continue
+                }
+            })
+            .unwrap();
+        assert_eq!(partial.finish_reason, FinishReason::Cancelled);
+        assert_eq!(partial.stats.forward_passes, 3);
+        assert!(partial.tokens.len() < full.tokens.len());
+        assert_eq!(
+            partial.tokens[..],
+            full.tokens[..partial.tokens.len()],
+            "{:?}",
+            cfg.mode
+        );
+        let again = d.generate(&p).unwrap();
+        assert_eq!(again.tokens, full.tokens);
+    }
+}
+
+#[test]
+fn sjd_saves_forward_passes_on_average() {
+    let model = medium_toy(1);
+    let p = prompt(&model, &[2]);
+    let prompts: Vec<Prompt> = (0..32).map(|i| p.clone().with_seed(i)).collect();
+    let passes = |cfg| -> usize {
+        Sjd2Decoder::new(model.clone(), cfg)
+            .unwrap()
+            .generate_batch(&prompts)
+            .unwrap()
+            .iter()
+            .map(|g| g.stats.forward_passes)
+            .sum()
+    };
+    let ar = passes(DecoderConfig::autoregressive());
+    let sjd = passes(DecoderConfig {
+        window_len: 8,
+        ..DecoderConfig::sjd()
+    });
+    assert_eq!(ar, 32 * model.layout().len());
+    assert!(sjd < ar, "SJD {sjd} vs AR {ar}");
+}
+
+#[test]
+fn bad_prompts_are_errors() {
+    let model = medium_toy(0);
+    let d = Sjd2Decoder::new(model.clone(), DecoderConfig::sjd()).unwrap();
+    let e = d.generate(&Prompt::new(Vec::<u32>::new())).unwrap_err();
+    assert!(matches!(e, Error::InvalidPrompt { index: 0, .. }), "{e}");
+    let e = d
+        .generate_batch(&[prompt(&model, &[0]), Prompt::new(vec![])])
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidPrompt { index: 1, .. }), "{e}");
+    let e = d.generate(&Prompt::new(vec![10_000])).unwrap_err();
+    assert!(
+        matches!(e, Error::TokenOutOfRange { token: 10_000, .. }),
+        "{e}"
+    );
+    let d = Sjd2Decoder::new(
+        model.clone(),
+        DecoderConfig {
+            guidance_scale: 2.0,
+            ..DecoderConfig::sjd()
+        },
+    )
+    .unwrap();
+    let e = d
+        .generate(&prompt(&model, &[0]).with_negative(vec![9_999]))
+        .unwrap_err();
+    assert!(e.to_string().contains("Unconditional"), "{e}");
+    let long = Prompt::new(vec![model.config().text_token(0); 5000]);
+    assert!(matches!(
+        d.generate(&long).unwrap_err(),
+        Error::SequenceTooLong { .. }
+    ));
+    assert!(d.generate_batch(&[]).unwrap().is_empty());
+}
+
+#[test]
+fn learned_conditioning_needs_a_model_hook() {
+    let mut cfg = DecoderConfig::sjd2();
+    cfg.sjd2.level_conditioning = LevelConditioning::Learned;
+    let e = Sjd2Decoder::new(medium_toy(0), cfg).unwrap_err();
+    assert!(matches!(e, Error::Unsupported(_)), "{e}");
+}
+
+#[test]
+fn invalid_configs_are_rejected_by_the_decoder() {
+    let model = medium_toy(0);
+    let e = Sjd2Decoder::new(
+        model.clone(),
+        DecoderConfig {
+            window_len: 0,
+            ..DecoderConfig::sjd()
+        },
+    )
+    .unwrap_err();
+    assert_eq!(e.field(), Some("window_len"));
+    let mut d = Sjd2Decoder::new(model, DecoderConfig::sjd()).unwrap();
+    let e = d
+        .set_config(DecoderConfig {
+            sampling: Sampling::top_k(0, 1.0),
+            ..DecoderConfig::sjd()
+        })
+        .unwrap_err();
+    assert_eq!(e.field(), Some("top_k"));
+    assert_eq!(
+        d.config().mode,
+        Mode::Sjd,
+        "a rejected config leaves the decoder unchanged"
+    );
+}
+
+/// A model whose logits turn NaN after a few calls.
+struct Poisoned {
+    inner: ToyModel,
+    calls: Cell<usize>,
+}
+
+impl JacobiDenoiser for Poisoned {
+    type Cache = KvCache;
+    fn device(&self) -> Device {
+        self.inner.device()
+    }
+    fn vocab_size(&self) -> usize {
+        self.inner.vocab_size()
+    }
+    fn hidden_size(&self) -> usize {
+        self.inner.hidden_size()
+    }
+    fn max_sequence_len(&self) -> usize {
+        self.inner.max_sequence_len()
+    }
+    fn layout(&self) -> &ImageLayout {
+        self.inner.layout()
+    }
+    fn prompt_len(&self, row: &PromptRow<'_>) -> Result<usize> {
+        self.inner.prompt_len(row)
+    }
+    fn new_cache(&self, rows: usize, capacity: usize) -> Result<KvCache> {
+        self.inner.new_cache(rows, capacity)
+    }
+    fn prefill(&self, cache: &mut KvCache, rows: &[PromptRow<'_>]) -> Result<Tensor<2>> {
+        self.inner.prefill(cache, rows)
+    }
+    fn embed_tokens(&self, tokens: Tensor<2, Int>) -> Result<Tensor<3>> {
+        self.inner.embed_tokens(tokens)
+    }
+    fn forward(&self, cache: &mut KvCache, embeddings: Tensor<3>) -> Result<Tensor<3>> {
+        self.calls.set(self.calls.get() + 1);
+        let logits = self.inner.forward(cache, embeddings)?;
+        Ok(if self.calls.get() >= 2 {
+            logits * f32::NAN
+        } else {
+            logits
+        })
+    }
+    fn image_embedding_table(&self) -> Result<Tensor<2>> {
+        self.inner.image_embedding_table()
+    }
+}
+
+#[test]
+fn nan_logits_are_a_typed_error() {
+    for cfg in all_modes() {
+        let model = Poisoned {
+            inner: medium_toy(0),
+            calls: Cell::new(0),
+        };
+        let d = Sjd2Decoder::new(model, cfg).unwrap();
+        let e = d
+            .generate(&Prompt::new(vec![d.model().inner.config().text_token(0)]))
+            .unwrap_err();
+        assert!(matches!(e, Error::NonFinite { .. }), "{e}");
+    }
+}

@@ -1,0 +1,246 @@
+//! SJD and SJD2 must sample whole sequences from exactly the autoregressive distribution.
+//!
+//! The toy model's 2x2 image (4 image tokens, forced row ends) has 256 possible outputs; their
+//! exact probabilities under AR sampling are enumerated and compared with 20 000 decoded samples
+//! by Pearson's chi-square test (cells with expected count < 5 pooled). A configuration passes
+//! when p > 0.001. Two deliberately wrong verifiers must be rejected at p < 1e-6, showing that
+//! the test has the power to catch a biased criterion.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::{prompt, small_toy};
+use rand::{Rng, RngCore};
+use sjd2_core::sampling::sample_index;
+use sjd2_core::testing::{GoodnessOfFit, ToyModel, exact_sequence_distribution, goodness_of_fit};
+use sjd2_core::{Draft, Outcome, Proposal, Result, Sampling, Target, Verifier, VerifyInput};
+use sjd2_sampler::{DecoderConfig, DraftInit, LevelConditioning, LevelPolicy, Sjd2Decoder};
+
+const SAMPLES: usize = 20_000;
+const BATCH: usize = 2_000;
+const ALPHA: f64 = 1e-3;
+
+fn fit(
+    model: &ToyModel,
+    cfg: DecoderConfig,
+    verifier: Option<Box<dyn Fn() -> Box<dyn Verifier>>>,
+) -> GoodnessOfFit {
+    let p = prompt(model, &[1, 2]);
+    let exact = exact_sequence_distribution(model, &p, &cfg.sampling, cfg.guidance_scale).unwrap();
+    let total: f64 = exact.values().sum();
+    assert!(
+        (total - 1.0).abs() < 1e-4,
+        "exact distribution sums to {total}"
+    );
+    let mut decoder = Sjd2Decoder::new(model.clone(), cfg).unwrap();
+    if let Some(v) = verifier {
+        decoder = decoder.with_verifier(BoxedVerifier(v()));
+    }
+    let mut counts: HashMap<Vec<u32>, usize> = HashMap::new();
+    for chunk in 0..SAMPLES / BATCH {
+        let prompts: Vec<_> = (0..BATCH)
+            .map(|i| p.clone().with_seed((chunk * BATCH + i) as u64 + 1_000_000))
+            .collect();
+        for g in decoder.generate_batch(&prompts).unwrap() {
+            *counts.entry(g.tokens).or_default() += 1;
+        }
+    }
+    goodness_of_fit(&counts, &exact, 5.0)
+}
+
+#[derive(Debug)]
+struct BoxedVerifier(Box<dyn Verifier>);
+
+impl Verifier for BoxedVerifier {
+    fn verify(&self, input: &VerifyInput<'_>, rng: &mut dyn RngCore) -> Result<Outcome> {
+        self.0.verify(input, rng)
+    }
+}
+
+fn sampled(cfg: DecoderConfig, guidance: f32, sampling: Sampling) -> DecoderConfig {
+    DecoderConfig {
+        guidance_scale: guidance,
+        sampling,
+        ..cfg
+    }
+}
+
+fn sjd(window: usize, init: DraftInit) -> DecoderConfig {
+    DecoderConfig {
+        window_len: window,
+        draft_init: init,
+        ..DecoderConfig::sjd()
+    }
+}
+
+fn assert_same(name: &str, f: GoodnessOfFit) {
+    assert!(
+        f.cells >= 20,
+        "{name}: too few cells to be a meaningful test: {f:?}"
+    );
+    assert!(
+        f.p_value > ALPHA,
+        "{name}: distribution differs from AR: {f:?}"
+    );
+    eprintln!("{name}: {f:?}");
+}
+
+#[test]
+fn enumeration_matches_plain_ar_sampling() {
+    let m = small_toy(11);
+    let f = fit(
+        &m,
+        sampled(DecoderConfig::autoregressive(), 2.0, Sampling::default()),
+        None,
+    );
+    assert_same("AR with guidance", f);
+}
+
+#[test]
+fn sjd_random_init_no_guidance() {
+    let m = small_toy(11);
+    assert_same(
+        "SJD random",
+        fit(
+            &m,
+            sampled(sjd(3, DraftInit::Random), 1.0, Sampling::default()),
+            None,
+        ),
+    );
+}
+
+#[test]
+fn sjd_horizontal_repeat_with_guidance() {
+    let m = small_toy(12);
+    assert_same(
+        "SJD horizontal",
+        fit(
+            &m,
+            sampled(
+                sjd(2, DraftInit::HorizontalRepeat),
+                2.0,
+                Sampling::default(),
+            ),
+            None,
+        ),
+    );
+}
+
+#[test]
+fn sjd_vertical_repeat_top_k_with_guidance() {
+    let m = small_toy(13);
+    let s = Sampling::Multinomial {
+        temperature: 0.8,
+        top_k: Some(3),
+        top_p: None,
+    };
+    assert_same(
+        "SJD vertical top-k",
+        fit(&m, sampled(sjd(4, DraftInit::VerticalRepeat), 1.5, s), None),
+    );
+}
+
+#[test]
+fn sjd2_clean_prefix_no_guidance() {
+    let m = small_toy(11);
+    let mut cfg = sampled(
+        DecoderConfig {
+            window_len: 3,
+            ..DecoderConfig::sjd2()
+        },
+        1.0,
+        Sampling::default(),
+    );
+    cfg.sjd2.denoising_steps = 3;
+    assert_same("SJD2 by distance", fit(&m, cfg, None));
+}
+
+#[test]
+fn sjd2_clean_prefix_with_guidance() {
+    let m = small_toy(12);
+    let mut cfg = sampled(
+        DecoderConfig {
+            window_len: 4,
+            ..DecoderConfig::sjd2()
+        },
+        1.5,
+        Sampling::top_p(0.95, 1.0),
+    );
+    cfg.sjd2.denoising_steps = 2;
+    cfg.sjd2.level_policy = LevelPolicy::OnePerIteration;
+    cfg.sjd2.level_conditioning = LevelConditioning::Sinusoidal;
+    assert_same("SJD2 one level per iteration", fit(&m, cfg, None));
+}
+
+/// Negative control: accepting every draft is wrong.
+#[derive(Debug)]
+struct AlwaysAccept;
+
+impl Verifier for AlwaysAccept {
+    fn verify(&self, input: &VerifyInput<'_>, _rng: &mut dyn RngCore) -> Result<Outcome> {
+        let stop = input
+            .drafts
+            .iter()
+            .position(|d| matches!(d, Draft::Stop))
+            .unwrap_or(input.drafts.len());
+        Ok(Outcome {
+            accepted: stop,
+            next_token: input.samples[stop],
+        })
+    }
+}
+
+/// Negative control: resampling from `P` instead of the residual after a rejection is wrong.
+#[derive(Debug)]
+struct ResampleFromP;
+
+impl Verifier for ResampleFromP {
+    fn verify(&self, input: &VerifyInput<'_>, rng: &mut dyn RngCore) -> Result<Outcome> {
+        for (j, d) in input.drafts.iter().enumerate() {
+            if let (Draft::Token { token, q }, Target::Dist(p)) = (*d, input.targets[j]) {
+                let q_d = match q {
+                    Proposal::OneHot => 1.0,
+                    Proposal::Dist(q) => q.prob(token),
+                };
+                if rng.random::<f64>()
+                    >= sjd2_core::verify::acceptance_probability(p.prob(token), q_d)
+                {
+                    let i = sample_index(p.probs, rng).unwrap() as u32;
+                    return Ok(Outcome {
+                        accepted: j,
+                        next_token: p.offset + i,
+                    });
+                }
+            }
+        }
+        let w = input.drafts.len();
+        Ok(Outcome {
+            accepted: w,
+            next_token: input.samples[w],
+        })
+    }
+}
+
+#[test]
+fn negative_controls_are_detected() {
+    let m = small_toy(12);
+    let cfg = sampled(
+        sjd(2, DraftInit::HorizontalRepeat),
+        1.0,
+        Sampling::default(),
+    );
+    let accept = fit(&m, cfg.clone(), Some(Box::new(|| Box::new(AlwaysAccept))));
+    eprintln!("always-accept: {accept:?}");
+    assert!(
+        accept.p_value < 1e-6,
+        "always-accept not detected: {accept:?}"
+    );
+    let from_p = fit(&m, cfg, Some(Box::new(|| Box::new(ResampleFromP))));
+    eprintln!("resample-from-P: {from_p:?}");
+    assert!(
+        from_p.p_value < 1e-6,
+        "resample-from-P not detected: {from_p:?}"
+    );
+}
