@@ -3,7 +3,7 @@
 use std::ops::Range;
 
 use burn::Tensor;
-use burn::tensor::{Device, Int};
+use burn::tensor::{Device, Int, TensorData};
 
 use crate::cache::DecodeCache;
 use crate::error::{Error, Result};
@@ -282,4 +282,56 @@ pub trait JacobiDenoiser {
         let _ = t;
         None
     }
+}
+
+/// Prefills rows of different lengths in one forward pass, for [`JacobiDenoiser::prefill`]
+/// implementations: right-pads every sequence with `pad` (padding comes after the real tokens, so
+/// causal attention never sees it), calls `run` on the `[rows, max_len]` ids to get logits
+/// `[rows, max_len, vocab]`, rolls every cache row back to its true length and returns the logits
+/// after each row's last token, `[rows, vocab]`.
+///
+/// # Errors
+/// [`Error::InvalidPrompt`] for an empty sequence, [`Error::Shape`] when the number of sequences
+/// differs from the cache rows, and whatever `run` returns.
+pub fn prefill_ragged<C: DecodeCache>(
+    cache: &mut C,
+    seqs: &[std::borrow::Cow<'_, [u32]>],
+    pad: u32,
+    device: &Device,
+    run: impl FnOnce(&mut C, Tensor<2, Int>) -> Result<Tensor<3>>,
+) -> Result<Tensor<2>> {
+    if seqs.len() != cache.rows() {
+        return Err(Error::Shape {
+            what: "prefill rows".into(),
+            expected: vec![cache.rows()],
+            got: vec![seqs.len()],
+        });
+    }
+    if let Some(i) = seqs.iter().position(|s| s.is_empty()) {
+        return Err(Error::InvalidPrompt {
+            index: i,
+            reason: "the row to prefill is empty".into(),
+        });
+    }
+    let rows = seqs.len();
+    let len = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
+    let mut ids = Vec::with_capacity(rows * len);
+    for s in seqs {
+        ids.extend(s.iter().map(|&t| i64::from(t)));
+        ids.extend(std::iter::repeat_n(i64::from(pad), len - s.len()));
+    }
+    let base: Vec<usize> = cache.lens().to_vec();
+    let logits = run(
+        cache,
+        Tensor::from_data(TensorData::new(ids, [rows, len]), device),
+    )?;
+    for (r, s) in seqs.iter().enumerate() {
+        cache.rollback_to(r, base[r] + s.len())?;
+    }
+    let vocab = logits.dims()[2];
+    let last: Vec<i64> = seqs.iter().map(|s| (s.len() - 1) as i64).collect();
+    let idx = Tensor::<1, Int>::from_data(TensorData::new(last, [rows]), device)
+        .reshape([rows, 1, 1])
+        .expand([rows, 1, vocab]);
+    Ok(logits.gather(1, idx).reshape([rows, vocab]))
 }

@@ -35,7 +35,7 @@ pub mod testing;
 pub mod verify;
 
 pub use cache::{DecodeCache, KvCache, WindowPlan};
-pub use denoiser::{ImageLayout, JacobiDenoiser, Prompt, PromptRow, Role};
+pub use denoiser::{ImageLayout, JacobiDenoiser, Prompt, PromptRow, Role, prefill_ragged};
 pub use error::{Error, Result};
 pub use guidance::{GuidanceStyle, guide, sinusoidal_level_embedding};
 pub use normalize::{EmbeddingNormalizer, NormalizationKind};

@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::cache::{DecodeCache, KvCache, WindowPlan};
-use crate::denoiser::{ImageLayout, JacobiDenoiser, PromptRow, Role};
+use crate::denoiser::{ImageLayout, JacobiDenoiser, PromptRow, Role, prefill_ragged};
 use crate::error::{Error, Result, tensor_to_vec};
 
 /// Sizes of a [`ToyModel`]. Token ids are laid out as: image tokens `0..image_vocab`, the row-end
@@ -315,35 +315,20 @@ impl JacobiDenoiser for ToyModel {
     }
 
     fn prefill(&self, cache: &mut KvCache, rows: &[PromptRow<'_>]) -> Result<Tensor<2>> {
-        if rows.len() != cache.rows() {
-            return Err(Error::Shape {
-                what: "prefill rows".into(),
-                expected: vec![cache.rows()],
-                got: vec![rows.len()],
-            });
-        }
         let seqs: Vec<_> = rows.iter().map(|r| self.row_tokens(r)).collect();
         for (i, s) in seqs.iter().enumerate() {
             self.check_tokens(s, i)?;
         }
-        let len = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
-        let mut ids = Vec::with_capacity(rows.len() * len);
-        for s in &seqs {
-            ids.extend_from_slice(s);
-            ids.extend(std::iter::repeat_n(self.config.null_token(), len - s.len()));
-        }
-        let base: Vec<usize> = cache.lens().to_vec();
-        let embeds = self.embed_tokens(int_tensor(&ids, [rows.len(), len], &self.device))?;
-        let logits = self.forward(cache, embeds)?; // [rows, len, vocab]
-        let last: Vec<i64> = seqs.iter().map(|s| (s.len() - 1) as i64).collect();
-        for (r, s) in seqs.iter().enumerate() {
-            cache.rollback_to(r, base[r] + s.len())?;
-        }
-        let v = self.config.vocab();
-        let idx = Tensor::<1, Int>::from_data(TensorData::new(last, [rows.len()]), &self.device)
-            .reshape([rows.len(), 1, 1])
-            .expand([rows.len(), 1, v]);
-        Ok(logits.gather(1, idx).reshape([rows.len(), v]))
+        prefill_ragged(
+            cache,
+            &seqs,
+            self.config.null_token(),
+            &self.device,
+            |cache, ids| {
+                let embeds = self.embed_tokens(ids)?;
+                self.forward(cache, embeds)
+            },
+        )
     }
 
     fn embed_tokens(&self, tokens: Tensor<2, Int>) -> Result<Tensor<3>> {

@@ -1,0 +1,270 @@
+//! Chameleon, Lumina-mGPT and Anole: one backbone with per-head q/k LayerNorm.
+//!
+//! - Paper: Chameleon Team, "Chameleon: Mixed-Modal Early-Fusion Foundation Models"
+//!   (arXiv 2405.09818); Liu et al., "Lumina-mGPT" (arXiv 2408.02657); Chern et al., "ANOLE"
+//!   (arXiv 2407.06135).
+//! - Upstream: `facebookresearch/chameleon`, `Alpha-VLLM/Lumina-mGPT`, `GAIR-NLP/anole`;
+//!   transformers' `ChameleonForConditionalGeneration`.
+//! - Weights: Hugging Face `Alpha-VLLM/Lumina-mGPT-7B-768` (and -512, -1024, -34B-512),
+//!   `leloy/Anole-7b-v0.1-hf`: a directory with `config.json` and `model.safetensors` or
+//!   `model.safetensors.index.json` plus its shards.
+//!
+//! Image generation needs the **raw** head output: transformers masks every image token's logit
+//! in `forward`, Lumina-mGPT does not; this adapter never masks. Lumina-mGPT's image span is
+//! `<racm3:break>`, two size tokens, rows of image tokens each ended by `<reserved08799>`, then
+//! `<eoss>`; its unconditional branch starts at `<racm3:break>` in its own cache row.
+//!
+//! Load a checkpoint (once the weights are downloaded):
+//! ```no_run
+//! use sjd2_core::Device;
+//! use sjd2_models::chameleon::{Chameleon, ChameleonImage};
+//! let device = Device::flex();
+//! let (model, _vocab) = Chameleon::load("Lumina-mGPT-7B-768", |v| ChameleonImage::lumina(v, 768, 768), &device)?;
+//! # Ok::<(), sjd2_models::LoadError>(())
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use sjd2_core::{Device, GuidanceStyle, ImageLayout};
+
+use crate::adapter::{LlamaT2I, Prompting, Unconditional};
+use crate::config::{TextConfig, read_json};
+use crate::error::{LoadError, Result};
+use crate::llama::{Backbone, KeyNames};
+use crate::weights::{Checkpoint, WeightLoader};
+
+/// Chameleon's token-name vocabulary (`vocabulary_map` of `config.json`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChameleonVocab {
+    by_name: BTreeMap<String, u32>,
+    /// Image token ids in order of their VQ codes: `image_ids[code] = id`.
+    image_ids: Vec<u32>,
+    /// VQ code of each id in the image range (`None` outside).
+    code_of: BTreeMap<u32, u32>,
+}
+
+/// Parses `IMGIMG<digits written as A–J>Z` into the VQ code.
+fn image_code(name: &str) -> Option<u32> {
+    let digits = name.strip_prefix("IMGIMG")?.strip_suffix('Z')?;
+    if digits.is_empty() {
+        return None;
+    }
+    digits.chars().try_fold(0u32, |acc, c| {
+        let d = (c as u32).checked_sub('A' as u32).filter(|&d| d < 10)?;
+        acc.checked_mul(10)?.checked_add(d)
+    })
+}
+
+impl ChameleonVocab {
+    /// Builds the vocabulary from the name → id map.
+    ///
+    /// # Errors
+    /// [`LoadError::Config`] when the map holds no image tokens or their codes are not
+    /// `0..n`.
+    pub fn new(by_name: BTreeMap<String, u32>, origin: &Path) -> Result<Self> {
+        let mut pairs: Vec<(u32, u32)> = by_name
+            .iter()
+            .filter_map(|(n, &id)| image_code(n).map(|c| (c, id)))
+            .collect();
+        pairs.sort_unstable();
+        let bad = |reason: String| LoadError::Config {
+            path: origin.to_path_buf(),
+            field: "vocabulary_map".into(),
+            reason,
+        };
+        if pairs.is_empty() {
+            return Err(bad("holds no IMGIMG…Z image tokens".into()));
+        }
+        if let Some((i, (c, _))) = pairs.iter().enumerate().find(|(i, (c, _))| *c != *i as u32) {
+            return Err(bad(format!(
+                "image codes are not contiguous: code {c} at position {i}"
+            )));
+        }
+        let image_ids: Vec<u32> = pairs.iter().map(|&(_, id)| id).collect();
+        let code_of = pairs.iter().map(|&(c, id)| (id, c)).collect();
+        Ok(Self {
+            by_name,
+            image_ids,
+            code_of,
+        })
+    }
+
+    /// Id of a named token.
+    pub fn id(&self, name: &str) -> Option<u32> {
+        self.by_name.get(name).copied()
+    }
+
+    /// VQ code of an image token id.
+    pub fn code(&self, id: u32) -> Option<u32> {
+        self.code_of.get(&id).copied()
+    }
+
+    /// Token id of a VQ code.
+    pub fn token(&self, code: u32) -> Option<u32> {
+        self.image_ids.get(code as usize).copied()
+    }
+
+    /// The contiguous id range of image tokens.
+    ///
+    /// # Errors
+    /// [`LoadError::Config`] if the ids are not contiguous.
+    pub fn image_range(&self, origin: &Path) -> Result<std::ops::Range<u32>> {
+        let lo = self.image_ids.iter().copied().min().unwrap_or(0);
+        let hi = self.image_ids.iter().copied().max().unwrap_or(0) + 1;
+        if (hi - lo) as usize != self.image_ids.len() {
+            return Err(LoadError::Config {
+                path: origin.to_path_buf(),
+                field: "vocabulary_map".into(),
+                reason: format!("image token ids {lo}..{hi} are not contiguous"),
+            });
+        }
+        Ok(lo..hi)
+    }
+}
+
+/// The generated span of a Chameleon-family image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChameleonImage {
+    /// Grid rows.
+    pub rows: usize,
+    /// Grid columns.
+    pub cols: usize,
+    /// Tokens prefilled before the first image token (begin-of-image, size tokens).
+    pub prefix: Vec<u32>,
+    /// Forced token after each row.
+    pub row_end: Option<u32>,
+    /// Forced tokens after the grid.
+    pub end_tokens: Vec<u32>,
+    /// Unconditional row when a prompt has no negative prompt.
+    pub unconditional: Unconditional,
+}
+
+impl ChameleonImage {
+    fn named(vocab: &ChameleonVocab, name: &str) -> Result<u32> {
+        vocab.id(name).ok_or_else(|| LoadError::Config {
+            path: PathBuf::from("config.json"),
+            field: "vocabulary_map".into(),
+            reason: format!("has no token `{name}`"),
+        })
+    }
+
+    /// Lumina-mGPT's layout for a `height × width` pixel image (multiples of 32):
+    /// `<racm3:break>`, `<reserved{8800+h/32}>`, `<reserved{8800+w/32}>`, then `h/16` rows of `w/16`
+    /// image tokens each ended by `<reserved08799>`, then `<eoss>` and `<reserved08706>`;
+    /// unconditional rows start at `<racm3:break>`.
+    ///
+    /// # Errors
+    /// [`LoadError::Config`] for sizes that are not multiples of 32 or tokens missing from the
+    /// vocabulary.
+    pub fn lumina(vocab: &ChameleonVocab, height: usize, width: usize) -> Result<Self> {
+        if height == 0 || width == 0 || !height.is_multiple_of(32) || !width.is_multiple_of(32) {
+            return Err(LoadError::Config {
+                path: PathBuf::from("image size"),
+                field: "height/width".into(),
+                reason: format!("must be positive multiples of 32 (got {height}x{width})"),
+            });
+        }
+        let reserved = |n: usize| Self::named(vocab, &format!("<reserved{n:05}>"));
+        Ok(Self {
+            rows: height / 16,
+            cols: width / 16,
+            prefix: vec![
+                Self::named(vocab, "<racm3:break>")?,
+                reserved(8800 + height / 32)?,
+                reserved(8800 + width / 32)?,
+            ],
+            row_end: Some(reserved(8799)?),
+            end_tokens: vec![Self::named(vocab, "<eoss>")?, reserved(8706)?],
+            unconditional: Unconditional::PrefixOnly,
+        })
+    }
+
+    /// Chameleon / Anole's layout: `<racm3:break>` then a 32×32 grid, then `<eoss>`; the
+    /// unconditional row is `<s><racm3:break>`.
+    ///
+    /// # Errors
+    /// [`LoadError::Config`] for tokens missing from the vocabulary.
+    pub fn anole(vocab: &ChameleonVocab) -> Result<Self> {
+        Ok(Self {
+            rows: 32,
+            cols: 32,
+            prefix: vec![Self::named(vocab, "<racm3:break>")?],
+            row_end: None,
+            end_tokens: vec![Self::named(vocab, "<eoss>")?],
+            unconditional: Unconditional::Tokens(vec![Self::named(vocab, "<s>")?]),
+        })
+    }
+}
+
+/// Loader for the Chameleon family.
+#[derive(Debug, Clone, Copy)]
+pub struct Chameleon;
+
+impl Chameleon {
+    /// Loads `dir/config.json` and the weights in `dir` (strict: missing, unexpected and
+    /// mis-shaped tensors are errors; the `model.vqmodel.*` image tokenizer is ignored here).
+    ///
+    /// `image` builds the image layout from the vocabulary (for example
+    /// `|v| ChameleonImage::lumina(v, 768, 768)`).
+    ///
+    /// # Errors
+    /// [`LoadError`] naming the file, field or tensors at fault.
+    pub fn load(
+        dir: impl AsRef<Path>,
+        image: impl FnOnce(&ChameleonVocab) -> Result<ChameleonImage>,
+        device: &Device,
+    ) -> Result<(LlamaT2I, ChameleonVocab)> {
+        let dir = dir.as_ref();
+        let config_path = dir.join("config.json");
+        let config: TextConfig = read_json(&config_path)?;
+        let vocab = ChameleonVocab::new(config.vocabulary_map.clone(), &config_path)?;
+        let image = image(&vocab)?;
+        let mut loader = WeightLoader::new(Checkpoint::open(dir)?, device);
+        let backbone = Backbone::load(
+            config.backbone(true),
+            &KeyNames::hugging_face("model.", "lm_head.weight"),
+            &mut loader,
+            device,
+        )?;
+        loader.finish(|n| n.starts_with("model.vqmodel."))?;
+        let layout = ImageLayout::new(
+            vocab.image_range(&config_path)?,
+            image.rows,
+            image.cols,
+            image.row_end,
+            image.end_tokens.clone(),
+        )?;
+        let pad = vocab.id("<pad>").unwrap_or(0);
+        let prompting = Prompting {
+            image_prefix: image.prefix,
+            unconditional: image.unconditional,
+            pad,
+        };
+        Ok((
+            LlamaT2I::new(
+                backbone,
+                layout,
+                GuidanceStyle::RawLogits,
+                prompting,
+                device,
+            )?,
+            vocab,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_token_names_parse_to_codes() {
+        assert_eq!(image_code("IMGIMGAZ"), Some(0));
+        assert_eq!(image_code("IMGIMGBAZ"), Some(10));
+        assert_eq!(image_code("IMGIMGHBJEZ"), Some(7194));
+        assert_eq!(image_code("IMGIMGZ"), None);
+        assert_eq!(image_code("IMGIMGKZ"), None);
+        assert_eq!(image_code("<eoss>"), None);
+    }
+}

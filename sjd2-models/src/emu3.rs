@@ -1,0 +1,159 @@
+//! Emu3-Gen: a Llama backbone (grouped-query attention, RoPE theta 1e6) with visual tokens in
+//! one vocabulary and negative-prompt guidance on log-probabilities.
+//!
+//! - Paper: Wang et al., "Emu3: Next-Token Prediction is All You Need" (arXiv 2409.18869).
+//! - Upstream: `baaivision/Emu3`; transformers' `Emu3ForConditionalGeneration`.
+//! - Weights: Hugging Face `BAAI/Emu3-Gen` (original layout: `model.*`, `lm_head.weight`) or
+//!   `BAAI/Emu3-Gen-hf` (transformers layout: `text_model.model.*`, `text_model.lm_head.weight`,
+//!   `vqmodel.*`): a directory with `config.json` and the safetensors shards with their index.
+//!
+//! The prompt (generation mode) is `BOS + text + BOI + "{H}*{W}" + <|image token|>`; the model
+//! then emits `H` rows of `W` visual tokens each ended by EOL, then EOF, EOI and EOS, all forced
+//! here. Guidance runs the negative prompt as its own sequence and combines log-softmax outputs.
+//!
+//! ```no_run
+//! use sjd2_core::Device;
+//! use sjd2_models::emu3::{Emu3, Emu3Image, Emu3Tokens};
+//! let t = Emu3Tokens::EMU3_GEN;
+//! // "90*90" as text tokens comes from the Emu3 tokenizer; ids here are placeholders.
+//! let image = Emu3Image { rows: 90, cols: 90, size_tokens: vec![1, 2, 3], negative: vec![t.bos] };
+//! let model = Emu3::load("Emu3-Gen", t, image, &Device::flex())?;
+//! # Ok::<(), sjd2_models::LoadError>(())
+//! ```
+
+use std::path::Path;
+
+use serde::Deserialize;
+use sjd2_core::{Device, GuidanceStyle, ImageLayout};
+
+use crate::adapter::{LlamaT2I, Prompting, Unconditional};
+use crate::config::{TextConfig, read_json};
+use crate::error::Result;
+use crate::llama::{Backbone, KeyNames};
+use crate::weights::{Checkpoint, WeightLoader};
+
+/// Special token ids of an Emu3 vocabulary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Emu3Tokens {
+    /// `<|endoftext|>`, used as padding.
+    pub pad: u32,
+    /// `<|extra_203|>`.
+    pub bos: u32,
+    /// `<|extra_204|>`.
+    pub eos: u32,
+    /// End of line `<|extra_200|>`.
+    pub eol: u32,
+    /// End of frame `<|extra_201|>`.
+    pub eof: u32,
+    /// `<|image start|>`.
+    pub boi: u32,
+    /// `<|image end|>`.
+    pub eoi: u32,
+    /// `<|image token|>`.
+    pub img: u32,
+    /// First visual token (code 0).
+    pub visual_start: u32,
+    /// Number of visual tokens (codebook size).
+    pub visual_count: u32,
+}
+
+impl Emu3Tokens {
+    /// The ids of the released Emu3 tokenizer (`tokenization_emu3.py`).
+    pub const EMU3_GEN: Emu3Tokens = Emu3Tokens {
+        pad: 151_643,
+        bos: 151_849,
+        eos: 151_850,
+        eol: 151_846,
+        eof: 151_847,
+        boi: 151_852,
+        eoi: 151_853,
+        img: 151_851,
+        visual_start: 151_854,
+        visual_count: 32_768,
+    };
+}
+
+/// The image to generate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Emu3Image {
+    /// Rows of visual tokens (`H`).
+    pub rows: usize,
+    /// Visual tokens per row (`W`).
+    pub cols: usize,
+    /// The text tokens of `"{H}*{W}"` from the Emu3 tokenizer.
+    pub size_tokens: Vec<u32>,
+    /// The default negative prompt (without the image prefix), used when a prompt has none.
+    pub negative: Vec<u32>,
+}
+
+#[derive(Deserialize)]
+struct Emu3ConfigJson {
+    text_config: Option<TextConfig>,
+    #[serde(flatten)]
+    top: Option<serde_json::Value>,
+}
+
+/// Loader for Emu3.
+#[derive(Debug, Clone, Copy)]
+pub struct Emu3;
+
+impl Emu3 {
+    /// Loads `dir/config.json` and the language model's weights in either key layout (strict;
+    /// the image tokenizer's `vqmodel.*` tensors are ignored here).
+    ///
+    /// # Errors
+    /// [`crate::LoadError`] naming the file, field or tensors at fault.
+    pub fn load(
+        dir: impl AsRef<Path>,
+        tokens: Emu3Tokens,
+        image: Emu3Image,
+        device: &Device,
+    ) -> Result<LlamaT2I> {
+        let dir = dir.as_ref();
+        let config_path = dir.join("config.json");
+        let raw: Emu3ConfigJson = read_json(&config_path)?;
+        let text: TextConfig = match raw.text_config {
+            Some(t) => t,
+            None => serde_json::from_value(raw.top.unwrap_or_default()).map_err(|e| {
+                crate::LoadError::Corrupt {
+                    path: config_path.clone(),
+                    detail: format!("neither `text_config` nor top-level Llama fields: {e}"),
+                }
+            })?,
+        };
+        let checkpoint = Checkpoint::open(dir)?;
+        let names = if checkpoint
+            .shape("text_model.model.embed_tokens.weight")
+            .is_some()
+        {
+            KeyNames::hugging_face("text_model.model.", "text_model.lm_head.weight")
+        } else {
+            KeyNames::hugging_face("model.", "lm_head.weight")
+        };
+        let mut loader = WeightLoader::new(checkpoint, device);
+        let backbone = Backbone::load(text.backbone(false), &names, &mut loader, device)?;
+        loader.finish(|n| n.starts_with("vqmodel."))?;
+        let layout = ImageLayout::new(
+            tokens.visual_start..tokens.visual_start + tokens.visual_count,
+            image.rows,
+            image.cols,
+            Some(tokens.eol),
+            vec![tokens.eof, tokens.eoi, tokens.eos],
+        )?;
+        let mut prefix = vec![tokens.boi];
+        prefix.extend(&image.size_tokens);
+        prefix.push(tokens.img);
+        let prompting = Prompting {
+            image_prefix: prefix,
+            unconditional: Unconditional::Tokens(image.negative),
+            pad: tokens.pad,
+        };
+        Ok(LlamaT2I::new(
+            backbone,
+            layout,
+            GuidanceStyle::LogSoftmax,
+            prompting,
+            device,
+        )?)
+    }
+}

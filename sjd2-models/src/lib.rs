@@ -1,0 +1,25 @@
+//! # sjd2-models
+//!
+//! Model adapters for sjd2. One configurable Llama-family [`llama::Backbone`] serves every
+//! family; [`adapter::LlamaT2I`] wraps it with a family's prompt, image layout and guidance
+//! conventions as a [`sjd2_core::JacobiDenoiser`].
+//!
+//! 1. [`weights`]: strict safetensors loading (single file or sharded; F32/F16/BF16/F64 on disk),
+//!    reporting every missing, unexpected and mis-shaped tensor by name.
+//! 2. [`llama`]: RMSNorm, SwiGLU, MHA/GQA, rotate-half RoPE, Chameleon's per-head q/k LayerNorm,
+//!    swin-norm blocks, a preallocated KV cache with rollback.
+//! 3. Families: [`chameleon`] (Chameleon, Lumina-mGPT, Anole) and [`emu3`].
+//!
+//! Every adapter is checked against the reference outputs in
+//! `../shared/fixtures/reference-models/` (`tests/parity.rs`).
+
+pub mod adapter;
+pub mod chameleon;
+pub mod config;
+pub mod emu3;
+mod error;
+pub mod llama;
+pub mod weights;
+
+pub use adapter::{LlamaT2I, Prompting, Unconditional};
+pub use error::{LoadError, Result};

@@ -1,0 +1,461 @@
+//! One configurable decoder-only transformer shared by the Llama-family adapters.
+//!
+//! RMSNorm, SwiGLU, multi-head or grouped-query attention with separate q/k/v projections,
+//! rotate-half RoPE with a configurable theta, optional per-head q/k LayerNorm before RoPE
+//! (Chameleon), pre-norm or "swin" post-norm blocks (Chameleon-30B/34B), untied output head.
+//! Keys and values live in a [`KvCache`] with per-row lengths, so a window can be appended to
+//! rows of different lengths and rolled back.
+
+use burn::Tensor;
+use burn::tensor::activation::{silu, softmax};
+use burn::tensor::{Device, Int, TensorData};
+use sjd2_core::{DecodeCache, Error, KvCache, WindowPlan};
+
+use crate::weights::WeightLoader;
+
+/// Where the block norms sit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NormPlacement {
+    /// `h = x + attn(norm(x)); out = h + mlp(norm(h))` (Llama).
+    #[default]
+    Pre,
+    /// `h = x + norm(attn(x)); out = h + norm(mlp(h))` (Chameleon `swin_norm`).
+    Swin,
+}
+
+/// Sizes and options of a [`Backbone`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackboneConfig {
+    /// Model width.
+    pub hidden: usize,
+    /// Transformer blocks.
+    pub layers: usize,
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads (`heads` for MHA).
+    pub kv_heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+    /// SwiGLU hidden width.
+    pub intermediate: usize,
+    /// Input vocabulary (rows of the embedding table).
+    pub vocab: usize,
+    /// Output vocabulary (columns of the head).
+    pub output_vocab: usize,
+    /// RMSNorm epsilon.
+    pub rms_eps: f64,
+    /// RoPE base.
+    pub rope_theta: f64,
+    /// Longest sequence.
+    pub max_positions: usize,
+    /// Per-head LayerNorm of q and k before RoPE, with this epsilon (Chameleon).
+    pub qk_norm_eps: Option<f64>,
+    /// Norm placement.
+    pub norm: NormPlacement,
+}
+
+impl BackboneConfig {
+    /// Checks the sizes.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the field.
+    pub fn validate(&self) -> Result<(), Error> {
+        for (field, v) in [
+            ("hidden_size", self.hidden),
+            ("num_hidden_layers", self.layers),
+            ("num_attention_heads", self.heads),
+            ("num_key_value_heads", self.kv_heads),
+            ("intermediate_size", self.intermediate),
+            ("vocab_size", self.vocab),
+            ("max_position_embeddings", self.max_positions),
+        ] {
+            if v == 0 {
+                return Err(Error::config(field, "must be >= 1"));
+            }
+        }
+        if !self.heads.is_multiple_of(self.kv_heads) {
+            return Err(Error::config(
+                "num_key_value_heads",
+                format!(
+                    "must divide num_attention_heads ({} vs {})",
+                    self.kv_heads, self.heads
+                ),
+            ));
+        }
+        if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
+            return Err(Error::config(
+                "head_dim",
+                format!("must be even and >= 2 (got {})", self.head_dim),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Tensor names of a checkpoint layout. `{i}` in layer names stands for the layer index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyNames {
+    /// Token embedding table.
+    pub embed: String,
+    /// Query projection.
+    pub q: String,
+    /// Key projection.
+    pub k: String,
+    /// Value projection.
+    pub v: String,
+    /// Output projection.
+    pub o: String,
+    /// Per-head q LayerNorm prefix (`.weight`, `.bias` appended).
+    pub q_norm: String,
+    /// Per-head k LayerNorm prefix.
+    pub k_norm: String,
+    /// SwiGLU gate.
+    pub gate: String,
+    /// SwiGLU up.
+    pub up: String,
+    /// SwiGLU down.
+    pub down: String,
+    /// Norm before attention (after it with swin).
+    pub attn_norm: String,
+    /// Norm before the MLP (after it with swin).
+    pub mlp_norm: String,
+    /// Final norm.
+    pub final_norm: String,
+    /// Output head.
+    pub head: String,
+}
+
+impl KeyNames {
+    /// The Hugging Face Llama names under `prefix` (for example `model.` or `text_model.model.`)
+    /// with the head called `head`.
+    pub fn hugging_face(prefix: &str, head: &str) -> Self {
+        let l = |s: &str| format!("{prefix}layers.{{i}}.{s}");
+        Self {
+            embed: format!("{prefix}embed_tokens.weight"),
+            q: l("self_attn.q_proj.weight"),
+            k: l("self_attn.k_proj.weight"),
+            v: l("self_attn.v_proj.weight"),
+            o: l("self_attn.o_proj.weight"),
+            q_norm: l("self_attn.q_norm"),
+            k_norm: l("self_attn.k_norm"),
+            gate: l("mlp.gate_proj.weight"),
+            up: l("mlp.up_proj.weight"),
+            down: l("mlp.down_proj.weight"),
+            attn_norm: l("input_layernorm.weight"),
+            mlp_norm: l("post_attention_layernorm.weight"),
+            final_norm: format!("{prefix}norm.weight"),
+            head: head.to_string(),
+        }
+    }
+
+    fn layer(pattern: &str, i: usize) -> String {
+        pattern.replace("{i}", &i.to_string())
+    }
+}
+
+#[derive(Debug, Clone)]
+struct HeadNorm {
+    weight: Tensor<2>,
+    bias: Tensor<2>,
+}
+
+#[derive(Debug, Clone)]
+struct Layer {
+    attn_norm: Tensor<1>,
+    wq: Tensor<2>,
+    wk: Tensor<2>,
+    wv: Tensor<2>,
+    wo: Tensor<2>,
+    q_norm: Option<HeadNorm>,
+    k_norm: Option<HeadNorm>,
+    mlp_norm: Tensor<1>,
+    gate: Tensor<2>,
+    up: Tensor<2>,
+    down: Tensor<2>,
+}
+
+/// The transformer: embeddings, blocks, final norm and head.
+#[derive(Debug, Clone)]
+pub struct Backbone {
+    config: BackboneConfig,
+    device: Device,
+    embed: Tensor<2>,
+    layers: Vec<Layer>,
+    norm: Tensor<1>,
+    head: Tensor<2>,
+    cos: Tensor<2>,
+    sin: Tensor<2>,
+}
+
+/// What a forward pass returns.
+#[derive(Debug, Clone)]
+pub struct BackboneOutput {
+    /// Final hidden states after the last norm, `[rows, len, hidden]`.
+    pub hidden: Tensor<3>,
+    /// When requested: the input embeddings and the output of every block but the last
+    /// (the Hugging Face `hidden_states` convention without the final entry).
+    pub layer_states: Vec<Tensor<3>>,
+}
+
+fn rms_norm<const D: usize>(x: Tensor<D>, weight: &Tensor<1>, eps: f64) -> Tensor<D> {
+    let rms = (x.clone().powf_scalar(2.0).mean_dim(D - 1) + eps).sqrt();
+    x / rms * weight.clone().unsqueeze::<D>()
+}
+
+impl Backbone {
+    /// Loads the weights named by `names` (problems are collected by `loader`).
+    ///
+    /// Per-head q/k norms may be stored `[heads, head_dim]` (Hugging Face) or `[1, head_dim]`
+    /// (Lumina-mGPT's fork); the latter is repeated over heads.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for inconsistent sizes.
+    pub fn load(
+        config: BackboneConfig,
+        names: &KeyNames,
+        loader: &mut WeightLoader,
+        device: &Device,
+    ) -> Result<Self, Error> {
+        config.validate()?;
+        let c = &config;
+        let (d, hd) = (c.hidden, c.head_dim);
+        let mut layers = Vec::with_capacity(c.layers);
+        for i in 0..c.layers {
+            let n = |p: &str| KeyNames::layer(p, i);
+            let head_norm =
+                |loader: &mut WeightLoader, prefix: &str, heads: usize| -> Option<HeadNorm> {
+                    c.qk_norm_eps?;
+                    let w = format!("{prefix}.weight");
+                    let b = format!("{prefix}.bias");
+                    let stored = loader.checkpoint().shape(&w).map(<[usize]>::to_vec);
+                    let rows = match stored.as_deref() {
+                        Some([1, x]) if *x == hd && heads != 1 => 1,
+                        _ => heads,
+                    };
+                    let weight: Tensor<2> = loader.tensor(&w, [rows, hd]);
+                    let bias: Tensor<2> = loader.tensor(&b, [rows, hd]);
+                    Some(HeadNorm {
+                        weight: weight.expand([heads, hd]),
+                        bias: bias.expand([heads, hd]),
+                    })
+                };
+            layers.push(Layer {
+                attn_norm: loader.tensor(&n(&names.attn_norm), [d]),
+                wq: loader.linear(&n(&names.q), c.heads * hd, d),
+                wk: loader.linear(&n(&names.k), c.kv_heads * hd, d),
+                wv: loader.linear(&n(&names.v), c.kv_heads * hd, d),
+                wo: loader.linear(&n(&names.o), d, c.heads * hd),
+                q_norm: head_norm(loader, &n(&names.q_norm), c.heads),
+                k_norm: head_norm(loader, &n(&names.k_norm), c.kv_heads),
+                mlp_norm: loader.tensor(&n(&names.mlp_norm), [d]),
+                gate: loader.linear(&n(&names.gate), c.intermediate, d),
+                up: loader.linear(&n(&names.up), c.intermediate, d),
+                down: loader.linear(&n(&names.down), d, c.intermediate),
+            });
+        }
+        let (cos, sin) = rope_tables(c.max_positions, hd, c.rope_theta, device);
+        Ok(Self {
+            embed: loader.tensor(&names.embed, [c.vocab, d]),
+            norm: loader.tensor(&names.final_norm, [d]),
+            head: loader.linear(&names.head, c.output_vocab, d),
+            layers,
+            cos,
+            sin,
+            device: device.clone(),
+            config,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BackboneConfig {
+        &self.config
+    }
+
+    /// The token embedding table `[vocab, hidden]`.
+    pub fn embedding_table(&self) -> &Tensor<2> {
+        &self.embed
+    }
+
+    /// Token embeddings.
+    ///
+    /// # Shapes
+    /// - `ids`: `[rows, len]`; returns `[rows, len, hidden]`
+    pub fn embed(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        burn::tensor::module::embedding(self.embed.clone(), ids)
+    }
+
+    /// An empty cache.
+    ///
+    /// # Errors
+    /// Zero sizes.
+    pub fn new_cache(&self, rows: usize, capacity: usize) -> Result<KvCache, Error> {
+        let c = &self.config;
+        KvCache::new(
+            c.layers,
+            rows,
+            capacity,
+            c.kv_heads,
+            c.head_dim,
+            &self.device,
+        )
+    }
+
+    /// The output head applied to final hidden states: `[rows, len, output_vocab]`.
+    pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
+        hidden.matmul(self.head.clone().unsqueeze())
+    }
+
+    fn rope(&self, x: Tensor<4>, plan: &WindowPlan) -> Tensor<4> {
+        let [rows, len, _, hd] = x.dims();
+        let last = self.config.max_positions.saturating_sub(1);
+        let pos: Vec<i64> = plan
+            .positions
+            .iter()
+            .flat_map(|p| p.iter().map(|&q| q.min(last) as i64))
+            .collect();
+        let idx = Tensor::<1, Int>::from_data(TensorData::new(pos, [rows * len]), &self.device);
+        let cos = self
+            .cos
+            .clone()
+            .select(0, idx.clone())
+            .reshape([rows, len, 1, hd]);
+        let sin = self.sin.clone().select(0, idx).reshape([rows, len, 1, hd]);
+        let half = hd / 2;
+        let x1 = x.clone().narrow(3, 0, half);
+        let x2 = x.clone().narrow(3, half, half);
+        x * cos + Tensor::cat(vec![x2.neg(), x1], 3) * sin
+    }
+
+    fn head_norm(x: Tensor<4>, norm: &Option<HeadNorm>, eps: f64) -> Tensor<4> {
+        let Some(n) = norm else {
+            return x;
+        };
+        let mean = x.clone().mean_dim(3);
+        let centered = x - mean;
+        let var = centered.clone().powf_scalar(2.0).mean_dim(3);
+        let normed = centered / (var + eps).sqrt();
+        normed * n.weight.clone().unsqueeze::<4>() + n.bias.clone().unsqueeze::<4>()
+    }
+
+    /// Appends `embeddings` to every cache row and runs the blocks.
+    ///
+    /// # Shapes
+    /// - `embeddings`: `[rows, len, hidden]`
+    ///
+    /// # Errors
+    /// [`Error::Shape`] for a wrong input, [`Error::SequenceTooLong`] when the cache is full.
+    pub fn forward(
+        &self,
+        cache: &mut KvCache,
+        embeddings: Tensor<3>,
+        keep_layer_states: bool,
+    ) -> Result<BackboneOutput, Error> {
+        let c = &self.config;
+        let [rows, len, d] = embeddings.dims();
+        if rows != cache.rows() || d != c.hidden || len == 0 {
+            return Err(Error::Shape {
+                what: "window embeddings".into(),
+                expected: vec![cache.rows(), 0, c.hidden],
+                got: vec![rows, len, d],
+            });
+        }
+        let plan = cache.plan(len, &self.device)?;
+        let (h, kv, hd) = (c.heads, c.kv_heads, c.head_dim);
+        let rep = h / kv;
+        let mut layer_states = Vec::new();
+        let mut x = embeddings;
+        for (l, layer) in self.layers.iter().enumerate() {
+            if keep_layer_states {
+                layer_states.push(x.clone());
+            }
+            let attn_in = match c.norm {
+                NormPlacement::Pre => rms_norm(x.clone(), &layer.attn_norm, c.rms_eps),
+                NormPlacement::Swin => x.clone(),
+            };
+            let q = attn_in
+                .clone()
+                .matmul(layer.wq.clone().unsqueeze())
+                .reshape([rows, len, h, hd]);
+            let k = attn_in
+                .clone()
+                .matmul(layer.wk.clone().unsqueeze())
+                .reshape([rows, len, kv, hd]);
+            let v = attn_in
+                .matmul(layer.wv.clone().unsqueeze())
+                .reshape([rows, len, kv, hd]);
+            let eps = c.qk_norm_eps.unwrap_or(1e-5);
+            let q = self
+                .rope(Self::head_norm(q, &layer.q_norm, eps), &plan)
+                .swap_dims(1, 2);
+            let k = self.rope(Self::head_norm(k, &layer.k_norm, eps), &plan);
+            let (keys, values) = cache.update(l, &plan, k, v)?;
+            let (keys, values) = if rep > 1 {
+                let klen = plan.key_len;
+                let expand = |t: Tensor<4>| {
+                    t.unsqueeze_dim::<5>(2)
+                        .expand([rows, kv, rep, klen, hd])
+                        .reshape([rows, h, klen, hd])
+                };
+                (expand(keys), expand(values))
+            } else {
+                (keys, values)
+            };
+            let scores = q.matmul(keys.swap_dims(2, 3)) / (hd as f64).sqrt();
+            let scores = scores.mask_fill(
+                plan.mask.clone().expand([rows, h, len, plan.key_len]),
+                f32::NEG_INFINITY,
+            );
+            let att =
+                softmax(scores, 3)
+                    .matmul(values)
+                    .swap_dims(1, 2)
+                    .reshape([rows, len, h * hd]);
+            let att = att.matmul(layer.wo.clone().unsqueeze());
+            x = match c.norm {
+                NormPlacement::Pre => x + att,
+                NormPlacement::Swin => x + rms_norm(att, &layer.attn_norm, c.rms_eps),
+            };
+            let mlp_in = match c.norm {
+                NormPlacement::Pre => rms_norm(x.clone(), &layer.mlp_norm, c.rms_eps),
+                NormPlacement::Swin => x.clone(),
+            };
+            let ff = silu(mlp_in.clone().matmul(layer.gate.clone().unsqueeze()))
+                * mlp_in.matmul(layer.up.clone().unsqueeze());
+            let ff = ff.matmul(layer.down.clone().unsqueeze());
+            x = match c.norm {
+                NormPlacement::Pre => x + ff,
+                NormPlacement::Swin => x + rms_norm(ff, &layer.mlp_norm, c.rms_eps),
+            };
+        }
+        cache.commit(&plan);
+        Ok(BackboneOutput {
+            hidden: rms_norm(x, &self.norm, c.rms_eps),
+            layer_states,
+        })
+    }
+}
+
+fn rope_tables(
+    max_positions: usize,
+    head_dim: usize,
+    theta: f64,
+    device: &Device,
+) -> (Tensor<2>, Tensor<2>) {
+    let half = head_dim / 2;
+    let mut cos = Vec::with_capacity(max_positions * head_dim);
+    let mut sin = Vec::with_capacity(max_positions * head_dim);
+    for p in 0..max_positions {
+        for i in 0..head_dim {
+            // Hugging Face computes the inverse frequencies in f32.
+            let inv = 1.0f32 / (theta as f32).powf((2 * (i % half)) as f32 / head_dim as f32);
+            let a = p as f32 * inv;
+            cos.push(a.cos());
+            sin.push(a.sin());
+        }
+    }
+    let shape = [max_positions, head_dim];
+    (
+        Tensor::from_data(TensorData::new(cos, shape), device),
+        Tensor::from_data(TensorData::new(sin, shape), device),
+    )
+}

@@ -1,0 +1,488 @@
+//! Strict loading of named tensors from safetensors checkpoints (single file or sharded).
+//!
+//! Tensors are read lazily, one at a time, straight from the file (no memory map, no copy of the
+//! whole checkpoint) and converted from F32, F16, BF16 or F64 to `f32`. A [`WeightLoader`]
+//! records every missing or mis-shaped tensor instead of stopping at the first, and
+//! [`WeightLoader::finish`] reports them all together with the unused ones.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use burn::Tensor;
+use burn::tensor::{Device, TensorData};
+use serde::Deserialize;
+
+use crate::error::{LoadError, Result};
+
+#[derive(Debug, Clone)]
+struct Entry {
+    file: usize,
+    dtype: String,
+    shape: Vec<usize>,
+    /// Absolute byte range in the file.
+    start: u64,
+    end: u64,
+}
+
+/// The tensors of one checkpoint: names, dtypes, shapes and where their bytes are.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    files: Vec<PathBuf>,
+    entries: BTreeMap<String, Entry>,
+}
+
+#[derive(Deserialize)]
+struct HeaderEntry {
+    dtype: String,
+    shape: Vec<usize>,
+    data_offsets: [u64; 2],
+}
+
+#[derive(Deserialize)]
+struct ShardIndex {
+    weight_map: BTreeMap<String, String>,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LoadError + '_ {
+    move |source| LoadError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn corrupt(path: &Path, detail: impl Into<String>) -> LoadError {
+    LoadError::Corrupt {
+        path: path.to_path_buf(),
+        detail: detail.into(),
+    }
+}
+
+fn dtype_size(dtype: &str) -> Option<u64> {
+    match dtype {
+        "F32" => Some(4),
+        "F16" | "BF16" => Some(2),
+        "F64" => Some(8),
+        _ => None,
+    }
+}
+
+impl Checkpoint {
+    /// Opens a `.safetensors` file, or a directory holding `model.safetensors` or a sharded
+    /// `model.safetensors.index.json` (with `prefix` the file stem: `model` for
+    /// Hugging Face checkpoints).
+    ///
+    /// # Errors
+    /// [`LoadError::Io`] for unreadable files, [`LoadError::Corrupt`] for bad headers, offsets
+    /// past the end of the file (truncation) or an inconsistent shard index.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        if path.is_dir() {
+            let index = path.join("model.safetensors.index.json");
+            if index.is_file() {
+                return Self::open_sharded(&index);
+            }
+            let single = path.join("model.safetensors");
+            if single.is_file() {
+                return Self::open_files(&[single]);
+            }
+            return Err(LoadError::Io {
+                path: path.to_path_buf(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no model.safetensors or model.safetensors.index.json in this directory",
+                ),
+            });
+        }
+        if path.extension().is_some_and(|e| e == "json") {
+            return Self::open_sharded(path);
+        }
+        Self::open_files(&[path.to_path_buf()])
+    }
+
+    fn open_sharded(index: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(index).map_err(io(index))?;
+        let parsed: ShardIndex = serde_json::from_str(&text)
+            .map_err(|e| corrupt(index, format!("bad shard index: {e}")))?;
+        let dir = index.parent().unwrap_or(Path::new("."));
+        let shards: BTreeSet<&String> = parsed.weight_map.values().collect();
+        let files: Vec<PathBuf> = shards.iter().map(|s| dir.join(s)).collect();
+        let ck = Self::open_files(&files)?;
+        for (name, shard) in &parsed.weight_map {
+            match ck.entries.get(name) {
+                Some(e) if ck.files[e.file] == dir.join(shard) => {}
+                Some(_) => {
+                    return Err(corrupt(
+                        index,
+                        format!("`{name}` is not in the shard {shard} the index names"),
+                    ));
+                }
+                None => {
+                    return Err(corrupt(
+                        index,
+                        format!("`{name}` is listed but missing from {shard}"),
+                    ));
+                }
+            }
+        }
+        Ok(ck)
+    }
+
+    fn open_files(files: &[PathBuf]) -> Result<Self> {
+        let mut entries = BTreeMap::new();
+        for (i, path) in files.iter().enumerate() {
+            let mut f = File::open(path).map_err(io(path))?;
+            let size = f.metadata().map_err(io(path))?.len();
+            let mut n = [0u8; 8];
+            f.read_exact(&mut n)
+                .map_err(|_| corrupt(path, "shorter than the 8-byte header length"))?;
+            let n = u64::from_le_bytes(n);
+            if n > size.saturating_sub(8) || n > 100_000_000 {
+                return Err(corrupt(
+                    path,
+                    format!("header length {n} exceeds the file size {size}"),
+                ));
+            }
+            let mut header = vec![0u8; n as usize];
+            f.read_exact(&mut header).map_err(io(path))?;
+            let header: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&header)
+                .map_err(|e| corrupt(path, format!("bad JSON header: {e}")))?;
+            let data_start = 8 + n;
+            for (name, value) in header {
+                if name == "__metadata__" {
+                    continue;
+                }
+                let h: HeaderEntry = serde_json::from_value(value)
+                    .map_err(|e| corrupt(path, format!("bad header entry for `{name}`: {e}")))?;
+                let [b, e] = h.data_offsets;
+                let elems: u64 = h.shape.iter().map(|&d| d as u64).product();
+                if let Some(sz) = dtype_size(&h.dtype)
+                    && e.checked_sub(b) != Some(elems * sz)
+                {
+                    return Err(corrupt(
+                        path,
+                        format!(
+                            "`{name}`: byte range {b}..{e} does not fit shape {:?} of {}",
+                            h.shape, h.dtype
+                        ),
+                    ));
+                }
+                if data_start + e > size {
+                    return Err(corrupt(
+                        path,
+                        format!(
+                            "`{name}` ends at byte {} but the file has {size} bytes (truncated?)",
+                            data_start + e
+                        ),
+                    ));
+                }
+                if entries.contains_key(&name) {
+                    return Err(corrupt(
+                        path,
+                        format!("`{name}` appears in more than one shard"),
+                    ));
+                }
+                entries.insert(
+                    name,
+                    Entry {
+                        file: i,
+                        dtype: h.dtype,
+                        shape: h.shape,
+                        start: data_start + b,
+                        end: data_start + e,
+                    },
+                );
+            }
+        }
+        Ok(Self {
+            files: files.to_vec(),
+            entries,
+        })
+    }
+
+    /// A short description of where the tensors come from.
+    pub fn origin(&self) -> String {
+        match self.files.as_slice() {
+            [one] => one.display().to_string(),
+            many => format!(
+                "{} shards in {}",
+                many.len(),
+                many.first()
+                    .and_then(|p| p.parent())
+                    .unwrap_or(Path::new("."))
+                    .display()
+            ),
+        }
+    }
+
+    /// Tensor names.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(String::as_str)
+    }
+
+    /// Shape of tensor `name`.
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.entries.get(name).map(|e| e.shape.as_slice())
+    }
+
+    /// Reads tensor `name` as `f32` values in row-major order, with its shape.
+    ///
+    /// # Errors
+    /// [`LoadError::Mismatch`] if it does not exist, [`LoadError::UnsupportedDtype`], I/O errors.
+    pub fn read_f32(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>)> {
+        let e = self.entries.get(name).ok_or_else(|| LoadError::Mismatch {
+            origin: self.origin(),
+            missing: vec![name.to_string()],
+            unexpected: vec![],
+            mis_shaped: vec![],
+        })?;
+        let path = &self.files[e.file];
+        let mut f = File::open(path).map_err(io(path))?;
+        f.seek(SeekFrom::Start(e.start)).map_err(io(path))?;
+        let mut bytes = vec![0u8; (e.end - e.start) as usize];
+        f.read_exact(&mut bytes).map_err(io(path))?;
+        let values = match e.dtype.as_str() {
+            "F32" => bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            "F16" => bytes
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            "BF16" => bytes
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            "F64" => bytes
+                .chunks_exact(8)
+                .map(|c| {
+                    f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
+                })
+                .collect(),
+            other => {
+                return Err(LoadError::UnsupportedDtype {
+                    path: path.clone(),
+                    name: name.to_string(),
+                    dtype: other.to_string(),
+                });
+            }
+        };
+        Ok((e.shape.clone(), values))
+    }
+
+    /// Reads an integer tensor (I64 or I32), for reference inputs.
+    ///
+    /// # Errors
+    /// As [`Checkpoint::read_f32`].
+    pub fn read_i64(&self, name: &str) -> Result<(Vec<usize>, Vec<i64>)> {
+        let e = self.entries.get(name).ok_or_else(|| LoadError::Mismatch {
+            origin: self.origin(),
+            missing: vec![name.to_string()],
+            unexpected: vec![],
+            mis_shaped: vec![],
+        })?;
+        let path = &self.files[e.file];
+        let mut f = File::open(path).map_err(io(path))?;
+        f.seek(SeekFrom::Start(e.start)).map_err(io(path))?;
+        let mut bytes = vec![0u8; (e.end - e.start) as usize];
+        f.read_exact(&mut bytes).map_err(io(path))?;
+        match e.dtype.as_str() {
+            "I64" => Ok((
+                e.shape.clone(),
+                bytes
+                    .chunks_exact(8)
+                    .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+                    .collect(),
+            )),
+            "I32" => Ok((
+                e.shape.clone(),
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| i64::from(i32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+                    .collect(),
+            )),
+            other => Err(LoadError::UnsupportedDtype {
+                path: path.clone(),
+                name: name.to_string(),
+                dtype: other.to_string(),
+            }),
+        }
+    }
+}
+
+/// Takes named tensors out of a [`Checkpoint`] onto a device, collecting every problem.
+#[derive(Debug)]
+pub struct WeightLoader {
+    checkpoint: Checkpoint,
+    device: Device,
+    used: BTreeSet<String>,
+    missing: Vec<String>,
+    mis_shaped: Vec<(String, Vec<usize>, Vec<usize>)>,
+    fatal: Option<LoadError>,
+}
+
+impl WeightLoader {
+    /// A loader over `checkpoint` placing tensors on `device`.
+    pub fn new(checkpoint: Checkpoint, device: &Device) -> Self {
+        Self {
+            checkpoint,
+            device: device.clone(),
+            used: BTreeSet::new(),
+            missing: Vec::new(),
+            mis_shaped: Vec::new(),
+            fatal: None,
+        }
+    }
+
+    /// The checkpoint.
+    pub fn checkpoint(&self) -> &Checkpoint {
+        &self.checkpoint
+    }
+
+    /// Whether tensor `name` exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.checkpoint.entries.contains_key(name)
+    }
+
+    /// The host values of `name` if it has exactly `shape` (recording a problem otherwise).
+    pub fn values(&mut self, name: &str, shape: &[usize]) -> Option<Vec<f32>> {
+        let Some(found) = self.checkpoint.shape(name).map(<[usize]>::to_vec) else {
+            self.missing.push(name.to_string());
+            return None;
+        };
+        self.used.insert(name.to_string());
+        if found != shape {
+            self.mis_shaped
+                .push((name.to_string(), shape.to_vec(), found));
+            return None;
+        }
+        match self.checkpoint.read_f32(name) {
+            Ok((_, v)) => Some(v),
+            Err(e) => {
+                self.fatal.get_or_insert(e);
+                None
+            }
+        }
+    }
+
+    /// Tensor `name` with exactly `shape` (zeros, with the problem recorded, if it is missing or
+    /// mis-shaped).
+    pub fn tensor<const D: usize>(&mut self, name: &str, shape: [usize; D]) -> Tensor<D> {
+        match self.values(name, &shape) {
+            Some(v) => Tensor::from_data(TensorData::new(v, shape), &self.device),
+            None => Tensor::zeros(shape, &self.device),
+        }
+    }
+
+    /// A PyTorch `Linear` weight stored `[out, in]`, returned transposed as `[in, out]` so that
+    /// `x.matmul(w)` applies it.
+    pub fn linear(&mut self, name: &str, out_features: usize, in_features: usize) -> Tensor<2> {
+        self.tensor(name, [out_features, in_features]).transpose()
+    }
+
+    /// Marks a tensor as used without loading it (a known extra such as a buffer).
+    pub fn skip(&mut self, name: &str) {
+        if self.contains(name) {
+            self.used.insert(name.to_string());
+        }
+    }
+
+    /// Ends loading.
+    ///
+    /// # Errors
+    /// [`LoadError::Mismatch`] listing every missing and mis-shaped tensor and every tensor that
+    /// was not used, unless `allow_unused(name)` says it is a known extra; I/O errors met while
+    /// reading.
+    pub fn finish(self, allow_unused: impl Fn(&str) -> bool) -> Result<()> {
+        if let Some(e) = self.fatal {
+            return Err(e);
+        }
+        let unexpected: Vec<String> = self
+            .checkpoint
+            .names()
+            .filter(|n| !self.used.contains(*n) && !allow_unused(n))
+            .map(str::to_string)
+            .collect();
+        if self.missing.is_empty() && self.mis_shaped.is_empty() && unexpected.is_empty() {
+            return Ok(());
+        }
+        Err(LoadError::Mismatch {
+            origin: self.checkpoint.origin(),
+            missing: self.missing,
+            unexpected,
+            mis_shaped: self.mis_shaped,
+        })
+    }
+}
+
+/// The dtype [`write_safetensors`] stores values in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StoredDtype {
+    /// 32-bit float.
+    #[default]
+    F32,
+    /// IEEE half precision.
+    F16,
+    /// bfloat16.
+    BF16,
+}
+
+/// Writes `f32` tensors as a safetensors file in `dtype` (used by `examples/inspect.rs` and the
+/// tests).
+///
+/// # Errors
+/// [`LoadError::Io`] when the file cannot be written, [`LoadError::Corrupt`] when a tensor's
+/// data does not match its shape.
+pub fn write_safetensors(
+    path: impl AsRef<Path>,
+    tensors: &[(&str, &[usize], &[f32])],
+    dtype: StoredDtype,
+) -> Result<()> {
+    let path = path.as_ref();
+    let (name, size) = match dtype {
+        StoredDtype::F32 => ("F32", 4u64),
+        StoredDtype::F16 => ("F16", 2),
+        StoredDtype::BF16 => ("BF16", 2),
+    };
+    let mut header = serde_json::Map::new();
+    let mut offset = 0u64;
+    for (tname, shape, data) in tensors {
+        if shape.iter().product::<usize>() != data.len() {
+            return Err(corrupt(
+                path,
+                format!("`{tname}`: {} values for shape {shape:?}", data.len()),
+            ));
+        }
+        let end = offset + size * data.len() as u64;
+        header.insert(
+            (*tname).to_string(),
+            serde_json::json!({ "dtype": name, "shape": shape, "data_offsets": [offset, end] }),
+        );
+        offset = end;
+    }
+    let mut h = serde_json::to_vec(&header).map_err(|e| corrupt(path, e.to_string()))?;
+    while h.len() % 8 != 0 {
+        h.push(b' ');
+    }
+    let mut f = File::create(path).map_err(io(path))?;
+    f.write_all(&(h.len() as u64).to_le_bytes())
+        .map_err(io(path))?;
+    f.write_all(&h).map_err(io(path))?;
+    for (_, _, data) in tensors {
+        let bytes: Vec<u8> = match dtype {
+            StoredDtype::F32 => data.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            StoredDtype::F16 => data
+                .iter()
+                .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+                .collect(),
+            StoredDtype::BF16 => data
+                .iter()
+                .flat_map(|&x| half::bf16::from_f32(x).to_le_bytes())
+                .collect(),
+        };
+        f.write_all(&bytes).map_err(io(path))?;
+    }
+    Ok(())
+}
