@@ -56,6 +56,7 @@ pub struct KvCache {
     keys: Vec<Tensor<4>>,
     values: Vec<Tensor<4>>,
     lens: Vec<usize>,
+    hidden_prefix: Vec<usize>,
     capacity: usize,
     kv_heads: usize,
     head_dim: usize,
@@ -90,10 +91,26 @@ impl KvCache {
             keys: (0..layers).map(|_| zeros()).collect(),
             values: (0..layers).map(|_| zeros()).collect(),
             lens: vec![0; rows],
+            hidden_prefix: vec![0; rows],
             capacity,
             kv_heads,
             head_dim,
         })
+    }
+
+    /// Hides the first `n` entries of `row` from every query except the entry itself (LlamaGen's
+    /// left-padded caption slots: padded keys are invisible, the diagonal stays).
+    ///
+    /// # Errors
+    /// [`Error::Cache`] if the row does not exist.
+    pub fn set_hidden_prefix(&mut self, row: usize, n: usize) -> Result<()> {
+        let rows = self.hidden_prefix.len();
+        let slot = self
+            .hidden_prefix
+            .get_mut(row)
+            .ok_or_else(|| Error::Cache(format!("row {row} does not exist ({rows} rows)")))?;
+        *slot = n;
+        Ok(())
     }
 
     /// Number of layers.
@@ -122,8 +139,10 @@ impl KvCache {
         let mut positions = Vec::with_capacity(rows);
         for (r, &l) in self.lens.iter().enumerate() {
             positions.push((l..l + len).collect::<Vec<_>>());
+            let hidden = self.hidden_prefix[r];
             for i in 0..len {
-                mask.extend((0..key_len).map(|j| j > l + i));
+                let q = l + i;
+                mask.extend((0..key_len).map(|j| j > q || (j < hidden && j != q)));
                 idx.extend([r as i64, (l + i) as i64]);
             }
         }

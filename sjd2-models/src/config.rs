@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::error::{LoadError, Result};
-use crate::llama::{BackboneConfig, NormPlacement};
+use crate::llama::{BackboneConfig, NormPlacement, RopeKind};
 
 /// `rope_parameters` (transformers 5) or the legacy top-level `rope_theta`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -74,12 +74,14 @@ impl TextConfig {
             vocab: self.vocab_size,
             output_vocab: self.vocab_size,
             rms_eps: self.rms_norm_eps,
-            rope_theta: self
-                .rope_parameters
-                .as_ref()
-                .map(|r| r.rope_theta)
-                .or(self.rope_theta)
-                .unwrap_or(10_000.0),
+            rope: RopeKind::Sequence {
+                theta: self
+                    .rope_parameters
+                    .as_ref()
+                    .map(|r| r.rope_theta)
+                    .or(self.rope_theta)
+                    .unwrap_or(10_000.0),
+            },
             max_positions: self.max_position_embeddings,
             qk_norm_eps: qk_norm.then_some(1e-5),
             norm: if self.swin_norm {

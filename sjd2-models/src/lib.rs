@@ -8,7 +8,8 @@
 //!    reporting every missing, unexpected and mis-shaped tensor by name.
 //! 2. [`llama`]: RMSNorm, SwiGLU, MHA/GQA, rotate-half RoPE, Chameleon's per-head q/k LayerNorm,
 //!    swin-norm blocks, a preallocated KV cache with rollback.
-//! 3. Families: [`chameleon`] (Chameleon, Lumina-mGPT, Anole) and [`emu3`].
+//! 3. Families: [`chameleon`] (Chameleon, Lumina-mGPT, Anole), [`emu3`], [`janus`] (Janus,
+//!    Janus-Pro) and [`llamagen`] (class- and text-conditional).
 //!
 //! Every adapter is checked against the reference outputs in
 //! `../shared/fixtures/reference-models/` (`tests/parity.rs`).
@@ -18,8 +19,13 @@ pub mod chameleon;
 pub mod config;
 pub mod emu3;
 mod error;
+pub mod janus;
 pub mod llama;
+pub mod llamagen;
 pub mod weights;
 
-pub use adapter::{LlamaT2I, Prompting, Unconditional};
+pub use adapter::{
+    CaptionEncoder, CaptionRow, Conditioning, Gelu, ImageIo, LlamaT2I, Mlp, Prompting,
+    Unconditional,
+};
 pub use error::{LoadError, Result};

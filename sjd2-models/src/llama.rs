@@ -23,6 +23,28 @@ pub enum NormPlacement {
     Swin,
 }
 
+/// Rotary position embedding of a [`Backbone`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RopeKind {
+    /// 1-D RoPE over the sequence position with base `theta` (rotate-half layout).
+    Sequence {
+        /// Base.
+        theta: f64,
+    },
+    /// LlamaGen's 2-D RoPE: positions `0..cond_len` (the condition) get a zero rotation table,
+    /// which zeroes their queries and keys exactly as upstream; position `cond_len + i` rotates
+    /// the first half of each head's frequency pairs by the grid row of cell `i` and the second
+    /// half by its column.
+    Grid2d {
+        /// Base.
+        theta: f64,
+        /// Condition positions.
+        cond_len: usize,
+        /// Grid width.
+        grid_cols: usize,
+    },
+}
+
 /// Sizes and options of a [`Backbone`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackboneConfig {
@@ -44,8 +66,8 @@ pub struct BackboneConfig {
     pub output_vocab: usize,
     /// RMSNorm epsilon.
     pub rms_eps: f64,
-    /// RoPE base.
-    pub rope_theta: f64,
+    /// Rotary position embedding.
+    pub rope: RopeKind,
     /// Longest sequence.
     pub max_positions: usize,
     /// Per-head LayerNorm of q and k before RoPE, with this epsilon (Chameleon).
@@ -97,6 +119,11 @@ impl BackboneConfig {
 pub struct KeyNames {
     /// Token embedding table.
     pub embed: String,
+    /// A fused `[q; k; v]` projection (LlamaGen's `wqkv`), used instead of `q`, `k`, `v`.
+    pub fused_qkv: Option<String>,
+    /// Whether q/k features are stored for interleaved-pair RoPE (Meta layout); they are then
+    /// permuted at load time to the rotate-half layout this backbone computes.
+    pub interleaved_rope: bool,
     /// Query projection.
     pub q: String,
     /// Key projection.
@@ -132,6 +159,8 @@ impl KeyNames {
         let l = |s: &str| format!("{prefix}layers.{{i}}.{s}");
         Self {
             embed: format!("{prefix}embed_tokens.weight"),
+            fused_qkv: None,
+            interleaved_rope: false,
             q: l("self_attn.q_proj.weight"),
             k: l("self_attn.k_proj.weight"),
             v: l("self_attn.v_proj.weight"),
@@ -145,6 +174,30 @@ impl KeyNames {
             mlp_norm: l("post_attention_layernorm.weight"),
             final_norm: format!("{prefix}norm.weight"),
             head: head.to_string(),
+        }
+    }
+
+    /// LlamaGen's `gpt.py` names (`tok_embeddings`, fused `attention.wqkv`, `feed_forward.w1/w3/w2`,
+    /// `output`), with interleaved RoPE.
+    pub fn llamagen() -> Self {
+        let l = |s: &str| format!("layers.{{i}}.{s}");
+        Self {
+            embed: "tok_embeddings.weight".into(),
+            fused_qkv: Some(l("attention.wqkv.weight")),
+            interleaved_rope: true,
+            q: String::new(),
+            k: String::new(),
+            v: String::new(),
+            o: l("attention.wo.weight"),
+            q_norm: String::new(),
+            k_norm: String::new(),
+            gate: l("feed_forward.w1.weight"),
+            up: l("feed_forward.w3.weight"),
+            down: l("feed_forward.w2.weight"),
+            attn_norm: l("attention_norm.weight"),
+            mlp_norm: l("ffn_norm.weight"),
+            final_norm: "norm.weight".into(),
+            head: "output.weight".into(),
         }
     }
 
@@ -239,11 +292,35 @@ impl Backbone {
                         bias: bias.expand([heads, hd]),
                     })
                 };
+            let (qn, kvn) = (c.heads * hd, c.kv_heads * hd);
+            let (wq, wk, wv) = match &names.fused_qkv {
+                Some(fused) => {
+                    let w = loader.linear(&n(fused), qn + 2 * kvn, d);
+                    (
+                        w.clone().narrow(1, 0, qn),
+                        w.clone().narrow(1, qn, kvn),
+                        w.narrow(1, qn + kvn, kvn),
+                    )
+                }
+                None => (
+                    loader.linear(&n(&names.q), qn, d),
+                    loader.linear(&n(&names.k), kvn, d),
+                    loader.linear(&n(&names.v), kvn, d),
+                ),
+            };
+            let (wq, wk) = if names.interleaved_rope {
+                (
+                    interleaved_to_half(wq, c.heads, hd, device),
+                    interleaved_to_half(wk, c.kv_heads, hd, device),
+                )
+            } else {
+                (wq, wk)
+            };
             layers.push(Layer {
                 attn_norm: loader.tensor(&n(&names.attn_norm), [d]),
-                wq: loader.linear(&n(&names.q), c.heads * hd, d),
-                wk: loader.linear(&n(&names.k), c.kv_heads * hd, d),
-                wv: loader.linear(&n(&names.v), c.kv_heads * hd, d),
+                wq,
+                wk,
+                wv,
                 wo: loader.linear(&n(&names.o), d, c.heads * hd),
                 q_norm: head_norm(loader, &n(&names.q_norm), c.heads),
                 k_norm: head_norm(loader, &n(&names.k_norm), c.kv_heads),
@@ -253,7 +330,7 @@ impl Backbone {
                 down: loader.linear(&n(&names.down), d, c.intermediate),
             });
         }
-        let (cos, sin) = rope_tables(c.max_positions, hd, c.rope_theta, device);
+        let (cos, sin) = rope_tables(c.max_positions, hd, c.rope, device);
         Ok(Self {
             embed: loader.tensor(&names.embed, [c.vocab, d]),
             norm: loader.tensor(&names.final_norm, [d]),
@@ -435,22 +512,82 @@ impl Backbone {
     }
 }
 
+/// Reorders the output features of a `[in, heads·head_dim]` projection from interleaved pairs
+/// `(2k, 2k+1)` to the rotate-half layout `(k, k + head_dim/2)`. Applied to both q and k it leaves
+/// attention scores unchanged while letting one RoPE implementation serve both layouts.
+fn interleaved_to_half(w: Tensor<2>, heads: usize, head_dim: usize, device: &Device) -> Tensor<2> {
+    let half = head_dim / 2;
+    let idx: Vec<i64> = (0..heads)
+        .flat_map(|h| {
+            let base = (h * head_dim) as i64;
+            (0..half)
+                .map(move |k| base + 2 * k as i64)
+                .chain((0..half).map(move |k| base + 2 * k as i64 + 1))
+        })
+        .collect();
+    let n = idx.len();
+    w.select(1, Tensor::from_data(TensorData::new(idx, [n]), device))
+}
+
+/// Rotation angles of frequency pair `k` (shared by dims `k` and `k + head_dim/2`) at `pos`;
+/// `None` for a zero rotation table (LlamaGen's condition positions).
+fn rope_angles(pos: usize, head_dim: usize, rope: RopeKind) -> Option<Vec<f32>> {
+    let half = head_dim / 2;
+    match rope {
+        RopeKind::Sequence { theta } => Some(
+            (0..half)
+                .map(|k| {
+                    // Hugging Face computes the inverse frequencies in f32.
+                    let inv = 1.0f32 / (theta as f32).powf((2 * k) as f32 / head_dim as f32);
+                    pos as f32 * inv
+                })
+                .collect(),
+        ),
+        RopeKind::Grid2d {
+            theta,
+            cond_len,
+            grid_cols,
+        } => {
+            let cell = pos.checked_sub(cond_len)?;
+            let (row, col) = (cell / grid_cols.max(1), cell % grid_cols.max(1));
+            let quarter = half / 2;
+            Some(
+                (0..half)
+                    .map(|k| {
+                        let (t, j) = if k < quarter {
+                            (row, k)
+                        } else {
+                            (col, k - quarter)
+                        };
+                        let f = 1.0f32 / (theta as f32).powf((2 * j) as f32 / half as f32);
+                        t as f32 * f
+                    })
+                    .collect(),
+            )
+        }
+    }
+}
+
 fn rope_tables(
     max_positions: usize,
     head_dim: usize,
-    theta: f64,
+    rope: RopeKind,
     device: &Device,
 ) -> (Tensor<2>, Tensor<2>) {
-    let half = head_dim / 2;
     let mut cos = Vec::with_capacity(max_positions * head_dim);
     let mut sin = Vec::with_capacity(max_positions * head_dim);
     for p in 0..max_positions {
-        for i in 0..head_dim {
-            // Hugging Face computes the inverse frequencies in f32.
-            let inv = 1.0f32 / (theta as f32).powf((2 * (i % half)) as f32 / head_dim as f32);
-            let a = p as f32 * inv;
-            cos.push(a.cos());
-            sin.push(a.sin());
+        match rope_angles(p, head_dim, rope) {
+            Some(a) => {
+                for _ in 0..2 {
+                    cos.extend(a.iter().map(|x| x.cos()));
+                    sin.extend(a.iter().map(|x| x.sin()));
+                }
+            }
+            None => {
+                cos.extend(std::iter::repeat_n(0.0, head_dim));
+                sin.extend(std::iter::repeat_n(0.0, head_dim));
+            }
         }
     }
     let shape = [max_positions, head_dim];

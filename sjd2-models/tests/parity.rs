@@ -318,3 +318,280 @@ fn ids2(ids: &[u32], shape: [usize; 2], device: &Device) -> burn::Tensor<2, burn
     let v: Vec<i64> = ids.iter().map(|&x| i64::from(x)).collect();
     burn::Tensor::from_data(burn::tensor::TensorData::new(v, shape), device)
 }
+
+fn janus_tokens() -> sjd2_models::janus::JanusTokens {
+    sjd2_models::janus::JanusTokens {
+        pad: 3,
+        begin_of_image: 10,
+    }
+}
+
+fn check_janus(weights: &std::path::Path, what: &str) {
+    let r = Reference::open("janus");
+    let d = device();
+    let m = sjd2_models::janus::Janus::load(
+        fixtures().join("janus/hf/config.json"),
+        weights,
+        janus_tokens(),
+        3,
+        &d,
+    )
+    .unwrap();
+    let prompt_ids = r.ids("prompt_ids");
+    let codes = r.ids("image_codes");
+    let v = m.vocab_size();
+    let h = m.hidden_size();
+    // Inputs: prompt through the language model embedding, codes through gen_embed + aligner.
+    let text = m.backbone().embed(ids_tensor(&prompt_ids, &d));
+    let image = m.embed_tokens(ids_tensor(&codes[..8], &d)).unwrap();
+    let (_, want_inputs) = r.f32("inputs_embeds");
+    let inputs = burn::Tensor::cat(vec![text, image], 1);
+    assert_close(
+        &host(inputs.clone()),
+        &want_inputs,
+        &format!("{what} inputs_embeds"),
+    );
+    let n = 16;
+    let mut cache = m.new_cache(1, n).unwrap();
+    let out = m.backbone().forward(&mut cache, inputs, true).unwrap();
+    let (_, hidden) = r.f32("hidden_states");
+    for (i, state) in out.layer_states.iter().enumerate() {
+        assert_close(
+            &host(state.clone()),
+            &hidden[i * n * h..(i + 1) * n * h],
+            &format!("{what} hidden_states[{i}]"),
+        );
+    }
+    let (_, text_logits) = r.f32("text_logits");
+    assert_close(
+        &host(m.backbone().logits(out.hidden.clone())),
+        &text_logits,
+        &format!("{what} text logits"),
+    );
+    let (_, gen_cond) = r.f32("gen_logits_cond");
+    assert_close(
+        &host(m.head(out.hidden)),
+        &gen_cond,
+        &format!("{what} generation logits"),
+    );
+
+    // Decoder path: [cond; uncond] rows, then the codes as one window on both rows.
+    let prompt = Prompt::new(prompt_ids[..7].to_vec());
+    let rows = [
+        PromptRow {
+            prompt: &prompt,
+            role: Role::Conditional,
+        },
+        PromptRow {
+            prompt: &prompt,
+            role: Role::Unconditional,
+        },
+    ];
+    let uncond_ids = r.ids("uncond_prompt_ids");
+    assert_eq!(
+        m.row_tokens(&rows[1]).to_vec(),
+        uncond_ids,
+        "unconditional row"
+    );
+    let mut cache = m.new_cache(2, 32).unwrap();
+    let first = host(m.prefill(&mut cache, &rows).unwrap());
+    let (_, gen_uncond) = r.f32("gen_logits_uncond");
+    assert_close(
+        &first[..v],
+        slice(&gen_cond, v, 7, 8),
+        &format!("{what} prefill cond"),
+    );
+    assert_close(
+        &first[v..],
+        slice(&gen_uncond, v, 7, 8),
+        &format!("{what} prefill uncond"),
+    );
+    let mut both = codes[..8].to_vec();
+    both.extend_from_slice(&codes[..8]);
+    let window = m.embed_tokens(ids2(&both, [2, 8], &d)).unwrap();
+    let logits = m.forward(&mut cache, window).unwrap();
+    let got = host(logits.clone());
+    assert_close(
+        &got[..8 * v],
+        slice(&gen_cond, v, 8, 16),
+        &format!("{what} window cond"),
+    );
+    assert_close(
+        &got[8 * v..],
+        slice(&gen_uncond, v, 8, 16),
+        &format!("{what} window uncond"),
+    );
+    let guided = guide(
+        logits.clone().narrow(0, 0, 1),
+        logits.narrow(0, 1, 1),
+        r.scalar("cfg_scale"),
+        GuidanceStyle::RawLogits,
+    );
+    let (_, want) = r.f32("cfg_guided_gen_logits");
+    assert_close(
+        &host(guided),
+        slice(&want, v, 1, 9),
+        &format!("{what} guided window"),
+    );
+}
+
+#[test]
+fn janus_parity_hf_layout() {
+    check_janus(&fixtures().join("janus/hf"), "janus (model.*)");
+}
+
+#[test]
+fn janus_parity_original_layout() {
+    check_janus(
+        &fixtures().join("janus/weights_orig_layout_gen_path.safetensors"),
+        "janus (gen_*)",
+    );
+}
+
+fn llamagen_config(case: &str) -> sjd2_models::llamagen::LlamaGenConfig {
+    use sjd2_models::llamagen::{LlamaGenConfig, LlamaGenTask};
+    let task = if case == "llamagen_c2i" {
+        LlamaGenTask::ClassToImage { num_classes: 10 }
+    } else {
+        LlamaGenTask::TextToImage {
+            caption_dim: 32,
+            slots: 120,
+        }
+    };
+    LlamaGenConfig {
+        dim: 64,
+        n_layer: 2,
+        n_head: 4,
+        n_kv_head: None,
+        multiple_of: 32,
+        ffn_dim_multiplier: None,
+        vocab_size: 64,
+        grid: 4,
+        rope_base: 10_000.0,
+        norm_eps: 1e-5,
+        task,
+    }
+}
+
+fn llamagen(case: &str) -> LlamaT2I {
+    sjd2_models::llamagen::LlamaGen::load(
+        fixtures().join(case).join("weights.safetensors"),
+        llamagen_config(case),
+        &device(),
+    )
+    .unwrap()
+}
+
+/// Compares the first-token logits of `[cond; uncond]` and the image tokens fed as one window.
+fn check_llamagen_steps(case: &str, m: &LlamaT2I, mut cache: sjd2_core::KvCache, first: Vec<f32>) {
+    let r = Reference::open(case);
+    let d = device();
+    let v = m.vocab_size();
+    let (_, cond) = r.f32("logits_cond");
+    let (_, uncond) = r.f32("logits_uncond");
+    assert_close(
+        &first[..v],
+        slice(&cond, v, 0, 1),
+        &format!("{case} first token cond"),
+    );
+    assert_close(
+        &first[v..],
+        slice(&uncond, v, 0, 1),
+        &format!("{case} first token uncond"),
+    );
+    let tokens = r.ids("image_tokens");
+    let mut both = tokens[..15].to_vec();
+    both.extend_from_slice(&tokens[..15]);
+    let logits = m
+        .forward(
+            &mut cache,
+            m.embed_tokens(ids2(&both, [2, 15], &d)).unwrap(),
+        )
+        .unwrap();
+    let got = host(logits.clone());
+    assert_close(
+        &got[..15 * v],
+        slice(&cond, v, 1, 16),
+        &format!("{case} window cond"),
+    );
+    assert_close(
+        &got[15 * v..],
+        slice(&uncond, v, 1, 16),
+        &format!("{case} window uncond"),
+    );
+    let guided = guide(
+        logits.clone().narrow(0, 0, 1),
+        logits.narrow(0, 1, 1),
+        r.scalar("cfg_scale"),
+        GuidanceStyle::RawLogits,
+    );
+    let (_, want) = r.f32("cfg_guided_logits");
+    assert_close(
+        &host(guided),
+        slice(&want, v, 1, 16),
+        &format!("{case} guided window"),
+    );
+}
+
+#[test]
+fn llamagen_c2i_parity() {
+    let r = Reference::open("llamagen_c2i");
+    let m = llamagen("llamagen_c2i");
+    let class = r.ids("class_label");
+    let prompt = Prompt::new(class.clone()).with_negative(r.ids("null_class"));
+    let rows = [
+        PromptRow {
+            prompt: &prompt,
+            role: Role::Conditional,
+        },
+        PromptRow {
+            prompt: &prompt,
+            role: Role::Unconditional,
+        },
+    ];
+    let mut cache = m.new_cache(2, 17).unwrap();
+    let first = host(m.prefill(&mut cache, &rows).unwrap());
+    check_llamagen_steps("llamagen_c2i", &m, cache, first.clone());
+    // The default unconditional row is the null class too.
+    let plain = Prompt::new(class);
+    let rows = [
+        PromptRow {
+            prompt: &plain,
+            role: Role::Conditional,
+        },
+        PromptRow {
+            prompt: &plain,
+            role: Role::Unconditional,
+        },
+    ];
+    let mut cache = m.new_cache(2, 17).unwrap();
+    assert_close(
+        &host(m.prefill(&mut cache, &rows).unwrap()),
+        &first,
+        "c2i default null class",
+    );
+}
+
+#[test]
+fn llamagen_t2i_parity() {
+    let r = Reference::open("llamagen_t2i");
+    let m = llamagen("llamagen_t2i");
+    let (_, caps) = r.f32("caption_embs_left_padded");
+    let (_, mask) = r.f32("emb_mask");
+    let valid = mask.iter().filter(|&&x| x > 0.5).count();
+    let cap = 32;
+    let rows_valid = &caps[(120 - valid) * cap..];
+    let embeddings = burn::Tensor::<2>::from_data(
+        burn::tensor::TensorData::new(rows_valid.to_vec(), [valid, cap]),
+        &device(),
+    );
+    let mut cache = m.new_cache(2, 136).unwrap();
+    let first = m
+        .prefill_captions(
+            &mut cache,
+            &[Some(sjd2_models::CaptionRow { embeddings }), None],
+            &[valid, valid],
+        )
+        .unwrap();
+    check_llamagen_steps("llamagen_t2i", &m, cache, host(first));
+}
