@@ -9,7 +9,7 @@
 //! 2. [`llama`]: RMSNorm, SwiGLU, MHA/GQA, rotate-half RoPE, Chameleon's per-head q/k LayerNorm,
 //!    swin-norm blocks, a preallocated KV cache with rollback.
 //! 3. Families: [`chameleon`] (Chameleon, Lumina-mGPT, Anole), [`emu3`], [`janus`] (Janus,
-//!    Janus-Pro) and [`llamagen`] (class- and text-conditional).
+//!    Janus-Pro) and [`llamagen`] (class- and text-conditional, with the [`t5`] caption encoder).
 //!
 //! Every adapter is checked against the reference outputs in
 //! `../shared/fixtures/reference-models/` (`tests/parity.rs`).
@@ -22,6 +22,7 @@ mod error;
 pub mod janus;
 pub mod llama;
 pub mod llamagen;
+pub mod t5;
 pub mod weights;
 
 pub use adapter::{

@@ -595,3 +595,48 @@ fn llamagen_t2i_parity() {
         .unwrap();
     check_llamagen_steps("llamagen_t2i", &m, cache, host(first));
 }
+
+#[test]
+fn t5_encoder_parity() {
+    use sjd2_models::t5::T5Encoder;
+    let r = Reference::open("t5_encoder");
+    let d = device();
+    let enc = T5Encoder::load(fixtures().join("t5_encoder/hf"), 120, &d).unwrap();
+    let (shape, ids) = r.0.read_i64("input_ids").unwrap();
+    let (_, mask) = r.0.read_i64("attention_mask").unwrap();
+    let ids_t = burn::Tensor::<2, burn::tensor::Int>::from_data(
+        burn::tensor::TensorData::new(ids.clone(), [shape[0], shape[1]]),
+        &d,
+    );
+    let mask_b: Vec<bool> = mask.iter().map(|&m| m != 0).collect();
+    let out = enc.encode(ids_t, &mask_b).unwrap();
+    let (_, last) = r.f32("last_hidden_state");
+    let (_, hidden) = r.f32("hidden_states");
+    let per = shape[0] * shape[1] * enc.config().d_model;
+    // Padded positions are not meaningful outputs; compare the real tokens only.
+    let dm = enc.config().d_model;
+    let keep = |v: &[f32]| -> Vec<f32> {
+        v.chunks(dm)
+            .zip(&mask_b)
+            .filter(|(_, m)| **m)
+            .flat_map(|(c, _)| c.to_vec())
+            .collect()
+    };
+    for (i, s) in out.hidden_states.iter().enumerate() {
+        assert_close(
+            &keep(&host(s.clone())),
+            &keep(&hidden[i * per..(i + 1) * per]),
+            &format!("t5 hidden_states[{i}]"),
+        );
+    }
+    assert_close(
+        &keep(&host(out.last_hidden_state)),
+        &keep(&last),
+        "t5 last_hidden_state",
+    );
+    // As a caption encoder, one unpadded caption gives the same rows.
+    let n0 = mask_b[..shape[1]].iter().filter(|&&m| m).count();
+    let first: Vec<u32> = ids[..n0].iter().map(|&x| x as u32).collect();
+    let e = sjd2_models::CaptionEncoder::encode(&enc, &first).unwrap();
+    assert_close(&host(e), &last[..n0 * dm], "t5 caption encoder");
+}
