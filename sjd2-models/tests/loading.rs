@@ -1,0 +1,245 @@
+//! Bad checkpoints give clear errors naming the tensor or file; never a panic.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use common::{fixtures, host, ids_tensor, max_abs};
+use sjd2_models::chameleon::{Chameleon, ChameleonImage};
+use sjd2_models::emu3::{Emu3, Emu3Image, Emu3Tokens};
+use sjd2_models::weights::{Checkpoint, StoredDtype, write_safetensors};
+use sjd2_models::{LlamaT2I, LoadError, Unconditional};
+
+type Tensors = Vec<(String, Vec<usize>, Vec<f32>)>;
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("sjd2-load-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn chameleon_tensors() -> Tensors {
+    let ck = Checkpoint::open(fixtures().join("chameleon/hf")).unwrap();
+    ck.names()
+        .map(|n| {
+            let (s, d) = ck.read_f32(n).unwrap();
+            (n.to_string(), s, d)
+        })
+        .collect()
+}
+
+fn write(dir: &Path, file: &str, tensors: &Tensors, dtype: StoredDtype) {
+    let refs: Vec<(&str, &[usize], &[f32])> = tensors
+        .iter()
+        .map(|(n, s, d)| (n.as_str(), s.as_slice(), d.as_slice()))
+        .collect();
+    write_safetensors(dir.join(file), &refs, dtype).unwrap();
+    std::fs::copy(
+        fixtures().join("chameleon/hf/config.json"),
+        dir.join("config.json"),
+    )
+    .unwrap();
+}
+
+fn image() -> ChameleonImage {
+    ChameleonImage {
+        rows: 2,
+        cols: 3,
+        prefix: vec![37, 52, 53],
+        row_end: Some(51),
+        end_tokens: vec![36],
+        unconditional: Unconditional::PrefixOnly,
+    }
+}
+
+fn load(dir: &Path) -> Result<LlamaT2I, LoadError> {
+    Chameleon::load(dir, |_| Ok(image()), &Device::flex()).map(|(m, _)| m)
+}
+
+fn logits(m: &LlamaT2I) -> Vec<f32> {
+    let ids = [1, 40, 41, 42, 37, 52, 53, 19, 8];
+    let mut cache = m.new_cache_for_test(ids.len());
+    host(
+        m.forward_tokens(&mut cache, ids_tensor(&ids, &Device::flex()))
+            .unwrap(),
+    )
+}
+
+trait TestCache {
+    fn new_cache_for_test(&self, n: usize) -> sjd2_core::KvCache;
+}
+
+impl TestCache for LlamaT2I {
+    fn new_cache_for_test(&self, n: usize) -> sjd2_core::KvCache {
+        use sjd2_core::JacobiDenoiser;
+        self.new_cache(1, n).unwrap()
+    }
+}
+
+#[test]
+fn missing_renamed_and_reshaped_tensors_are_named() {
+    let dir = temp_dir("mismatch");
+    let mut t = chameleon_tensors();
+    t.retain(|(n, _, _)| n != "model.layers.1.mlp.up_proj.weight");
+    for (n, s, _) in t.iter_mut() {
+        if n == "model.layers.0.self_attn.q_norm.weight" {
+            *n = "model.layers.0.self_attn.q_norm.gain".into();
+        }
+        if n == "model.norm.weight" {
+            *s = vec![1, 64];
+        }
+    }
+    write(&dir, "model.safetensors", &t, StoredDtype::F32);
+    match load(&dir) {
+        Err(LoadError::Mismatch {
+            missing,
+            unexpected,
+            mis_shaped,
+            ..
+        }) => {
+            assert!(
+                missing.contains(&"model.layers.1.mlp.up_proj.weight".to_string()),
+                "{missing:?}"
+            );
+            assert!(
+                missing.contains(&"model.layers.0.self_attn.q_norm.weight".to_string()),
+                "{missing:?}"
+            );
+            assert_eq!(
+                unexpected,
+                vec!["model.layers.0.self_attn.q_norm.gain".to_string()]
+            );
+            assert_eq!(
+                mis_shaped,
+                vec![("model.norm.weight".to_string(), vec![64], vec![1, 64])]
+            );
+        }
+        other => panic!("expected a mismatch, got {other:?}"),
+    }
+    let msg = load(&dir).unwrap_err().to_string();
+    assert!(
+        msg.contains("up_proj") && msg.contains("q_norm.gain") && msg.contains("model.norm.weight"),
+        "{msg}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn truncated_and_garbage_files_are_corrupt() {
+    let dir = temp_dir("truncated");
+    write(
+        &dir,
+        "model.safetensors",
+        &chameleon_tensors(),
+        StoredDtype::F32,
+    );
+    let path = dir.join("model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
+    let e = load(&dir).unwrap_err();
+    assert!(
+        matches!(&e, LoadError::Corrupt { detail, .. } if detail.contains("truncated")),
+        "{e}"
+    );
+    std::fs::write(&path, b"not a checkpoint").unwrap();
+    assert!(matches!(load(&dir).unwrap_err(), LoadError::Corrupt { .. }));
+    std::fs::write(&path, [1u8, 2, 3]).unwrap();
+    assert!(matches!(load(&dir).unwrap_err(), LoadError::Corrupt { .. }));
+    std::fs::write(dir.join("config.json"), b"{ not json").unwrap();
+    let e = load(&dir).unwrap_err();
+    assert!(
+        matches!(&e, LoadError::Corrupt { path, .. } if path.ends_with("config.json")),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(matches!(load(&dir).unwrap_err(), LoadError::Io { .. }));
+}
+
+#[test]
+fn wrong_family_is_a_mismatch() {
+    let e = Emu3::load(
+        fixtures().join("chameleon/hf"),
+        Emu3Tokens {
+            pad: 0,
+            bos: 1,
+            eos: 2,
+            eol: 3,
+            eof: 4,
+            boi: 5,
+            eoi: 6,
+            img: 7,
+            visual_start: 4,
+            visual_count: 32,
+        },
+        Emu3Image {
+            rows: 2,
+            cols: 2,
+            size_tokens: vec![],
+            negative: vec![1],
+        },
+        &Device::flex(),
+    )
+    .unwrap_err();
+    match e {
+        LoadError::Mismatch { unexpected, .. } => assert!(
+            unexpected.iter().any(|n| n.contains("q_norm")),
+            "{unexpected:?}"
+        ),
+        other => panic!("expected a mismatch, got {other}"),
+    }
+}
+
+#[test]
+fn half_precision_checkpoints_load_as_f32() {
+    let reference = logits(&load(&fixtures().join("chameleon/hf")).unwrap());
+    for (dtype, tol) in [(StoredDtype::BF16, 0.3), (StoredDtype::F16, 0.05)] {
+        let dir = temp_dir(&format!("{dtype:?}"));
+        write(&dir, "model.safetensors", &chameleon_tensors(), dtype);
+        let got = logits(&load(&dir).unwrap());
+        let e = max_abs(&got, &reference);
+        assert!(e < tol, "{dtype:?}: max abs error {e}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+#[test]
+fn sharded_checkpoints_load_and_inconsistent_indexes_fail() {
+    let reference = logits(&load(&fixtures().join("chameleon/hf")).unwrap());
+    let dir = temp_dir("sharded");
+    let t = chameleon_tensors();
+    let (a, b) = t.split_at(t.len() / 2);
+    write(
+        &dir,
+        "model-00001-of-00002.safetensors",
+        &a.to_vec(),
+        StoredDtype::F32,
+    );
+    write(
+        &dir,
+        "model-00002-of-00002.safetensors",
+        &b.to_vec(),
+        StoredDtype::F32,
+    );
+    let mut map = serde_json::Map::new();
+    for (n, _, _) in a {
+        map.insert(n.clone(), "model-00001-of-00002.safetensors".into());
+    }
+    for (n, _, _) in b {
+        map.insert(n.clone(), "model-00002-of-00002.safetensors".into());
+    }
+    let index = serde_json::json!({ "metadata": {}, "weight_map": map.clone() });
+    std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).unwrap();
+    assert_eq!(logits(&load(&dir).unwrap()), reference);
+    map.insert(
+        "model.norm.weight".into(),
+        "model-00002-of-00002.safetensors".into(),
+    );
+    map.insert(a[0].0.clone(), "model-00002-of-00002.safetensors".into());
+    let index = serde_json::json!({ "weight_map": map });
+    std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).unwrap();
+    assert!(matches!(load(&dir).unwrap_err(), LoadError::Corrupt { .. }));
+    std::fs::remove_dir_all(dir).unwrap();
+}
