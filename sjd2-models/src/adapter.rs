@@ -78,6 +78,7 @@ impl Mlp {
 
 /// How image tokens enter and leave the transformer.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // built once per model
 pub enum ImageIo {
     /// Image tokens are ids of the language model's own vocabulary (Chameleon, Emu3, LlamaGen).
     Shared,
@@ -95,6 +96,7 @@ pub enum ImageIo {
 
 /// How the prompt enters the transformer.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // built once per model
 pub enum Conditioning {
     /// Prompt tokens embedded by the language model, arranged by [`Prompting`].
     Tokens(Prompting),
