@@ -1,4 +1,5 @@
-//! Strict loading of named tensors from safetensors checkpoints (single file or sharded).
+//! Strict loading of named tensors from safetensors checkpoints (single file or sharded) and
+//! PyTorch pickles (`.pt`, `.pth`, `.bin`).
 //!
 //! Tensors are read lazily, one at a time, straight from the file (no memory map, no copy of the
 //! whole checkpoint) and converted from F32, F16, BF16 or F64 to `f32`. A [`WeightLoader`]
@@ -27,10 +28,12 @@ struct Entry {
 }
 
 /// The tensors of one checkpoint: names, dtypes, shapes and where their bytes are.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Checkpoint {
     files: Vec<PathBuf>,
     entries: BTreeMap<String, Entry>,
+    /// Tensors of a PyTorch pickle checkpoint (`.pt`, `.pth`, `.bin`), read lazily.
+    pickled: BTreeMap<String, pytorch_reader::Tensor>,
 }
 
 #[derive(Deserialize)]
@@ -98,7 +101,48 @@ impl Checkpoint {
         if path.extension().is_some_and(|e| e == "json") {
             return Self::open_sharded(path);
         }
+        if path
+            .extension()
+            .is_some_and(|e| e == "pt" || e == "pth" || e == "bin" || e == "ckpt")
+        {
+            return Self::open_pytorch(path, None);
+        }
         Self::open_files(&[path.to_path_buf()])
+    }
+
+    /// Opens a PyTorch checkpoint (`torch.save` zip or legacy format). With `top_level_key`
+    /// `None`, a state dict nested under `model`, `module` or `state_dict` (LlamaGen, DDP and
+    /// Lightning checkpoints) is found automatically; non-tensor entries are ignored.
+    ///
+    /// # Errors
+    /// [`LoadError::Io`] for unreadable files, [`LoadError::Corrupt`] for anything the pickle
+    /// reader rejects.
+    pub fn open_pytorch(path: impl AsRef<Path>, top_level_key: Option<&str>) -> Result<Self> {
+        let path = path.as_ref();
+        if !path.is_file() {
+            return Err(LoadError::Io {
+                path: path.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+            });
+        }
+        let read = |key: Option<&str>| match key {
+            Some(k) => pytorch_reader::PytorchReader::with_top_level_key(path, k),
+            None => pytorch_reader::PytorchReader::new(path),
+        };
+        let reader = match top_level_key {
+            Some(k) => read(Some(k)),
+            None => ["model", "module", "state_dict"]
+                .into_iter()
+                .find_map(|k| read(Some(k)).ok().filter(|r| !r.is_empty()))
+                .map_or_else(|| read(None), Ok),
+        }
+        .map_err(|e| corrupt(path, format!("not a readable PyTorch checkpoint: {e}")))?;
+        let pickled = reader.into_tensors().into_iter().collect();
+        Ok(Self {
+            files: vec![path.to_path_buf()],
+            entries: BTreeMap::new(),
+            pickled,
+        })
     }
 
     fn open_sharded(index: &Path) -> Result<Self> {
@@ -198,6 +242,7 @@ impl Checkpoint {
         Ok(Self {
             files: files.to_vec(),
             entries,
+            pickled: BTreeMap::new(),
         })
     }
 
@@ -218,12 +263,44 @@ impl Checkpoint {
 
     /// Tensor names.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.entries.keys().map(String::as_str)
+        self.entries
+            .keys()
+            .chain(self.pickled.keys())
+            .map(String::as_str)
     }
 
     /// Shape of tensor `name`.
     pub fn shape(&self, name: &str) -> Option<&[usize]> {
-        self.entries.get(name).map(|e| e.shape.as_slice())
+        self.entries
+            .get(name)
+            .map(|e| e.shape.as_slice())
+            .or_else(|| self.pickled.get(name).map(pytorch_reader::Tensor::shape))
+    }
+
+    /// Reads a pickled tensor as native-endian bytes with its dtype name.
+    fn read_pickled(&self, name: &str) -> Option<Result<(Vec<usize>, String, Vec<u8>)>> {
+        let t = self.pickled.get(name)?;
+        let path = &self.files[0];
+        let dtype = match t.dtype() {
+            pytorch_reader::DType::F64 => "F64",
+            pytorch_reader::DType::F32 => "F32",
+            pytorch_reader::DType::F16 => "F16",
+            pytorch_reader::DType::BF16 => "BF16",
+            pytorch_reader::DType::I64 => "I64",
+            pytorch_reader::DType::I32 => "I32",
+            other => {
+                return Some(Err(LoadError::UnsupportedDtype {
+                    path: path.clone(),
+                    name: name.to_string(),
+                    dtype: format!("{other:?}"),
+                }));
+            }
+        };
+        Some(
+            t.read()
+                .map(|bytes| (t.shape().to_vec(), dtype.to_string(), bytes))
+                .map_err(|e| corrupt(path, format!("tensor `{name}`: {e}"))),
+        )
     }
 
     /// Reads tensor `name` as `f32` values in row-major order, with its shape.
@@ -231,18 +308,8 @@ impl Checkpoint {
     /// # Errors
     /// [`LoadError::Mismatch`] if it does not exist, [`LoadError::UnsupportedDtype`], I/O errors.
     pub fn read_f32(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>)> {
-        let e = self.entries.get(name).ok_or_else(|| LoadError::Mismatch {
-            origin: self.origin(),
-            missing: vec![name.to_string()],
-            unexpected: vec![],
-            mis_shaped: vec![],
-        })?;
-        let path = &self.files[e.file];
-        let mut f = File::open(path).map_err(io(path))?;
-        f.seek(SeekFrom::Start(e.start)).map_err(io(path))?;
-        let mut bytes = vec![0u8; (e.end - e.start) as usize];
-        f.read_exact(&mut bytes).map_err(io(path))?;
-        let values = match e.dtype.as_str() {
+        let (shape, dtype, bytes, path) = self.read_raw(name)?;
+        let values = match dtype.as_str() {
             "F32" => bytes
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -263,20 +330,21 @@ impl Checkpoint {
                 .collect(),
             other => {
                 return Err(LoadError::UnsupportedDtype {
-                    path: path.clone(),
+                    path,
                     name: name.to_string(),
                     dtype: other.to_string(),
                 });
             }
         };
-        Ok((e.shape.clone(), values))
+        Ok((shape, values))
     }
 
-    /// Reads an integer tensor (I64 or I32), for reference inputs.
-    ///
-    /// # Errors
-    /// As [`Checkpoint::read_f32`].
-    pub fn read_i64(&self, name: &str) -> Result<(Vec<usize>, Vec<i64>)> {
+    /// Shape, dtype name, little-endian bytes and file of tensor `name`.
+    fn read_raw(&self, name: &str) -> Result<(Vec<usize>, String, Vec<u8>, PathBuf)> {
+        if let Some(r) = self.read_pickled(name) {
+            let (shape, dtype, bytes) = r?;
+            return Ok((shape, dtype, bytes, self.files[0].clone()));
+        }
         let e = self.entries.get(name).ok_or_else(|| LoadError::Mismatch {
             origin: self.origin(),
             missing: vec![name.to_string()],
@@ -288,27 +356,33 @@ impl Checkpoint {
         f.seek(SeekFrom::Start(e.start)).map_err(io(path))?;
         let mut bytes = vec![0u8; (e.end - e.start) as usize];
         f.read_exact(&mut bytes).map_err(io(path))?;
-        match e.dtype.as_str() {
-            "I64" => Ok((
-                e.shape.clone(),
-                bytes
-                    .chunks_exact(8)
-                    .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-                    .collect(),
-            )),
-            "I32" => Ok((
-                e.shape.clone(),
-                bytes
-                    .chunks_exact(4)
-                    .map(|c| i64::from(i32::from_le_bytes([c[0], c[1], c[2], c[3]])))
-                    .collect(),
-            )),
-            other => Err(LoadError::UnsupportedDtype {
-                path: path.clone(),
-                name: name.to_string(),
-                dtype: other.to_string(),
-            }),
-        }
+        Ok((e.shape.clone(), e.dtype.clone(), bytes, path.clone()))
+    }
+
+    /// Reads an integer tensor (I64 or I32), for reference inputs.
+    ///
+    /// # Errors
+    /// As [`Checkpoint::read_f32`].
+    pub fn read_i64(&self, name: &str) -> Result<(Vec<usize>, Vec<i64>)> {
+        let (shape, dtype, bytes, path) = self.read_raw(name)?;
+        let values = match dtype.as_str() {
+            "I64" => bytes
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+                .collect(),
+            "I32" => bytes
+                .chunks_exact(4)
+                .map(|c| i64::from(i32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+                .collect(),
+            other => {
+                return Err(LoadError::UnsupportedDtype {
+                    path,
+                    name: name.to_string(),
+                    dtype: other.to_string(),
+                });
+            }
+        };
+        Ok((shape, values))
     }
 }
 
@@ -343,7 +417,7 @@ impl WeightLoader {
 
     /// Whether tensor `name` exists.
     pub fn contains(&self, name: &str) -> bool {
-        self.checkpoint.entries.contains_key(name)
+        self.checkpoint.shape(name).is_some()
     }
 
     /// The host values of `name` if it has exactly `shape` (recording a problem otherwise).
