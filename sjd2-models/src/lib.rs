@@ -11,6 +11,8 @@
 //! 3. Families: [`chameleon`] (Chameleon, Lumina-mGPT, Anole), [`emu3`], [`janus`] (Janus,
 //!    Janus-Pro) and [`llamagen`] (class- and text-conditional, with the [`t5`] caption encoder).
 //!
+//! 4. [`prompt`]: prompt text to token ids with each family's template (`tokenizer.json`).
+//!
 //! Every adapter is checked against the reference outputs in
 //! `../shared/fixtures/reference-models/` (`tests/parity.rs`).
 
@@ -22,6 +24,7 @@ mod error;
 pub mod janus;
 pub mod llama;
 pub mod llamagen;
+pub mod prompt;
 pub mod t5;
 pub mod weights;
 
