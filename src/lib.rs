@@ -8,6 +8,8 @@
 //! - [`core`] (`sjd2-core`): the [`JacobiDenoiser`] model trait, KV cache with rollback,
 //!   sampling, guidance, verification criteria, noise schedules and embedding normalization.
 //! - [`sampler`] (`sjd2-sampler`): [`Sjd2Decoder`], the decoding loop (autoregressive, SJD, SJD2).
+//! - [`models`] (`sjd2-models`): the shared Llama-family backbone and the adapters for
+//!   Lumina-mGPT / Chameleon / Anole, Emu3, Janus-Pro and LlamaGen, with strict weight loading.
 //!
 //! # Example
 //! ```
@@ -25,6 +27,8 @@
 
 #[doc(inline)]
 pub use sjd2_core as core;
+#[doc(inline)]
+pub use sjd2_models as models;
 #[doc(inline)]
 pub use sjd2_sampler as sampler;
 
