@@ -24,6 +24,7 @@ mod error;
 pub mod janus;
 pub mod llama;
 pub mod llamagen;
+pub mod presets;
 pub mod prompt;
 pub mod t5;
 pub mod weights;

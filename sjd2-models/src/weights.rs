@@ -17,6 +17,14 @@ use serde::Deserialize;
 
 use crate::error::{LoadError, Result};
 
+/// One tensor's bytes as stored (little-endian), with where it came from.
+struct RawTensor {
+    shape: Vec<usize>,
+    dtype: String,
+    bytes: Vec<u8>,
+    path: PathBuf,
+}
+
 #[derive(Debug, Clone)]
 struct Entry {
     file: usize,
@@ -278,7 +286,7 @@ impl Checkpoint {
     }
 
     /// Reads a pickled tensor as native-endian bytes with its dtype name.
-    fn read_pickled(&self, name: &str) -> Option<Result<(Vec<usize>, String, Vec<u8>)>> {
+    fn read_pickled(&self, name: &str) -> Option<Result<RawTensor>> {
         let t = self.pickled.get(name)?;
         let path = &self.files[0];
         let dtype = match t.dtype() {
@@ -298,7 +306,12 @@ impl Checkpoint {
         };
         Some(
             t.read()
-                .map(|bytes| (t.shape().to_vec(), dtype.to_string(), bytes))
+                .map(|bytes| RawTensor {
+                    shape: t.shape().to_vec(),
+                    dtype: dtype.to_string(),
+                    bytes,
+                    path: path.clone(),
+                })
                 .map_err(|e| corrupt(path, format!("tensor `{name}`: {e}"))),
         )
     }
@@ -308,7 +321,12 @@ impl Checkpoint {
     /// # Errors
     /// [`LoadError::Mismatch`] if it does not exist, [`LoadError::UnsupportedDtype`], I/O errors.
     pub fn read_f32(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>)> {
-        let (shape, dtype, bytes, path) = self.read_raw(name)?;
+        let RawTensor {
+            shape,
+            dtype,
+            bytes,
+            path,
+        } = self.read_raw(name)?;
         let values = match dtype.as_str() {
             "F32" => bytes
                 .chunks_exact(4)
@@ -340,10 +358,9 @@ impl Checkpoint {
     }
 
     /// Shape, dtype name, little-endian bytes and file of tensor `name`.
-    fn read_raw(&self, name: &str) -> Result<(Vec<usize>, String, Vec<u8>, PathBuf)> {
+    fn read_raw(&self, name: &str) -> Result<RawTensor> {
         if let Some(r) = self.read_pickled(name) {
-            let (shape, dtype, bytes) = r?;
-            return Ok((shape, dtype, bytes, self.files[0].clone()));
+            return r;
         }
         let e = self.entries.get(name).ok_or_else(|| LoadError::Mismatch {
             origin: self.origin(),
@@ -356,7 +373,12 @@ impl Checkpoint {
         f.seek(SeekFrom::Start(e.start)).map_err(io(path))?;
         let mut bytes = vec![0u8; (e.end - e.start) as usize];
         f.read_exact(&mut bytes).map_err(io(path))?;
-        Ok((e.shape.clone(), e.dtype.clone(), bytes, path.clone()))
+        Ok(RawTensor {
+            shape: e.shape.clone(),
+            dtype: e.dtype.clone(),
+            bytes,
+            path: path.clone(),
+        })
     }
 
     /// Reads an integer tensor (I64 or I32), for reference inputs.
@@ -364,7 +386,12 @@ impl Checkpoint {
     /// # Errors
     /// As [`Checkpoint::read_f32`].
     pub fn read_i64(&self, name: &str) -> Result<(Vec<usize>, Vec<i64>)> {
-        let (shape, dtype, bytes, path) = self.read_raw(name)?;
+        let RawTensor {
+            shape,
+            dtype,
+            bytes,
+            path,
+        } = self.read_raw(name)?;
         let values = match dtype.as_str() {
             "I64" => bytes
                 .chunks_exact(8)

@@ -243,3 +243,40 @@ fn sharded_checkpoints_load_and_inconsistent_indexes_fail() {
     assert!(matches!(load(&dir).unwrap_err(), LoadError::Corrupt { .. }));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn lumina_style_single_row_qk_norms_are_repeated_over_heads() {
+    // Lumina-mGPT's fork stores q/k norms as [1, head_dim]; the loader repeats them per head.
+    let mut single = chameleon_tensors();
+    let mut repeated = chameleon_tensors();
+    for t in [&mut single, &mut repeated] {
+        for (n, s, d) in t.iter_mut() {
+            if n.contains("_norm.") && s.len() == 2 {
+                *d = d[..s[1]].to_vec();
+                *s = vec![1, s[1]];
+            }
+        }
+    }
+    for (n, s, d) in repeated.iter_mut() {
+        if n.contains("_norm.") && s.len() == 2 {
+            let heads = if n.contains("k_norm") || n.contains("q_norm") {
+                4
+            } else {
+                1
+            };
+            *d = d.repeat(heads);
+            *s = vec![heads, s[1]];
+        }
+    }
+    let a = temp_dir("qk-single");
+    let b = temp_dir("qk-repeated");
+    write(&a, "model.safetensors", &single, StoredDtype::F32);
+    write(&b, "model.safetensors", &repeated, StoredDtype::F32);
+    let la = logits(&load(&a).unwrap());
+    let lb = logits(&load(&b).unwrap());
+    assert_eq!(la, lb);
+    let original = logits(&load(&fixtures().join("chameleon/hf")).unwrap());
+    assert!(max_abs(&la, &original) > 1e-3, "per-head norms must matter");
+    std::fs::remove_dir_all(a).unwrap();
+    std::fs::remove_dir_all(b).unwrap();
+}
