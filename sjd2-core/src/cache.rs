@@ -226,6 +226,45 @@ impl KvCache {
     }
 }
 
+/// Scaled dot-product attention of a window over the keys and values returned by
+/// [`KvCache::update`], with the plan's mask; key/value heads are shared by groups of query heads
+/// (grouped-query attention) when there are fewer of them.
+///
+/// # Shapes
+/// - `q`: `[rows, heads, L, head_dim]`
+/// - `keys`, `values`: `[rows, kv_heads, key_len, head_dim]`
+/// - returns `[rows, L, heads · head_dim]`
+pub fn attend(
+    q: Tensor<4>,
+    keys: Tensor<4>,
+    values: Tensor<4>,
+    plan: &WindowPlan,
+    scale: f64,
+) -> Tensor<3> {
+    let [rows, heads, len, hd] = q.dims();
+    let kv = keys.dims()[1];
+    let (keys, values) = if kv != heads && kv > 0 {
+        let rep = heads / kv;
+        let expand = |t: Tensor<4>| {
+            t.unsqueeze_dim::<5>(2)
+                .expand([rows, kv, rep, plan.key_len, hd])
+                .reshape([rows, heads, plan.key_len, hd])
+        };
+        (expand(keys), expand(values))
+    } else {
+        (keys, values)
+    };
+    let scores = q.matmul(keys.swap_dims(2, 3)) * scale;
+    let scores = scores.mask_fill(
+        plan.mask.clone().expand([rows, heads, len, plan.key_len]),
+        f32::NEG_INFINITY,
+    );
+    burn::tensor::activation::softmax(scores, 3)
+        .matmul(values)
+        .swap_dims(1, 2)
+        .reshape([rows, len, heads * hd])
+}
+
 impl DecodeCache for KvCache {
     fn rows(&self) -> usize {
         self.lens.len()

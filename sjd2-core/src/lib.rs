@@ -34,7 +34,7 @@ pub mod schedule;
 pub mod testing;
 pub mod verify;
 
-pub use cache::{DecodeCache, KvCache, WindowPlan};
+pub use cache::{DecodeCache, KvCache, WindowPlan, attend};
 pub use denoiser::{ImageLayout, JacobiDenoiser, Prompt, PromptRow, Role, prefill_ragged};
 pub use error::{Error, Result};
 pub use guidance::{GuidanceStyle, guide, sinusoidal_level_embedding};

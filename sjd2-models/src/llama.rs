@@ -7,9 +7,9 @@
 //! rows of different lengths and rolled back.
 
 use burn::Tensor;
-use burn::tensor::activation::{silu, softmax};
+use burn::tensor::activation::silu;
 use burn::tensor::{Device, Int, TensorData};
-use sjd2_core::{DecodeCache, Error, KvCache, WindowPlan};
+use sjd2_core::{DecodeCache, Error, KvCache, WindowPlan, attend};
 
 use crate::weights::WeightLoader;
 
@@ -438,7 +438,6 @@ impl Backbone {
         }
         let plan = cache.plan(len, &self.device)?;
         let (h, kv, hd) = (c.heads, c.kv_heads, c.head_dim);
-        let rep = h / kv;
         let mut layer_states = Vec::new();
         let mut x = embeddings;
         for (l, layer) in self.layers.iter().enumerate() {
@@ -466,27 +465,7 @@ impl Backbone {
                 .swap_dims(1, 2);
             let k = self.rope(Self::head_norm(k, &layer.k_norm, eps), &plan);
             let (keys, values) = cache.update(l, &plan, k, v)?;
-            let (keys, values) = if rep > 1 {
-                let klen = plan.key_len;
-                let expand = |t: Tensor<4>| {
-                    t.unsqueeze_dim::<5>(2)
-                        .expand([rows, kv, rep, klen, hd])
-                        .reshape([rows, h, klen, hd])
-                };
-                (expand(keys), expand(values))
-            } else {
-                (keys, values)
-            };
-            let scores = q.matmul(keys.swap_dims(2, 3)) / (hd as f64).sqrt();
-            let scores = scores.mask_fill(
-                plan.mask.clone().expand([rows, h, len, plan.key_len]),
-                f32::NEG_INFINITY,
-            );
-            let att =
-                softmax(scores, 3)
-                    .matmul(values)
-                    .swap_dims(1, 2)
-                    .reshape([rows, len, h * hd]);
+            let att = attend(q, keys, values, &plan, 1.0 / (hd as f64).sqrt());
             let att = att.matmul(layer.wo.clone().unsqueeze());
             x = match c.norm {
                 NormPlacement::Pre => x + att,

@@ -5,14 +5,13 @@
 mod common;
 
 use burn::tensor::Device;
-use common::fixtures;
+use common::{chameleon_image, emu3_image, emu3_tokens, fixtures, janus_tokens, llamagen_config};
 use sjd2_core::{JacobiDenoiser, Prompt, Sampling};
 use sjd2_models::LlamaT2I;
-use sjd2_models::Unconditional;
-use sjd2_models::chameleon::{Chameleon, ChameleonImage};
-use sjd2_models::emu3::{Emu3, Emu3Image, Emu3Tokens};
-use sjd2_models::janus::{Janus, JanusTokens};
-use sjd2_models::llamagen::{LlamaGen, LlamaGenConfig, LlamaGenTask};
+use sjd2_models::chameleon::Chameleon;
+use sjd2_models::emu3::Emu3;
+use sjd2_models::janus::Janus;
+use sjd2_models::llamagen::{LlamaGen, LlamaGenTask};
 use sjd2_models::t5::T5Encoder;
 use sjd2_sampler::{DecoderConfig, DraftInit, Sjd2Decoder};
 
@@ -22,77 +21,39 @@ fn device() -> Device {
 
 fn models() -> Vec<(&'static str, LlamaT2I, Prompt)> {
     let d = device();
-    let lumina = ChameleonImage {
-        rows: 4,
-        cols: 4,
-        prefix: vec![37, 52, 53],
-        row_end: Some(51),
-        end_tokens: vec![36],
-        unconditional: Unconditional::PrefixOnly,
-    };
-    let chameleon = Chameleon::load(fixtures().join("chameleon/hf"), |_| Ok(lumina.clone()), &d)
-        .unwrap()
-        .0;
-    let swin = Chameleon::load(fixtures().join("chameleon_swin/hf"), |_| Ok(lumina), &d)
-        .unwrap()
-        .0;
-    let emu3 = Emu3::load(
-        fixtures().join("emu3/hf"),
-        Emu3Tokens {
-            pad: 0,
-            bos: 1,
-            eos: 2,
-            eol: 3,
-            eof: 4,
-            boi: 5,
-            eoi: 6,
-            img: 7,
-            visual_start: 96,
-            visual_count: 64,
-        },
-        Emu3Image {
-            rows: 3,
-            cols: 4,
-            size_tokens: vec![30, 31, 32],
-            negative: vec![1, 25, 26],
-        },
+    let chameleon = Chameleon::load(
+        fixtures().join("chameleon/hf"),
+        |_| Ok(chameleon_image(4, 4)),
         &d,
     )
-    .unwrap();
+    .unwrap()
+    .0;
+    let swin = Chameleon::load(
+        fixtures().join("chameleon_swin/hf"),
+        |_| Ok(chameleon_image(4, 4)),
+        &d,
+    )
+    .unwrap()
+    .0;
+    let emu3 = Emu3::load(fixtures().join("emu3/hf"), emu3_tokens(), emu3_image(), &d).unwrap();
     let janus = Janus::load(
         fixtures().join("janus/hf/config.json"),
         fixtures().join("janus/hf"),
-        JanusTokens {
-            pad: 3,
-            begin_of_image: 10,
-        },
+        janus_tokens(),
         3,
         &d,
     )
     .unwrap();
-    let lg = |task| LlamaGenConfig {
-        dim: 64,
-        n_layer: 2,
-        n_head: 4,
-        n_kv_head: None,
-        multiple_of: 32,
-        ffn_dim_multiplier: None,
-        vocab_size: 64,
-        grid: 4,
-        rope_base: 10_000.0,
-        norm_eps: 1e-5,
-        task,
-    };
     let c2i = LlamaGen::load(
         fixtures().join("llamagen_c2i/weights.safetensors"),
-        lg(LlamaGenTask::ClassToImage { num_classes: 10 }),
+        llamagen_config(LlamaGenTask::ClassToImage { num_classes: 10 }),
         &d,
     )
     .unwrap();
     // The t2i fixture's caption width (32) matches the tiny T5 encoder's d_model.
     let t2i = LlamaGen::load(
         fixtures().join("llamagen_t2i/weights.safetensors"),
-        lg(LlamaGenTask::TextToImage {
+        llamagen_config(LlamaGenTask::TextToImage {
             caption_dim: 32,
             slots: 120,
         }),

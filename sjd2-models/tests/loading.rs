@@ -10,7 +10,7 @@ use common::{fixtures, host, ids_tensor, max_abs};
 use sjd2_models::chameleon::{Chameleon, ChameleonImage};
 use sjd2_models::emu3::{Emu3, Emu3Image, Emu3Tokens};
 use sjd2_models::weights::{Checkpoint, StoredDtype, write_safetensors};
-use sjd2_models::{LlamaT2I, LoadError, Unconditional};
+use sjd2_models::{LlamaT2I, LoadError};
 
 type Tensors = Vec<(String, Vec<usize>, Vec<f32>)>;
 
@@ -45,14 +45,7 @@ fn write(dir: &Path, file: &str, tensors: &Tensors, dtype: StoredDtype) {
 }
 
 fn image() -> ChameleonImage {
-    ChameleonImage {
-        rows: 2,
-        cols: 3,
-        prefix: vec![37, 52, 53],
-        row_end: Some(51),
-        end_tokens: vec![36],
-        unconditional: Unconditional::PrefixOnly,
-    }
+    common::chameleon_image(2, 3)
 }
 
 fn load(dir: &Path) -> Result<LlamaT2I, LoadError> {

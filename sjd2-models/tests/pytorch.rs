@@ -86,19 +86,7 @@ fn save_pt(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) {
 }
 
 fn config() -> LlamaGenConfig {
-    LlamaGenConfig {
-        dim: 64,
-        n_layer: 2,
-        n_head: 4,
-        n_kv_head: None,
-        multiple_of: 32,
-        ffn_dim_multiplier: None,
-        vocab_size: 64,
-        grid: 4,
-        rope_base: 10_000.0,
-        norm_eps: 1e-5,
-        task: LlamaGenTask::ClassToImage { num_classes: 10 },
-    }
+    common::llamagen_config(LlamaGenTask::ClassToImage { num_classes: 10 })
 }
 
 fn logits(m: &LlamaT2I) -> Vec<f32> {

@@ -1,13 +1,13 @@
 //! A tiny seeded Llama-style transformer implementing [`JacobiDenoiser`].
 
 use burn::Tensor;
-use burn::tensor::activation::{silu, softmax};
+use burn::tensor::activation::silu;
 use burn::tensor::{Device, Int, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-use crate::cache::{DecodeCache, KvCache, WindowPlan};
+use crate::cache::{DecodeCache, KvCache, WindowPlan, attend};
 use crate::denoiser::{ImageLayout, JacobiDenoiser, PromptRow, Role, prefill_ragged};
 use crate::error::{Error, Result, tensor_to_vec};
 
@@ -364,13 +364,7 @@ impl JacobiDenoiser for ToyModel {
             let q = self.rope(q, &plan).swap_dims(1, 2);
             let k = self.rope(k, &plan);
             let (keys, values) = cache.update(l, &plan, k, v)?;
-            let scores = q.matmul(keys.swap_dims(2, 3)) / (hd as f32).sqrt();
-            let scores = scores.mask_fill(
-                plan.mask.clone().expand([rows, heads, len, plan.key_len]),
-                f32::NEG_INFINITY,
-            );
-            let att = softmax(scores, 3).matmul(values); // [rows, heads, len, hd]
-            let att = att.swap_dims(1, 2).reshape([rows, len, d]);
+            let att = attend(q, keys, values, &plan, 1.0 / (hd as f64).sqrt());
             x = x + att.matmul(b.wo.clone().unsqueeze());
             let h = rms_norm(x.clone(), &b.norm2);
             let ff = silu(h.clone().matmul(b.w1.clone().unsqueeze()))

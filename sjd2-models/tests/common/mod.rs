@@ -75,3 +75,116 @@ pub fn assert_close(got: &[f32], want: &[f32], what: &str) {
     assert!(e <= TOL, "{what}: max abs error {e} > {TOL}");
     eprintln!("{what}: max abs error {e:.2e}");
 }
+
+/// The tiny LlamaGen fixtures' architecture (`meta.json` args).
+pub fn llamagen_config(
+    task: sjd2_models::llamagen::LlamaGenTask,
+) -> sjd2_models::llamagen::LlamaGenConfig {
+    sjd2_models::llamagen::LlamaGenConfig {
+        dim: 64,
+        n_layer: 2,
+        n_head: 4,
+        n_kv_head: None,
+        multiple_of: 32,
+        ffn_dim_multiplier: None,
+        vocab_size: 64,
+        grid: 4,
+        rope_base: 10_000.0,
+        norm_eps: 1e-5,
+        task,
+    }
+}
+
+/// The Emu3 fixture's special token ids (`meta.json` token_ids).
+pub fn emu3_tokens() -> sjd2_models::emu3::Emu3Tokens {
+    sjd2_models::emu3::Emu3Tokens {
+        pad: 0,
+        bos: 1,
+        eos: 2,
+        eol: 3,
+        eof: 4,
+        boi: 5,
+        eoi: 6,
+        img: 7,
+        visual_start: 96,
+        visual_count: 64,
+    }
+}
+
+/// The Emu3 fixture's 3×4 image with size tokens `[30, 31, 32]` and negative prompt `[1, 25, 26]`.
+pub fn emu3_image() -> sjd2_models::emu3::Emu3Image {
+    sjd2_models::emu3::Emu3Image {
+        rows: 3,
+        cols: 4,
+        size_tokens: vec![30, 31, 32],
+        negative: vec![1, 25, 26],
+    }
+}
+
+/// The Janus fixture's pad and begin-of-image ids.
+pub fn janus_tokens() -> sjd2_models::janus::JanusTokens {
+    sjd2_models::janus::JanusTokens {
+        pad: 3,
+        begin_of_image: 10,
+    }
+}
+
+/// The Chameleon fixtures' Lumina-style span: `<racm3:break>` and two size tokens, `rows` rows of
+/// `cols` image tokens each ended by token 51, then `<eoss>`.
+pub fn chameleon_image(rows: usize, cols: usize) -> sjd2_models::chameleon::ChameleonImage {
+    sjd2_models::chameleon::ChameleonImage {
+        rows,
+        cols,
+        prefix: vec![37, 52, 53],
+        row_end: Some(51),
+        end_tokens: vec![36],
+        unconditional: sjd2_models::Unconditional::PrefixOnly,
+    }
+}
+
+/// Feeds the same `tokens` as one window on both rows of a `[cond; uncond]` cache and checks the
+/// logits against reference positions `from..from+n` of `cond` and `uncond`, and the guided
+/// logits against `guided[guided_from..]`.
+#[allow(clippy::too_many_arguments)]
+pub fn check_window(
+    what: &str,
+    m: &sjd2_models::LlamaT2I,
+    cache: &mut sjd2_core::KvCache,
+    tokens: &[u32],
+    cond: &[f32],
+    uncond: &[f32],
+    from: usize,
+    guided: (&[f32], usize, f32),
+) {
+    use sjd2_core::JacobiDenoiser;
+    let d = Device::flex();
+    let (n, v) = (tokens.len(), m.vocab_size());
+    let mut both = tokens.to_vec();
+    both.extend_from_slice(tokens);
+    let ids: Vec<i64> = both.iter().map(|&x| i64::from(x)).collect();
+    let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [2, n]), &d);
+    let logits = m.forward(cache, m.embed_tokens(ids).unwrap()).unwrap();
+    let got = host(logits.clone());
+    assert_close(
+        &got[..n * v],
+        &cond[from * v..(from + n) * v],
+        &format!("{what} window cond"),
+    );
+    assert_close(
+        &got[n * v..],
+        &uncond[from * v..(from + n) * v],
+        &format!("{what} window uncond"),
+    );
+    let (want, gfrom, scale) = guided;
+    let g = sjd2_core::guide(
+        logits.clone().narrow(0, 0, 1),
+        logits.narrow(0, 1, 1),
+        scale,
+        m.guidance_style(),
+    );
+    assert_close(
+        &host(g),
+        &want[gfrom * v..(gfrom + n) * v],
+        &format!("{what} guided window"),
+    );
+}

@@ -54,10 +54,12 @@ pub fn prompt(model: &ToyModel, words: &[usize]) -> Prompt {
     )
 }
 
-/// Wraps a model and counts its calls (prefill + forward).
+/// Wraps a model, counts its calls (prefill + forward) and, when `nan_from` is set, turns the
+/// logits of every forward call after that many calls into NaN.
 pub struct Counting<M> {
     pub inner: M,
     pub calls: Cell<usize>,
+    pub nan_from: Option<usize>,
 }
 
 impl<M> Counting<M> {
@@ -65,6 +67,15 @@ impl<M> Counting<M> {
         Self {
             inner,
             calls: Cell::new(0),
+            nan_from: None,
+        }
+    }
+
+    pub fn poisoned(inner: M, nan_from: usize) -> Self {
+        Self {
+            inner,
+            calls: Cell::new(0),
+            nan_from: Some(nan_from),
         }
     }
 }
@@ -101,7 +112,11 @@ impl JacobiDenoiser for Counting<ToyModel> {
     }
     fn forward(&self, cache: &mut KvCache, embeddings: Tensor<3>) -> Result<Tensor<3>> {
         self.calls.set(self.calls.get() + 1);
-        self.inner.forward(cache, embeddings)
+        let logits = self.inner.forward(cache, embeddings)?;
+        Ok(match self.nan_from {
+            Some(n) if self.calls.get() > n => logits * f32::NAN,
+            _ => logits,
+        })
     }
     fn image_embedding_table(&self) -> Result<Tensor<2>> {
         self.inner.image_embedding_table()
