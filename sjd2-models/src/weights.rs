@@ -41,7 +41,7 @@ pub struct Checkpoint {
     files: Vec<PathBuf>,
     entries: BTreeMap<String, Entry>,
     /// Tensors of a PyTorch pickle checkpoint (`.pt`, `.pth`, `.bin`), read lazily.
-    pickled: BTreeMap<String, pytorch_reader::Tensor>,
+    pickled: BTreeMap<String, (usize, pytorch_reader::Tensor)>,
 }
 
 #[derive(Deserialize)]
@@ -80,9 +80,10 @@ fn dtype_size(dtype: &str) -> Option<u64> {
 }
 
 impl Checkpoint {
-    /// Opens a `.safetensors` file, or a directory holding `model.safetensors` or a sharded
-    /// `model.safetensors.index.json` (with `prefix` the file stem: `model` for
-    /// Hugging Face checkpoints).
+    /// Opens a checkpoint: a `.safetensors` file, a PyTorch `.pt` / `.pth` / `.bin` / `.ckpt`
+    /// file, a shard index (`*.index.json`, safetensors or PyTorch shards), or a directory
+    /// holding `model.safetensors`, `model.safetensors.index.json`, `pytorch_model.bin` or
+    /// `pytorch_model.bin.index.json` (Hugging Face names, searched in that order).
     ///
     /// # Errors
     /// [`LoadError::Io`] for unreadable files, [`LoadError::Corrupt`] for bad headers, offsets
@@ -98,11 +99,19 @@ impl Checkpoint {
             if single.is_file() {
                 return Self::open_files(&[single]);
             }
+            let bin_index = path.join("pytorch_model.bin.index.json");
+            if bin_index.is_file() {
+                return Self::open_sharded(&bin_index);
+            }
+            let bin = path.join("pytorch_model.bin");
+            if bin.is_file() {
+                return Self::open_pytorch(&bin, None);
+            }
             return Err(LoadError::Io {
                 path: path.to_path_buf(),
                 source: std::io::Error::new(
                     std::io::ErrorKind::NotFound,
-                    "no model.safetensors or model.safetensors.index.json in this directory",
+                    "no model.safetensors, model.safetensors.index.json, pytorch_model.bin or pytorch_model.bin.index.json in this directory",
                 ),
             });
         }
@@ -145,7 +154,11 @@ impl Checkpoint {
                 .map_or_else(|| read(None), Ok),
         }
         .map_err(|e| corrupt(path, format!("not a readable PyTorch checkpoint: {e}")))?;
-        let pickled = reader.into_tensors().into_iter().collect();
+        let pickled = reader
+            .into_tensors()
+            .into_iter()
+            .map(|(k, t)| (k, (0, t)))
+            .collect();
         Ok(Self {
             files: vec![path.to_path_buf()],
             entries: BTreeMap::new(),
@@ -160,10 +173,36 @@ impl Checkpoint {
         let dir = index.parent().unwrap_or(Path::new("."));
         let shards: BTreeSet<&String> = parsed.weight_map.values().collect();
         let files: Vec<PathBuf> = shards.iter().map(|s| dir.join(s)).collect();
-        let ck = Self::open_files(&files)?;
+        let pickle = |p: &PathBuf| p.extension().is_some_and(|e| e != "safetensors");
+        let ck = if files.iter().all(pickle) {
+            // PyTorch shards (`pytorch_model-0000N-of-0000M.bin` with `pytorch_model.bin.index.json`).
+            let mut merged = Self {
+                files: files.clone(),
+                entries: BTreeMap::new(),
+                pickled: BTreeMap::new(),
+            };
+            for (i, f) in files.iter().enumerate() {
+                for (name, (_, t)) in Self::open_pytorch(f, None)?.pickled {
+                    if merged.pickled.insert(name.clone(), (i, t)).is_some() {
+                        return Err(corrupt(
+                            index,
+                            format!("`{name}` appears in more than one shard"),
+                        ));
+                    }
+                }
+            }
+            merged
+        } else {
+            Self::open_files(&files)?
+        };
         for (name, shard) in &parsed.weight_map {
-            match ck.entries.get(name) {
-                Some(e) if ck.files[e.file] == dir.join(shard) => {}
+            let file = ck
+                .entries
+                .get(name)
+                .map(|e| e.file)
+                .or_else(|| ck.pickled.get(name).map(|(f, _)| *f));
+            match file {
+                Some(f) if ck.files[f] == dir.join(shard) => {}
                 Some(_) => {
                     return Err(corrupt(
                         index,
@@ -282,13 +321,13 @@ impl Checkpoint {
         self.entries
             .get(name)
             .map(|e| e.shape.as_slice())
-            .or_else(|| self.pickled.get(name).map(pytorch_reader::Tensor::shape))
+            .or_else(|| self.pickled.get(name).map(|(_, t)| t.shape()))
     }
 
     /// Reads a pickled tensor as native-endian bytes with its dtype name.
     fn read_pickled(&self, name: &str) -> Option<Result<RawTensor>> {
-        let t = self.pickled.get(name)?;
-        let path = &self.files[0];
+        let (file, t) = self.pickled.get(name)?;
+        let path = &self.files[*file];
         let dtype = match t.dtype() {
             pytorch_reader::DType::F64 => "F64",
             pytorch_reader::DType::F32 => "F32",

@@ -127,3 +127,44 @@ fn llamagen_pt_checkpoint_loads_like_safetensors() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn sharded_pytorch_bin_checkpoints_load() {
+    let st = fixtures().join("llamagen_c2i/weights.safetensors");
+    let ck = Checkpoint::open(&st).unwrap();
+    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = ck
+        .names()
+        .map(|n| {
+            let (s, d) = ck.read_f32(n).unwrap();
+            (n.to_string(), s, d)
+        })
+        .collect();
+    let dir = std::env::temp_dir().join(format!("sjd2-bin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (a, b) = tensors.split_at(tensors.len() / 2);
+    save_pt(&dir.join("pytorch_model-00001-of-00002.bin"), a);
+    save_pt(&dir.join("pytorch_model-00002-of-00002.bin"), b);
+    let mut map = serde_json::Map::new();
+    for (n, _, _) in a {
+        map.insert(n.clone(), "pytorch_model-00001-of-00002.bin".into());
+    }
+    for (n, _, _) in b {
+        map.insert(n.clone(), "pytorch_model-00002-of-00002.bin".into());
+    }
+    std::fs::write(
+        dir.join("pytorch_model.bin.index.json"),
+        serde_json::json!({ "weight_map": map }).to_string(),
+    )
+    .unwrap();
+    let sharded = Checkpoint::open(&dir).unwrap();
+    assert_eq!(sharded.names().count(), tensors.len());
+    let from_bin = LlamaGen::load(
+        dir.join("pytorch_model.bin.index.json"),
+        config(),
+        &Device::flex(),
+    )
+    .unwrap();
+    let from_st = LlamaGen::load(&st, config(), &Device::flex()).unwrap();
+    assert_eq!(logits(&from_bin), logits(&from_st));
+    std::fs::remove_dir_all(dir).unwrap();
+}
