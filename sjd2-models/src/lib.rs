@@ -11,7 +11,9 @@
 //! 3. Families: [`chameleon`] (Chameleon, Lumina-mGPT, Anole), [`emu3`], [`janus`] (Janus,
 //!    Janus-Pro) and [`llamagen`] (class- and text-conditional, with the [`t5`] caption encoder).
 //!
-//! 4. [`prompt`]: prompt text to token ids with each family's template (`tokenizer.json`).
+//! 4. [`vq`]: VQ-16 (LlamaGen, Janus) and Chameleon VQGAN image tokenizers, decode and encode,
+//!    and PNG output.
+//! 5. [`prompt`]: prompt text to token ids with each family's template (`tokenizer.json`).
 //!
 //! Every adapter is checked against the reference outputs in
 //! `../shared/fixtures/reference-models/` (`tests/parity.rs`).
@@ -27,6 +29,7 @@ pub mod llamagen;
 pub mod presets;
 pub mod prompt;
 pub mod t5;
+pub mod vq;
 pub mod weights;
 
 pub use adapter::{

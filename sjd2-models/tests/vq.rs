@@ -1,0 +1,191 @@
+//! VQ tokenizers against the reference decoders and encoders (max abs error 1e-4), PNG output,
+//! and bad inputs.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use burn::tensor::{Device, TensorData};
+use common::{Reference, assert_close, fixtures, host};
+use sjd2_core::Error;
+use sjd2_models::vq::{ImageDecoder, VqConfig, VqLayout, VqModel, save_png, to_rgb8};
+
+fn tiny(mut c: VqConfig, codebook: usize, embed: usize, layout: VqLayout) -> VqConfig {
+    c.ch = 32;
+    c.z_channels = 32;
+    c.codebook_size = codebook;
+    c.embed_dim = embed;
+    c.layout = layout;
+    c
+}
+
+fn vq16_fixture() -> VqModel {
+    let cfg = tiny(
+        VqConfig::vq16(),
+        64,
+        8,
+        VqLayout::Vq16 {
+            prefix: String::new(),
+        },
+    );
+    VqModel::load(
+        fixtures().join("llamagen_vq/weights.safetensors"),
+        cfg,
+        &Device::flex(),
+    )
+    .unwrap()
+}
+
+fn chameleon_fixture() -> VqModel {
+    let cfg = tiny(
+        VqConfig::chameleon(),
+        32,
+        16,
+        VqLayout::Taming {
+            prefix: String::new(),
+        },
+    );
+    VqModel::load(
+        fixtures().join("chameleon_vqgan/weights_vqgan_ckpt_layout.safetensors"),
+        cfg,
+        &Device::flex(),
+    )
+    .unwrap()
+}
+
+fn check_codec(case: &str, m: &VqModel) {
+    let r = Reference::open(case);
+    let hw = r.ids("latent_hw");
+    let (rows, cols) = (hw[0] as usize, hw[1] as usize);
+    let codes = r.ids("codes");
+    let (_, want) = r.f32("decoded_image");
+    assert_close(
+        &host(m.decode(&codes, rows, cols).unwrap()),
+        &want,
+        &format!("{case} decoded_image"),
+    );
+    let (shape, input) = r.f32("encode_input");
+    let image = burn::Tensor::<4>::from_data(
+        TensorData::new(input, [shape[0], shape[1], shape[2], shape[3]]),
+        &Device::flex(),
+    );
+    let (got, h, w) = m.encode(image).unwrap();
+    assert_eq!((h, w), (rows, cols));
+    assert_eq!(got, r.ids("encode_codes"), "{case} encode_codes");
+}
+
+#[test]
+fn llamagen_vq16_parity() {
+    check_codec("llamagen_vq", &vq16_fixture());
+}
+
+#[test]
+fn chameleon_vqgan_parity() {
+    let m = chameleon_fixture();
+    check_codec("chameleon_vqgan", &m);
+    let r = Reference::open("chameleon_vqgan");
+    let (_, quant) = r.f32("quant");
+    assert_close(
+        &host(m.quantized(&r.ids("codes"), 2, 3).unwrap()),
+        &quant,
+        "chameleon quant",
+    );
+}
+
+#[test]
+fn janus_vq_parity_both_layouts() {
+    let r = Reference::open("janus");
+    let codes = r.ids("image_codes");
+    let (_, want) = r.f32("decoded_image");
+    for (file, layout) in [
+        (
+            "janus/hf/model.safetensors",
+            VqLayout::Vq16Hf {
+                prefix: "model.vqmodel.".into(),
+            },
+        ),
+        (
+            "janus/weights_orig_layout_gen_path.safetensors",
+            VqLayout::Vq16 {
+                prefix: "gen_vision_model.".into(),
+            },
+        ),
+    ] {
+        let cfg = tiny(VqConfig::vq16(), 64, 8, layout);
+        let m = VqModel::load(fixtures().join(file), cfg, &Device::flex()).unwrap();
+        assert_close(
+            &host(m.decode(&codes, 3, 3).unwrap()),
+            &want,
+            &format!("{file} decoded_image"),
+        );
+    }
+}
+
+#[test]
+fn png_round_trip_has_the_right_size() {
+    let m = vq16_fixture();
+    let img = to_rgb8(m.decode(&[1, 2, 3, 4, 5, 6], 2, 3).unwrap()).unwrap();
+    assert_eq!(
+        (img.width, img.height, img.pixels.len()),
+        (48, 32, 48 * 32 * 3)
+    );
+    let path = std::env::temp_dir().join(format!("sjd2-vq-{}.png", std::process::id()));
+    save_png(&path, &img).unwrap();
+    let back = image::open(&path).unwrap().to_rgb8();
+    assert_eq!((back.width(), back.height()), (48, 32));
+    assert_eq!(back.into_raw(), img.pixels);
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn bad_codes_and_grids_are_errors() {
+    let m = vq16_fixture();
+    assert!(matches!(
+        m.decode(&[1, 2, 64], 1, 3).unwrap_err(),
+        Error::TokenOutOfRange { token: 64, .. }
+    ));
+    assert!(matches!(
+        m.decode(&[1, 2, 3], 2, 3).unwrap_err(),
+        Error::Shape { .. }
+    ));
+    assert!(matches!(
+        m.decode(&[], 0, 0).unwrap_err(),
+        Error::Shape { .. }
+    ));
+    let odd = burn::Tensor::<4>::zeros([1, 3, 20, 32], &Device::flex());
+    assert!(matches!(m.encode(odd).unwrap_err(), Error::Shape { .. }));
+}
+
+#[test]
+fn missing_vq_weights_are_named() {
+    let src =
+        sjd2_models::weights::Checkpoint::open(fixtures().join("llamagen_vq/weights.safetensors"))
+            .unwrap();
+    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = src
+        .names()
+        .filter(|n| *n != "decoder.conv_out.weight")
+        .map(|n| {
+            let (s, d) = src.read_f32(n).unwrap();
+            (n.to_string(), s, d)
+        })
+        .collect();
+    let refs: Vec<(&str, &[usize], &[f32])> = tensors
+        .iter()
+        .map(|(n, s, d)| (n.as_str(), s.as_slice(), d.as_slice()))
+        .collect();
+    let path = std::env::temp_dir().join(format!(
+        "sjd2-vq-missing-{}.safetensors",
+        std::process::id()
+    ));
+    sjd2_models::weights::write_safetensors(&path, &refs, Default::default()).unwrap();
+    let cfg = tiny(
+        VqConfig::vq16(),
+        64,
+        8,
+        VqLayout::Vq16 {
+            prefix: String::new(),
+        },
+    );
+    let e = VqModel::load(&path, cfg, &Device::flex()).unwrap_err();
+    assert!(e.to_string().contains("decoder.conv_out.weight"), "{e}");
+    std::fs::remove_file(path).unwrap();
+}
