@@ -189,3 +189,38 @@ fn missing_vq_weights_are_named() {
     assert!(e.to_string().contains("decoder.conv_out.weight"), "{e}");
     std::fs::remove_file(path).unwrap();
 }
+
+#[test]
+fn emu3_movq_parity_both_layouts() {
+    use sjd2_models::vq::{MovqConfig, MovqDecoder, MovqLayout};
+    let r = Reference::open("emu3");
+    let codes = r.ids("codes");
+    let (_, want) = r.f32("decoded_image");
+    for (file, layout) in [
+        (
+            "emu3/hf/model.safetensors",
+            MovqLayout::HuggingFace {
+                prefix: "vqmodel.".into(),
+            },
+        ),
+        (
+            "emu3/vq_weights_orig_layout.safetensors",
+            MovqLayout::Original {
+                prefix: String::new(),
+            },
+        ),
+    ] {
+        let cfg = MovqConfig {
+            ch: 32,
+            codebook_size: 64,
+            layout,
+            ..MovqConfig::emu3()
+        };
+        let m = MovqDecoder::load(fixtures().join(file), cfg, &Device::flex()).unwrap();
+        assert_close(
+            &host(m.decode(&codes, 3, 4).unwrap()),
+            &want,
+            &format!("{file} decoded_image"),
+        );
+    }
+}

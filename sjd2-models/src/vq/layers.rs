@@ -155,10 +155,7 @@ impl AttnBlock {
 
 /// Nearest-neighbour 2× upsampling.
 pub(crate) fn upsample2x(x: Tensor<4>) -> Tensor<4> {
-    let [b, c, h, w] = x.dims();
-    x.reshape([b, c, h, 1, w, 1])
-        .expand([b, c, h, 2, w, 2])
-        .reshape([b, c, 2 * h, 2 * w])
+    upsample(x, 2)
 }
 
 /// Pads one zero row at the bottom and one zero column at the right (taming's downsampling).
@@ -167,4 +164,12 @@ pub(crate) fn pad_bottom_right(x: Tensor<4>) -> Tensor<4> {
     let device = x.device();
     let x = Tensor::cat(vec![x, Tensor::zeros([b, c, h, 1], &device)], 3);
     Tensor::cat(vec![x, Tensor::zeros([b, c, 1, w + 1], &device)], 2)
+}
+
+/// Nearest-neighbour upsampling by an integer factor.
+pub(crate) fn upsample(x: Tensor<4>, f: usize) -> Tensor<4> {
+    let [b, c, h, w] = x.dims();
+    x.reshape([b, c, h, 1, w, 1])
+        .expand([b, c, h, f, w, f])
+        .reshape([b, c, f * h, f * w])
 }

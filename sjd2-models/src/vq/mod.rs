@@ -14,10 +14,17 @@
 //!   Keys: `encoder.down.{i}.block.{j}`, `decoder.up.{i}.block.{j}`,
 //!   `decoder.mid.{block_1,attn_1,block_2}`.
 //!
+//! - **Emu3 MoVQ** ([`MovqDecoder`], `BAAI/Emu3-VisionTokenizer`, or `vqmodel.*` of `Emu3-Gen-hf`):
+//!   SpatialNorm conditioned on the codes, a causal temporal stack run on both the latent and the
+//!   codes, BatchNorm3d with running statistics; frame 0 is returned. Decoder only.
+//!
 //! Decoded images are in about `[-1, 1]`; [`to_rgb8`] clamps and maps them to 8-bit as upstream
 //! (`(x + 1) / 2 · 255`).
 
 mod layers;
+mod movq;
+
+pub use movq::{MovqConfig, MovqDecoder, MovqLayout};
 
 use std::path::Path;
 
