@@ -175,7 +175,25 @@ pub struct LlamaT2I {
     image_io: ImageIo,
     conditioning: Conditioning,
     caption_encoder: Option<std::sync::Arc<dyn CaptionEncoder>>,
+    code_map: CodeMap,
     device: Device,
+}
+
+/// How generated image token ids map to VQ codes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum CodeMap {
+    /// `code = id − offset` (LlamaGen and Janus: 0; Emu3: the first visual token).
+    Offset(u32),
+    /// `code = table[id − start]` (Chameleon: codes found from the token names).
+    Table {
+        /// First image token id.
+        start: u32,
+        /// Code of each id from `start` on.
+        codes: Vec<u32>,
+    },
+    /// Identity (the default).
+    #[default]
+    Identity,
 }
 
 impl LlamaT2I {
@@ -241,8 +259,46 @@ impl LlamaT2I {
             image_io,
             conditioning,
             caption_encoder: None,
+            code_map: CodeMap::Identity,
             device: device.clone(),
         })
+    }
+
+    /// Sets how image token ids map to VQ codes.
+    pub fn with_code_map(mut self, code_map: CodeMap) -> Self {
+        self.code_map = code_map;
+        self
+    }
+
+    /// The VQ codes of a generated sequence, in raster order: layout tokens (row ends, end
+    /// tokens) are dropped and ids are mapped by the family's [`CodeMap`].
+    ///
+    /// # Errors
+    /// [`Error::TokenOutOfRange`] for an id that is not an image token.
+    pub fn image_codes(&self, generated: &[u32]) -> Result<Vec<u32>> {
+        let range = self.layout.image_token_range();
+        self.layout
+            .image_tokens(generated)
+            .into_iter()
+            .map(|id| {
+                let bad = || Error::TokenOutOfRange {
+                    what: "generated image tokens".into(),
+                    token: id,
+                    allowed: format!("{range:?}"),
+                };
+                if !range.contains(&id) {
+                    return Err(bad());
+                }
+                match &self.code_map {
+                    CodeMap::Identity => Ok(id),
+                    CodeMap::Offset(o) => id.checked_sub(*o).ok_or_else(bad),
+                    CodeMap::Table { start, codes } => id
+                        .checked_sub(*start)
+                        .and_then(|i| codes.get(i as usize).copied())
+                        .ok_or_else(bad),
+                }
+            })
+            .collect()
     }
 
     /// Attaches the encoder that turns prompt tokens into caption embeddings (LlamaGen t2i).

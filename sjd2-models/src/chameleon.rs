@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 
 use sjd2_core::{Device, GuidanceStyle, ImageLayout};
 
-use crate::adapter::{LlamaT2I, Prompting, Unconditional};
+use crate::adapter::{CodeMap, LlamaT2I, Prompting, Unconditional};
 use crate::config::{TextConfig, read_json};
 use crate::error::{LoadError, Result};
 use crate::llama::{Backbone, KeyNames};
@@ -241,16 +241,23 @@ impl Chameleon {
             unconditional: image.unconditional,
             pad,
         };
-        Ok((
-            LlamaT2I::new(
-                backbone,
-                layout,
-                GuidanceStyle::RawLogits,
-                prompting,
-                device,
-            )?,
-            vocab,
-        ))
+        let range = vocab.image_range(&config_path)?;
+        let codes = range
+            .clone()
+            .map(|id| vocab.code(id).unwrap_or(0))
+            .collect();
+        let model = LlamaT2I::new(
+            backbone,
+            layout,
+            GuidanceStyle::RawLogits,
+            prompting,
+            device,
+        )?
+        .with_code_map(CodeMap::Table {
+            start: range.start,
+            codes,
+        });
+        Ok((model, vocab))
     }
 }
 

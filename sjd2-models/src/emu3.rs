@@ -26,7 +26,7 @@ use std::path::Path;
 use serde::Deserialize;
 use sjd2_core::{Device, GuidanceStyle, ImageLayout};
 
-use crate::adapter::{LlamaT2I, Prompting, Unconditional};
+use crate::adapter::{CodeMap, LlamaT2I, Prompting, Unconditional};
 use crate::config::{TextConfig, read_json};
 use crate::error::Result;
 use crate::llama::{Backbone, KeyNames};
@@ -154,6 +154,7 @@ impl Emu3 {
             GuidanceStyle::LogSoftmax,
             prompting,
             device,
-        )?)
+        )?
+        .with_code_map(CodeMap::Offset(tokens.visual_start)))
     }
 }
