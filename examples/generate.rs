@@ -1,0 +1,505 @@
+//! Generate an image with AR, SJD or SJD2 decoding and write it as PNG.
+//!
+//! ```text
+//! cargo run --release --example generate -- --family lumina-mgpt --weights Lumina-mGPT-7B-768 \
+//!     --vq vqgan.ckpt --prompt "a red apple on a wooden table" --mode sjd2 --out apple.png
+//! cargo run --release --example generate -- --family llamagen-c2i --weights c2i_XL_384.pt \
+//!     --vq vq_ds16_c2i.pt --class 207 --size 384
+//! # The tiny random-weight fixtures (noise images, but the whole pipeline):
+//! cargo run --release --example generate -- --family emu3 --fixtures ../shared/fixtures/reference-models --prompt-ids 1,20,21
+//! ```
+//!
+//! Expected files per family (upstream names):
+//! - `lumina-mgpt` / `anole`: `--weights DIR` with `config.json`, `model.safetensors(.index.json)`
+//!   and its shards, `tokenizer.json`; `--vq` the Chameleon `vqgan.ckpt` (or a safetensors copy).
+//!   Anole's `model.vqmodel.*` inside the checkpoint is used when `--vq` is absent.
+//! - `emu3`: `--weights DIR` of `BAAI/Emu3-Gen` (or `-hf`) with `tokenizer.json`; `--vq` the
+//!   `BAAI/Emu3-VisionTokenizer` directory (or `vqmodel.*` inside an `-hf` checkpoint).
+//! - `janus-pro`: `--weights DIR` with `config.json`, the checkpoint (`gen_vision_model.*` or
+//!   `model.vqmodel.*` inside it is the image decoder) and `tokenizer.json`.
+//! - `llamagen-c2i`: `--weights c2i_*.pt`, `--vq vq_ds16_c2i.pt`, `--class N`, `--size 256|384`.
+//! - `llamagen-t2i`: `--weights t2i_XL_stage*.pt`, `--vq vq_ds16_t2i.pt`, `--t5 flan-t5-xl/`.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use sjd2::models::chameleon::{Chameleon, ChameleonImage};
+use sjd2::models::emu3::{Emu3, Emu3Image, Emu3Tokens};
+use sjd2::models::janus::{Janus, JanusTokens};
+use sjd2::models::llamagen::{LlamaGen, LlamaGenConfig, LlamaGenTask};
+use sjd2::models::prompt::{PromptTokenizer, Template};
+use sjd2::models::t5::T5Encoder;
+use sjd2::models::vq::{
+    ImageDecoder, MovqConfig, MovqDecoder, MovqLayout, VqConfig, VqLayout, VqModel, save_png,
+    to_rgb8,
+};
+use sjd2::models::weights::Checkpoint;
+use sjd2::models::{LlamaT2I, Unconditional};
+use sjd2::{Control, DecoderConfig, Device, Mode, Prompt, Sampling, Sjd2Decoder};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Family {
+    LuminaMgpt,
+    Anole,
+    Emu3,
+    JanusPro,
+    LlamagenC2i,
+    LlamagenT2i,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ModeArg {
+    Ar,
+    Sjd,
+    Sjd2,
+}
+
+#[derive(Parser, Debug)]
+#[command(about = "Generate an image with AR, SJD or SJD2 decoding")]
+struct Args {
+    /// Model family (the project's own demo model arrives with the demo-model issue).
+    #[arg(long, value_enum)]
+    family: Family,
+    /// Checkpoint directory or file.
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Image tokenizer checkpoint (see the file header for defaults).
+    #[arg(long)]
+    vq: Option<PathBuf>,
+    /// FLAN-T5 directory (LlamaGen t2i).
+    #[arg(long)]
+    t5: Option<PathBuf>,
+    /// Use the tiny random-weight fixtures in this directory instead of real weights.
+    #[arg(long)]
+    fixtures: Option<PathBuf>,
+    /// Prompt text.
+    #[arg(long)]
+    prompt: Option<String>,
+    /// Prompt token ids instead of text (fixtures have no tokenizer).
+    #[arg(long, value_delimiter = ',')]
+    prompt_ids: Vec<u32>,
+    /// ImageNet class (LlamaGen c2i).
+    #[arg(long, default_value_t = 207)]
+    class: u32,
+    /// Image side in pixels.
+    #[arg(long, default_value_t = 512)]
+    size: usize,
+    /// Decoding mode.
+    #[arg(long, value_enum, default_value = "sjd2")]
+    mode: ModeArg,
+    /// Window length (SJD, SJD2).
+    #[arg(long, default_value_t = 16)]
+    window: usize,
+    /// SJD2 denoising steps.
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    /// Sampling temperature (0 = greedy).
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+    /// Top-k (0 = off).
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    /// Top-p (1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    /// Classifier-free guidance scale.
+    #[arg(long, default_value_t = 3.0)]
+    guidance: f32,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output PNG.
+    #[arg(long, default_value = "image.png")]
+    out: PathBuf,
+}
+
+fn tokenizer(dir: &Path) -> Result<PromptTokenizer> {
+    PromptTokenizer::from_file(dir.join("tokenizer.json"))
+        .with_context(|| format!("tokenizer.json in {}", dir.display()))
+}
+
+fn text_prompt(args: &Args, tok: &PromptTokenizer, template: Template) -> Result<Prompt> {
+    if !args.prompt_ids.is_empty() {
+        return Ok(Prompt::new(args.prompt_ids.clone()));
+    }
+    let text = args.prompt.as_deref().context("--prompt is required")?;
+    Ok(tok.encode(text, &template)?)
+}
+
+fn ids_prompt(args: &Args) -> Result<Prompt> {
+    if args.prompt_ids.is_empty() {
+        bail!("fixtures have no tokenizer: pass --prompt-ids");
+    }
+    Ok(Prompt::new(args.prompt_ids.clone()))
+}
+
+fn tiny_vq(mut c: VqConfig, codebook: usize, embed: usize, layout: VqLayout) -> VqConfig {
+    c.ch = 32;
+    c.z_channels = 32;
+    c.codebook_size = codebook;
+    c.embed_dim = embed;
+    c.layout = layout;
+    c
+}
+
+fn lg_fixture(task: LlamaGenTask) -> LlamaGenConfig {
+    LlamaGenConfig {
+        dim: 64,
+        n_layer: 2,
+        n_head: 4,
+        n_kv_head: None,
+        multiple_of: 32,
+        ffn_dim_multiplier: None,
+        vocab_size: 64,
+        grid: 4,
+        rope_base: 10_000.0,
+        norm_eps: 1e-5,
+        task,
+    }
+}
+
+/// Model, image decoder and prompt for the chosen family.
+fn build(args: &Args, device: &Device) -> Result<(LlamaT2I, Box<dyn ImageDecoder>, Prompt)> {
+    if let Some(f) = &args.fixtures {
+        let fx = |p: &str| f.join(p);
+        return Ok(match args.family {
+            Family::LuminaMgpt | Family::Anole => {
+                let image = ChameleonImage {
+                    rows: 2,
+                    cols: 3,
+                    prefix: vec![37, 52, 53],
+                    row_end: Some(51),
+                    end_tokens: vec![36],
+                    unconditional: Unconditional::PrefixOnly,
+                };
+                let (m, _) = Chameleon::load(fx("chameleon/hf"), |_| Ok(image), device)?;
+                let vq = VqModel::load(
+                    fx("chameleon_vqgan/weights_vqgan_ckpt_layout.safetensors"),
+                    tiny_vq(
+                        VqConfig::chameleon(),
+                        32,
+                        16,
+                        VqLayout::Taming {
+                            prefix: String::new(),
+                        },
+                    ),
+                    device,
+                )?;
+                (m, Box::new(vq), ids_prompt(args)?)
+            }
+            Family::Emu3 => {
+                let t = Emu3Tokens {
+                    pad: 0,
+                    bos: 1,
+                    eos: 2,
+                    eol: 3,
+                    eof: 4,
+                    boi: 5,
+                    eoi: 6,
+                    img: 7,
+                    visual_start: 96,
+                    visual_count: 64,
+                };
+                let m = Emu3::load(
+                    fx("emu3/hf"),
+                    t,
+                    Emu3Image {
+                        rows: 3,
+                        cols: 4,
+                        size_tokens: vec![30, 31, 32],
+                        negative: vec![1, 25, 26],
+                    },
+                    device,
+                )?;
+                let cfg = MovqConfig {
+                    ch: 32,
+                    codebook_size: 64,
+                    layout: MovqLayout::HuggingFace {
+                        prefix: "vqmodel.".into(),
+                    },
+                    ..MovqConfig::emu3()
+                };
+                (
+                    m,
+                    Box::new(MovqDecoder::load(fx("emu3/hf"), cfg, device)?),
+                    ids_prompt(args)?,
+                )
+            }
+            Family::JanusPro => {
+                let m = Janus::load(
+                    fx("janus/hf/config.json"),
+                    fx("janus/hf"),
+                    JanusTokens {
+                        pad: 3,
+                        begin_of_image: 10,
+                    },
+                    3,
+                    device,
+                )?;
+                let vq = VqModel::load(
+                    fx("janus/hf"),
+                    tiny_vq(
+                        VqConfig::vq16(),
+                        64,
+                        8,
+                        VqLayout::Vq16Hf {
+                            prefix: "model.vqmodel.".into(),
+                        },
+                    ),
+                    device,
+                )?;
+                (m, Box::new(vq), ids_prompt(args)?)
+            }
+            Family::LlamagenC2i | Family::LlamagenT2i => {
+                let vq = VqModel::load(
+                    fx("llamagen_vq/weights.safetensors"),
+                    tiny_vq(
+                        VqConfig::vq16(),
+                        64,
+                        8,
+                        VqLayout::Vq16 {
+                            prefix: String::new(),
+                        },
+                    ),
+                    device,
+                )?;
+                if args.family == Family::LlamagenC2i {
+                    let m = LlamaGen::load(
+                        fx("llamagen_c2i/weights.safetensors"),
+                        lg_fixture(LlamaGenTask::ClassToImage { num_classes: 10 }),
+                        device,
+                    )?;
+                    (m, Box::new(vq), Prompt::new(vec![args.class % 10]))
+                } else {
+                    let m = LlamaGen::load(
+                        fx("llamagen_t2i/weights.safetensors"),
+                        lg_fixture(LlamaGenTask::TextToImage {
+                            caption_dim: 32,
+                            slots: 120,
+                        }),
+                        device,
+                    )?
+                    .with_caption_encoder(T5Encoder::load(
+                        fx("t5_encoder/hf"),
+                        120,
+                        device,
+                    )?);
+                    (m, Box::new(vq), ids_prompt(args)?)
+                }
+            }
+        });
+    }
+    let weights = args
+        .weights
+        .clone()
+        .context("--weights is required (or --fixtures)")?;
+    let dir = if weights.is_dir() {
+        weights.clone()
+    } else {
+        weights.parent().map(Path::to_path_buf).unwrap_or_default()
+    };
+    Ok(match args.family {
+        Family::LuminaMgpt | Family::Anole => {
+            let lumina = args.family == Family::LuminaMgpt;
+            let size = args.size;
+            let (m, _) = Chameleon::load(
+                &weights,
+                |v| {
+                    if lumina {
+                        ChameleonImage::lumina(v, size, size)
+                    } else {
+                        ChameleonImage::anole(v)
+                    }
+                },
+                device,
+            )?;
+            let (vq_path, prefix) = match &args.vq {
+                Some(p) => (p.clone(), String::new()),
+                None => (weights.clone(), "model.vqmodel.".to_string()),
+            };
+            let cfg = VqConfig {
+                with_encoder: false,
+                layout: VqLayout::Taming { prefix },
+                ..VqConfig::chameleon()
+            };
+            let vq = VqModel::load(vq_path, cfg, device)?;
+            let tok = tokenizer(&dir)?;
+            let template = if lumina {
+                Template::Lumina {
+                    width: size,
+                    height: size,
+                }
+            } else {
+                Template::Chameleon
+            };
+            let p = text_prompt(args, &tok, template)?;
+            (m, Box::new(vq), p)
+        }
+        Family::Emu3 => {
+            let tok = tokenizer(&dir)?;
+            let side = args.size / 8;
+            let size_tokens = tok.encode_text(&format!("{side}*{side}"))?;
+            let t = Emu3Tokens::EMU3_GEN;
+            let mut negative = vec![t.bos];
+            negative.extend(tok.encode_text("lowres, bad anatomy, bad hands, text, error, missing fingers, extra digit, fewer digits, cropped, worst quality, low quality, normal quality, jpeg artifacts, signature, watermark, username, blurry.")?);
+            let m = Emu3::load(
+                &weights,
+                t,
+                Emu3Image {
+                    rows: side,
+                    cols: side,
+                    size_tokens,
+                    negative,
+                },
+                device,
+            )?;
+            let vq: Box<dyn ImageDecoder> = match &args.vq {
+                Some(p) => Box::new(MovqDecoder::load(p, MovqConfig::emu3(), device)?),
+                None => Box::new(MovqDecoder::load(
+                    &weights,
+                    MovqConfig {
+                        layout: MovqLayout::HuggingFace {
+                            prefix: "vqmodel.".into(),
+                        },
+                        ..MovqConfig::emu3()
+                    },
+                    device,
+                )?),
+            };
+            let p = text_prompt(args, &tok, Template::Emu3)?;
+            (m, vq, p)
+        }
+        Family::JanusPro => {
+            let tok = tokenizer(&dir)?;
+            let id = |t: &str| {
+                tok.token_id(t)
+                    .with_context(|| format!("tokenizer has no {t}"))
+            };
+            let tokens = JanusTokens {
+                pad: id("<｜▁pad▁｜>")?,
+                begin_of_image: id("<begin_of_image>")?,
+            };
+            let m = Janus::load(
+                dir.join("config.json"),
+                &weights,
+                tokens,
+                args.size / 16,
+                device,
+            )?;
+            let hf = Checkpoint::open(&weights)?
+                .shape("model.vqmodel.quantize.embedding.weight")
+                .is_some();
+            let layout = if hf {
+                VqLayout::Vq16Hf {
+                    prefix: "model.vqmodel.".into(),
+                }
+            } else {
+                VqLayout::Vq16 {
+                    prefix: "gen_vision_model.".into(),
+                }
+            };
+            let vq = VqModel::load(
+                args.vq.clone().unwrap_or(weights.clone()),
+                VqConfig {
+                    with_encoder: false,
+                    layout,
+                    ..VqConfig::vq16()
+                },
+                device,
+            )?;
+            let p = text_prompt(args, &tok, Template::Janus)?;
+            (m, Box::new(vq), p)
+        }
+        Family::LlamagenC2i | Family::LlamagenT2i => {
+            let grid = args.size / 16;
+            let vq_path = args.vq.clone().context("--vq is required for LlamaGen")?;
+            let vq = VqModel::load(
+                vq_path,
+                VqConfig {
+                    with_encoder: false,
+                    ..VqConfig::vq16()
+                },
+                device,
+            )?;
+            if args.family == Family::LlamagenC2i {
+                let m = LlamaGen::load(&weights, LlamaGenConfig::gpt_xl_c2i(grid), device)?;
+                (m, Box::new(vq), Prompt::new(vec![args.class]))
+            } else {
+                let t5 = args
+                    .t5
+                    .clone()
+                    .context("--t5 is required for LlamaGen t2i")?;
+                let m = LlamaGen::load(&weights, LlamaGenConfig::gpt_xl_t2i(grid), device)?
+                    .with_caption_encoder(T5Encoder::load(&t5, 120, device)?);
+                let p = text_prompt(args, &tokenizer(&t5)?, Template::T5)?;
+                (m, Box::new(vq), p)
+            }
+        }
+    })
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let device = Device::flex();
+    let (model, vq, prompt) = build(&args, &device)?;
+    let sampling = if args.temperature == 0.0 {
+        Sampling::Greedy
+    } else {
+        Sampling::Multinomial {
+            temperature: args.temperature,
+            top_k: (args.top_k > 0).then_some(args.top_k),
+            top_p: (args.top_p < 1.0).then_some(args.top_p),
+        }
+    };
+    let mut config = DecoderConfig {
+        mode: match args.mode {
+            ModeArg::Ar => Mode::Autoregressive,
+            ModeArg::Sjd => Mode::Sjd,
+            ModeArg::Sjd2 => Mode::Sjd2,
+        },
+        window_len: args.window,
+        sampling,
+        guidance_scale: args.guidance,
+        seed: args.seed,
+        ..DecoderConfig::sjd2()
+    };
+    config.sjd2.denoising_steps = args.steps;
+    let decoder = Sjd2Decoder::new(model, config)?;
+    let bar = ProgressBar::new(1);
+    bar.set_style(ProgressStyle::with_template(
+        "{bar:40} {pos}/{len} tokens  {msg}",
+    )?);
+    let start = Instant::now();
+    let g = decoder.generate_with(&prompt.with_seed(args.seed), |step| {
+        bar.set_length(step.target_len as u64);
+        bar.set_position(step.tokens.len() as u64);
+        bar.set_message(format!("{} passes", step.pass));
+        Control::Continue
+    })?;
+    bar.finish();
+    let layout = sjd2::JacobiDenoiser::layout(decoder.model()).clone();
+    let codes = decoder.model().image_codes(&g.tokens)?;
+    let image = to_rgb8(vq.decode(&codes, layout.rows(), layout.cols())?)?;
+    save_png(&args.out, &image)?;
+    let s = &g.stats;
+    println!(
+        "wrote {} ({}x{})",
+        args.out.display(),
+        image.width,
+        image.height
+    );
+    println!(
+        "{} tokens in {} forward passes: {:.2} tokens per pass, {} drafts accepted, {:.2} s ({:.2} s with the image decoder), seed {}",
+        s.tokens(),
+        s.forward_passes,
+        s.step_compression(),
+        s.accepted_drafts,
+        s.wall_time.as_secs_f64(),
+        start.elapsed().as_secs_f64(),
+        g.seed
+    );
+    Ok(())
+}
