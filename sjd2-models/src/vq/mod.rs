@@ -84,7 +84,7 @@ pub struct VqConfig {
 }
 
 impl VqConfig {
-    /// LlamaGen's VQ-16 (`vq_ds16_c2i.pt`, `vq_ds16_t2i.pt`): ch 128, ch_mult [1,1,2,2,4], 2 ResNet
+    /// LlamaGen's VQ-16 (`vq_ds16_c2i.pt`, `vq_ds16_t2i.pt`): ch 128, ch_mult `[1,1,2,2,4]`, 2 ResNet
     /// blocks, z 256, 16384 × 8 l2-normalized codebook.
     pub fn vq16() -> Self {
         Self {
@@ -103,7 +103,7 @@ impl VqConfig {
         }
     }
 
-    /// Chameleon's VQGAN (`tokenizer/vqgan.ckpt`): ch 128, ch_mult [1,1,2,2,4], 2 ResNet blocks,
+    /// Chameleon's VQGAN (`tokenizer/vqgan.ckpt`): ch 128, ch_mult `[1,1,2,2,4]`, 2 ResNet blocks,
     /// z 256, 8192 × 256 codebook, no attention outside the middle block.
     pub fn chameleon() -> Self {
         Self {

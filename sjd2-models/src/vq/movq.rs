@@ -37,7 +37,7 @@ pub enum MovqLayout {
 pub struct MovqConfig {
     /// Base channels (256 released).
     pub ch: usize,
-    /// Channel multipliers, highest resolution first ([1, 2, 2, 4] released).
+    /// Channel multipliers, highest resolution first (`[1, 2, 2, 4]` released).
     pub ch_mult: Vec<usize>,
     /// ResNet blocks per level (the decoder has one more).
     pub num_res_blocks: usize,
@@ -47,7 +47,7 @@ pub struct MovqConfig {
     pub embed_dim: usize,
     /// Codebook entries (32768).
     pub codebook_size: usize,
-    /// Levels with attention (0 = highest resolution; [3] released).
+    /// Levels with attention (0 = highest resolution; `[3]` released).
     pub attn_levels: Vec<usize>,
     /// Temporal upsampling factor (4).
     pub temporal_factor: usize,
