@@ -60,6 +60,12 @@ enum ModeArg {
 #[derive(Parser, Debug)]
 #[command(about = "Generate an image with AR, SJD or SJD2 decoding")]
 struct Args {
+    /// Device: cpu, wgpu[:N] or cuda[:N] (GPU backends need `--features wgpu` or `cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Precision of weights and computation: f32, f16 or bf16 (bf16 is refused where unsupported).
+    #[arg(long, default_value = "f32")]
+    dtype: String,
     /// Model family (the project's own demo model arrives with the demo-model issue).
     #[arg(long, value_enum)]
     family: Family,
@@ -443,7 +449,9 @@ fn build(args: &Args, device: &Device) -> Result<(LlamaT2I, Box<dyn ImageDecoder
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let device = Device::flex();
+    let mut device = sjd2::core::parse_device(&args.device)?;
+    sjd2::core::configure_precision(&mut device, args.dtype.parse()?)?;
+    let device = device;
     let (model, vq, prompt) = build(&args, &device)?;
     let sampling = if args.temperature == 0.0 {
         Sampling::Greedy

@@ -51,6 +51,12 @@ enum Size {
 #[derive(Parser, Debug)]
 #[command(about = "Run token ids through a checkpoint and dump the logits")]
 struct Args {
+    /// Device: cpu, wgpu[:N] or cuda[:N] (GPU backends need `--features wgpu` or `cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Precision of weights and computation: f32, f16 or bf16 (bf16 is refused where unsupported).
+    #[arg(long, default_value = "f32")]
+    dtype: String,
     /// Model family.
     #[arg(long, value_enum)]
     family: Family,
@@ -143,7 +149,9 @@ fn llamagen_config(args: &Args, task: LlamaGenTask, fixture: bool) -> LlamaGenCo
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let device = Device::flex();
+    let mut device = sjd2::core::parse_device(&args.device)?;
+    sjd2::core::configure_precision(&mut device, args.dtype.parse()?)?;
+    let device = device;
     let fixture = args.fixture.clone();
     let weights = |sub: &str| -> Result<PathBuf> {
         match (&args.weights, &fixture) {

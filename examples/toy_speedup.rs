@@ -17,11 +17,17 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use clap::Parser;
 use sjd2::core::testing::{ToyConfig, ToyModel};
-use sjd2::{DecoderConfig, Device, DraftInit, Prompt, Sampling, Sjd2Decoder};
+use sjd2::{DecoderConfig, DraftInit, Prompt, Sampling, Sjd2Decoder};
 
 #[derive(Parser, Debug)]
 #[command(about = "Compare AR, SJD and SJD2 on the toy model")]
 struct Args {
+    /// Device: cpu, wgpu[:N] or cuda[:N] (GPU backends need `--features wgpu` or `cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Precision of weights and computation: f32, f16 or bf16 (bf16 is refused where unsupported).
+    #[arg(long, default_value = "f32")]
+    dtype: String,
     /// Images per configuration.
     #[arg(long, default_value_t = 32)]
     samples: usize,
@@ -41,7 +47,9 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let device = Device::flex();
+    let mut device = sjd2::core::parse_device(&args.device)?;
+    sjd2::core::configure_precision(&mut device, args.dtype.parse()?)?;
+    let device = device;
     let model = ToyModel::new(
         ToyConfig {
             image_vocab: 64,

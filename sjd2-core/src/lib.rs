@@ -25,6 +25,7 @@
 
 pub mod cache;
 pub mod denoiser;
+pub mod device;
 pub mod error;
 pub mod guidance;
 pub mod normalize;
@@ -36,6 +37,7 @@ pub mod verify;
 
 pub use cache::{DecodeCache, KvCache, WindowPlan, attend};
 pub use denoiser::{ImageLayout, JacobiDenoiser, Prompt, PromptRow, Role, prefill_ragged};
+pub use device::{Precision, configure_precision, parse_device};
 pub use error::{Error, Result};
 pub use guidance::{GuidanceStyle, guide, sinusoidal_level_embedding};
 pub use normalize::{EmbeddingNormalizer, NormalizationKind};
