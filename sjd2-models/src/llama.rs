@@ -343,6 +343,55 @@ impl Backbone {
         })
     }
 
+    /// A backbone with random weights (normal, std 0.02; norms 1), created on the device in its
+    /// default float dtype: for timing and memory measurements at a published model's shape
+    /// without its weights.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for inconsistent sizes.
+    pub fn random(config: BackboneConfig, device: &Device) -> Result<Self, Error> {
+        use burn::tensor::Distribution;
+        config.validate()?;
+        let c = &config;
+        let (d, hd) = (c.hidden, c.head_dim);
+        let w = |rows: usize, cols: usize| {
+            Tensor::<2>::random([rows, cols], Distribution::Normal(0.0, 0.02), device)
+        };
+        let ones = |n: usize| Tensor::<1>::ones([n], device);
+        let head_norm = |heads: usize| {
+            c.qk_norm_eps.map(|_| HeadNorm {
+                weight: Tensor::ones([heads, hd], device),
+                bias: Tensor::zeros([heads, hd], device),
+            })
+        };
+        let layers = (0..c.layers)
+            .map(|_| Layer {
+                attn_norm: ones(d),
+                wq: w(d, c.heads * hd),
+                wk: w(d, c.kv_heads * hd),
+                wv: w(d, c.kv_heads * hd),
+                wo: w(c.heads * hd, d),
+                q_norm: head_norm(c.heads),
+                k_norm: head_norm(c.kv_heads),
+                mlp_norm: ones(d),
+                gate: w(d, c.intermediate),
+                up: w(d, c.intermediate),
+                down: w(c.intermediate, d),
+            })
+            .collect();
+        let (cos, sin) = rope_tables(c.max_positions, hd, c.rope, device);
+        Ok(Self {
+            embed: w(c.vocab, d),
+            norm: ones(d),
+            head: w(d, c.output_vocab),
+            layers,
+            cos,
+            sin,
+            device: device.clone(),
+            config,
+        })
+    }
+
     /// The configuration.
     pub fn config(&self) -> &BackboneConfig {
         &self.config
