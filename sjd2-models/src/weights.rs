@@ -247,10 +247,18 @@ impl Checkpoint {
                 let h: HeaderEntry = serde_json::from_value(value)
                     .map_err(|e| corrupt(path, format!("bad header entry for `{name}`: {e}")))?;
                 let [b, e] = h.data_offsets;
-                let elems: u64 = h.shape.iter().map(|&d| d as u64).product();
-                if let Some(sz) = dtype_size(&h.dtype)
-                    && e.checked_sub(b) != Some(elems * sz)
-                {
+                let elems = h
+                    .shape
+                    .iter()
+                    .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
+                let fits = match (dtype_size(&h.dtype), elems) {
+                    (Some(sz), Some(n)) => n
+                        .checked_mul(sz)
+                        .is_some_and(|bytes| e.checked_sub(b) == Some(bytes)),
+                    (None, Some(_)) => b <= e,
+                    (_, None) => false,
+                };
+                if !fits {
                     return Err(corrupt(
                         path,
                         format!(
@@ -259,12 +267,12 @@ impl Checkpoint {
                         ),
                     ));
                 }
-                if data_start + e > size {
+                let end = data_start.checked_add(e).unwrap_or(u64::MAX);
+                if end > size {
                     return Err(corrupt(
                         path,
                         format!(
-                            "`{name}` ends at byte {} but the file has {size} bytes (truncated?)",
-                            data_start + e
+                            "`{name}` ends at byte {end} but the file has {size} bytes (truncated?)"
                         ),
                     ));
                 }

@@ -273,3 +273,33 @@ fn lumina_style_single_row_qk_norms_are_repeated_over_heads() {
     std::fs::remove_dir_all(a).unwrap();
     std::fs::remove_dir_all(b).unwrap();
 }
+
+/// Headers that once could overflow or underflow the reader's arithmetic.
+#[test]
+fn hostile_safetensors_headers_are_corrupt_not_panics() {
+    let dir = temp_dir("hostile");
+    let path = dir.join("x.safetensors");
+    let cases = [
+        r#"{"a":{"dtype":"F32","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,16]}}"#,
+        r#"{"a":{"dtype":"XYZ","shape":[2],"data_offsets":[16,0]}}"#,
+        r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[18446744073709551615,18446744073709551615]}}"#,
+        r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[],"data_offsets":[0]}}"#,
+    ];
+    for header in cases {
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(&[0u8; 16]);
+        std::fs::write(&path, &bytes).unwrap();
+        let e = Checkpoint::open(&path).unwrap_err();
+        assert!(matches!(e, LoadError::Corrupt { .. }), "{header}: {e}");
+    }
+    // An unknown dtype with a consistent range opens, and reading it names the dtype.
+    let header = r#"{"a":{"dtype":"XYZ","shape":[2],"data_offsets":[0,4]}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(&[0u8; 4]);
+    std::fs::write(&path, &bytes).unwrap();
+    let ck = Checkpoint::open(&path).unwrap();
+    assert!(matches!(ck.read_f32("a").unwrap_err(), LoadError::UnsupportedDtype { .. }));
+    std::fs::remove_dir_all(dir).unwrap();
+}

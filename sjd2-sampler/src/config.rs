@@ -120,6 +120,12 @@ impl Default for Sjd2Options {
     }
 }
 
+/// Largest accepted `window_len` (windows far beyond a model's context are a configuration error).
+pub const MAX_WINDOW_LEN: usize = 4096;
+
+/// Largest accepted `denoising_steps`.
+pub const MAX_DENOISING_STEPS: usize = 10_000;
+
 /// Everything that controls a generation. Build with a preset ([`DecoderConfig::autoregressive`],
 /// [`DecoderConfig::sjd`], [`DecoderConfig::sjd2`]) and adjust fields; the decoder validates it.
 #[derive(Debug, Clone, PartialEq)]
@@ -195,8 +201,11 @@ impl DecoderConfig {
     /// `schedule.*`, `max_new_tokens` (0), `verification` (Jacobi with non-greedy sampling is
     /// allowed but documented as lossy; it is not an error).
     pub fn validate(&self) -> Result<()> {
-        if self.window_len == 0 {
-            return Err(Error::config("window_len", "must be >= 1 (got 0)"));
+        if self.window_len == 0 || self.window_len > MAX_WINDOW_LEN {
+            return Err(Error::config(
+                "window_len",
+                format!("must be in 1..={MAX_WINDOW_LEN} (got {})", self.window_len),
+            ));
         }
         self.sampling.validate()?;
         if !(self.guidance_scale.is_finite() && self.guidance_scale >= 0.0) {
@@ -215,6 +224,15 @@ impl DecoderConfig {
             ));
         }
         if self.mode == Mode::Sjd2 {
+            if self.sjd2.denoising_steps > MAX_DENOISING_STEPS {
+                return Err(Error::config(
+                    "denoising_steps",
+                    format!(
+                        "must be in 1..={MAX_DENOISING_STEPS} (got {})",
+                        self.sjd2.denoising_steps
+                    ),
+                ));
+            }
             self.sjd2.schedule.table(self.sjd2.denoising_steps)?;
         }
         Ok(())
@@ -314,6 +332,13 @@ mod tests {
         let mut c = base();
         c.sjd2.denoising_steps = 0;
         assert_eq!(field(c.clone()), Some("denoising_steps"));
+        c.sjd2.denoising_steps = usize::MAX;
+        assert_eq!(field(c.clone()), Some("denoising_steps"));
+        let huge = DecoderConfig {
+            window_len: usize::MAX,
+            ..base()
+        };
+        assert_eq!(field(huge), Some("window_len"));
         c.mode = Mode::Sjd;
         assert!(
             c.validate().is_ok(),

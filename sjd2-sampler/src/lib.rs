@@ -22,8 +22,8 @@ mod output;
 mod window;
 
 pub use config::{
-    Acceptance, DecoderConfig, DraftInit, JacobiSpan, LevelConditioning, LevelPolicy, Mode,
-    Sjd2Options, Verification,
+    Acceptance, DecoderConfig, DraftInit, JacobiSpan, LevelConditioning, LevelPolicy,
+    MAX_DENOISING_STEPS, MAX_WINDOW_LEN, Mode, Sjd2Options, Verification,
 };
 pub use decoder::Sjd2Decoder;
 pub use output::{Control, FinishReason, Generation, SlotKind, SlotView, Stats, StepEvent};
