@@ -267,7 +267,7 @@ impl Checkpoint {
                         ),
                     ));
                 }
-                let end = data_start.checked_add(e).unwrap_or(u64::MAX);
+                let end = data_start.saturating_add(e);
                 if end > size {
                     return Err(corrupt(
                         path,
