@@ -8,7 +8,8 @@
 use std::path::PathBuf;
 
 use sjd2::core::error::tensor_to_vec;
-use sjd2::core::testing::{ToyConfig, ToyModel, int_tensor};
+use sjd2::core::ids_tensor;
+use sjd2::core::testing::{ToyConfig, ToyModel};
 use sjd2::core::{DecodeCache, JacobiDenoiser, Prompt, PromptRow, Role, parse_device};
 use sjd2::models::LlamaT2I;
 use sjd2::models::chameleon::{Chameleon, ChameleonImage};
@@ -67,11 +68,11 @@ fn cached_vs_uncached_logits() {
         .unwrap();
     // A window with two wrong drafts, rolled back, then the truth re-fed.
     let w = m
-        .embed_tokens(int_tensor(&[3, 7, 15, 15], [1, 4], &d))
+        .embed_tokens(ids_tensor(&[3, 7, 15, 15], [1, 4], &d))
         .unwrap();
     let _ = m.forward(&mut cache, w).unwrap();
     cache.rollback_to(0, 4).unwrap();
-    let w = m.embed_tokens(int_tensor(&seq[4..], [1, 5], &d)).unwrap();
+    let w = m.embed_tokens(ids_tensor(&seq[4..], [1, 5], &d)).unwrap();
     let got = tensor_to_vec(m.forward(&mut cache, w).unwrap(), "logits").unwrap();
     let e = max_abs(&got, &full[4 * v..]);
     eprintln!("cached vs uncached: {e:.2e}");
@@ -150,7 +151,7 @@ fn ids(case: &str, name: &str) -> Vec<u32> {
 fn logits_of(m: &LlamaT2I, seq: &[u32], d: &Device) -> Vec<f32> {
     let mut cache = m.new_cache(1, seq.len()).unwrap();
     tensor_to_vec(
-        m.forward_tokens(&mut cache, int_tensor(seq, [1, seq.len()], d))
+        m.forward_tokens(&mut cache, ids_tensor(seq, [1, seq.len()], d))
             .unwrap(),
         "logits",
     )
@@ -207,7 +208,7 @@ fn fixture_models_match_their_references() {
     let rest = tensor_to_vec(
         lg.forward(
             &mut cache,
-            lg.embed_tokens(int_tensor(&toks[..15], [1, 15], &d))
+            lg.embed_tokens(ids_tensor(&toks[..15], [1, 15], &d))
                 .unwrap(),
         )
         .unwrap(),

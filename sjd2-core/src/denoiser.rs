@@ -335,3 +335,13 @@ pub fn prefill_ragged<C: DecodeCache>(
         .expand([rows, 1, vocab]);
     Ok(logits.gather(1, idx).reshape([rows, vocab]))
 }
+
+/// An `[rows, len]` tensor of token ids (row-major `ids`) on `device`.
+///
+/// # Panics
+/// If `ids.len() != shape[0] · shape[1]` (a programming error: every caller in sjd2 builds `ids`
+/// from `shape`).
+pub fn ids_tensor(ids: &[u32], shape: [usize; 2], device: &Device) -> Tensor<2, Int> {
+    let v: Vec<i64> = ids.iter().map(|&t| i64::from(t)).collect();
+    Tensor::from_data(TensorData::new(v, shape), device)
+}

@@ -36,7 +36,9 @@ pub mod testing;
 pub mod verify;
 
 pub use cache::{DecodeCache, KvCache, WindowPlan, attend};
-pub use denoiser::{ImageLayout, JacobiDenoiser, Prompt, PromptRow, Role, prefill_ragged};
+pub use denoiser::{
+    ImageLayout, JacobiDenoiser, Prompt, PromptRow, Role, ids_tensor, prefill_ragged,
+};
 pub use device::{Precision, configure_precision, parse_device};
 pub use error::{Error, Result};
 pub use guidance::{GuidanceStyle, guide, sinusoidal_level_embedding};

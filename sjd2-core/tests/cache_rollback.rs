@@ -3,7 +3,8 @@
 
 use burn::tensor::Device;
 use sjd2_core::error::tensor_to_vec;
-use sjd2_core::testing::{ToyConfig, ToyModel, int_tensor};
+use sjd2_core::ids_tensor;
+use sjd2_core::testing::{ToyConfig, ToyModel};
 use sjd2_core::{DecodeCache, JacobiDenoiser, Prompt, PromptRow, Role};
 
 const TOL: f32 = 1e-4;
@@ -75,7 +76,7 @@ fn rollback_and_refeed_equals_full_pass() {
     let window = |a: &[u32], b: &[u32]| {
         let mut ids = a.to_vec();
         ids.extend(b);
-        m.embed_tokens(int_tensor(&ids, [2, a.len()], &device))
+        m.embed_tokens(ids_tensor(&ids, [2, a.len()], &device))
             .unwrap()
     };
     let w1 = [

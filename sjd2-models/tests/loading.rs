@@ -300,6 +300,9 @@ fn hostile_safetensors_headers_are_corrupt_not_panics() {
     bytes.extend_from_slice(&[0u8; 4]);
     std::fs::write(&path, &bytes).unwrap();
     let ck = Checkpoint::open(&path).unwrap();
-    assert!(matches!(ck.read_f32("a").unwrap_err(), LoadError::UnsupportedDtype { .. }));
+    assert!(matches!(
+        ck.read_f32("a").unwrap_err(),
+        LoadError::UnsupportedDtype { .. }
+    ));
     std::fs::remove_dir_all(dir).unwrap();
 }

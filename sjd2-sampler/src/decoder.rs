@@ -10,7 +10,7 @@ use sjd2_core::sampling::sample_index;
 use sjd2_core::{
     DecodeCache, Dist, EmbeddingNormalizer, Error, JacobiDenoiser, JacobiVerifier,
     ProbabilisticVerifier, Prompt, PromptRow, Result, Role, ScheduleTable, Target, Verifier,
-    VerifyInput, ddim_step, guide, sinusoidal_level_embedding,
+    VerifyInput, ddim_step, guide, ids_tensor, sinusoidal_level_embedding,
 };
 
 use crate::config::{Acceptance, DecoderConfig, LevelConditioning, Mode, Verification};
@@ -482,7 +482,7 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
                 }
             }
         }
-        let tokens = sjd2_core_int(&ids, [s, len], &device);
+        let tokens = ids_tensor(&ids, [s, len], &device);
         let clean = self.model.embed_tokens(tokens)?;
         let (Some(noise), Some(buffer)) = (&self.noise, buffer) else {
             return Ok(clean);
@@ -568,19 +568,11 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
         let gathered = source.gather(1, idx);
         let x0_hat = noise
             .normalizer
-            .normalize(
-                self.model
-                    .embed_tokens(sjd2_core_int(&x0, [s, w], &device))?,
-            );
+            .normalize(self.model.embed_tokens(ids_tensor(&x0, [s, w], &device))?);
         let c_e = Tensor::<2>::from_data(TensorData::new(c_e, [s, w]), &device);
         let c_x = Tensor::<2>::from_data(TensorData::new(c_x, [s, w]), &device);
         Ok(Some(ddim_step(gathered, x0_hat, c_e, c_x)))
     }
-}
-
-fn sjd2_core_int(ids: &[u32], shape: [usize; 2], device: &burn::tensor::Device) -> Tensor<2, Int> {
-    let v: Vec<i64> = ids.iter().map(|&t| i64::from(t)).collect();
-    Tensor::from_data(TensorData::new(v, shape), device)
 }
 
 fn draw(probs: &[f32], rng: &mut sjd2_core::SampleRng, sample: usize) -> Result<u32> {

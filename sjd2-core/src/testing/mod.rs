@@ -5,7 +5,7 @@ mod stats;
 mod toy;
 
 pub use stats::{GoodnessOfFit, chi_square_sf, goodness_of_fit};
-pub use toy::{ToyConfig, ToyModel, int_tensor};
+pub use toy::{ToyConfig, ToyModel};
 
 use std::collections::HashMap;
 
@@ -15,15 +15,15 @@ use crate::guidance::guide;
 use crate::sampling::Sampling;
 
 /// The exact probability of every complete generated sequence under plain autoregressive
-/// sampling from `model` (guidance, structural forcing and `sampling` applied exactly as the
+/// sampling from the toy `model` (guidance, structural forcing and `sampling` applied exactly as the
 /// decoder applies them), computed by enumerating every prefix with fresh prefill passes.
 ///
 /// `guidance_scale == 1.0` disables guidance. Sequences of probability zero are omitted.
 ///
 /// # Errors
 /// Model failures and non-finite logits.
-pub fn exact_sequence_distribution<M: JacobiDenoiser>(
-    model: &M,
+pub fn exact_sequence_distribution(
+    model: &ToyModel,
     prompt: &Prompt,
     sampling: &Sampling,
     guidance_scale: f32,
@@ -44,7 +44,7 @@ pub fn exact_sequence_distribution<M: JacobiDenoiser>(
             let mut neg = prompt
                 .negative
                 .clone()
-                .unwrap_or_else(|| vec![null_token_of(model)]);
+                .unwrap_or_else(|| vec![model.config().null_token()]);
             neg.extend_from_slice(p);
             prompts.push(Prompt::new(cond).with_negative(neg));
         }
@@ -94,10 +94,4 @@ pub fn exact_sequence_distribution<M: JacobiDenoiser>(
         prefixes = next;
     }
     Ok(prefixes.into_iter().collect())
-}
-
-fn null_token_of<M: JacobiDenoiser>(model: &M) -> u32 {
-    // The toy model's convention; other models pass an explicit negative prompt.
-    let layout = model.layout();
-    layout.image_token_range().end + 2
 }

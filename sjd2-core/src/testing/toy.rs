@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::cache::{DecodeCache, KvCache, WindowPlan, attend};
-use crate::denoiser::{ImageLayout, JacobiDenoiser, PromptRow, Role, prefill_ragged};
+use crate::denoiser::{ImageLayout, JacobiDenoiser, PromptRow, Role, ids_tensor, prefill_ragged};
 use crate::error::{Error, Result, tensor_to_vec};
 
 /// Sizes of a [`ToyModel`]. Token ids are laid out as: image tokens `0..image_vocab`, the row-end
@@ -261,16 +261,10 @@ impl ToyModel {
     pub fn full_pass(&self, tokens: &[u32]) -> Result<Vec<f32>> {
         self.check_tokens(tokens, 0)?;
         let mut cache = self.new_cache(1, tokens.len())?;
-        let ids = int_tensor(tokens, [1, tokens.len()], &self.device);
+        let ids = ids_tensor(tokens, [1, tokens.len()], &self.device);
         let logits = self.forward(&mut cache, self.embed_tokens(ids)?)?;
         tensor_to_vec(logits, "toy logits")
     }
-}
-
-/// An `[rows, len]` id tensor from `u32` ids.
-pub fn int_tensor(ids: &[u32], shape: [usize; 2], device: &Device) -> Tensor<2, Int> {
-    let v: Vec<i64> = ids.iter().map(|&t| i64::from(t)).collect();
-    Tensor::from_data(TensorData::new(v, shape), device)
 }
 
 impl JacobiDenoiser for ToyModel {
