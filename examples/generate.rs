@@ -151,22 +151,6 @@ fn tiny_vq(mut c: VqConfig, codebook: usize, embed: usize, layout: VqLayout) -> 
     c
 }
 
-fn lg_fixture(task: LlamaGenTask) -> LlamaGenConfig {
-    LlamaGenConfig {
-        dim: 64,
-        n_layer: 2,
-        n_head: 4,
-        n_kv_head: None,
-        multiple_of: 32,
-        ffn_dim_multiplier: None,
-        vocab_size: 64,
-        grid: 4,
-        rope_base: 10_000.0,
-        norm_eps: 1e-5,
-        task,
-    }
-}
-
 /// Model, image decoder and prompt for the chosen family.
 fn build(args: &Args, device: &Device) -> Result<(LlamaT2I, Box<dyn ImageDecoder>, Prompt)> {
     if let Some(f) = &args.fixtures {
@@ -275,14 +259,14 @@ fn build(args: &Args, device: &Device) -> Result<(LlamaT2I, Box<dyn ImageDecoder
                 if args.family == Family::LlamagenC2i {
                     let m = LlamaGen::load(
                         fx("llamagen_c2i/weights.safetensors"),
-                        lg_fixture(LlamaGenTask::ClassToImage { num_classes: 10 }),
+                        LlamaGenConfig::tiny(LlamaGenTask::ClassToImage { num_classes: 10 }),
                         device,
                     )?;
                     (m, Box::new(vq), Prompt::new(vec![args.class % 10]))
                 } else {
                     let m = LlamaGen::load(
                         fx("llamagen_t2i/weights.safetensors"),
-                        lg_fixture(LlamaGenTask::TextToImage {
+                        LlamaGenConfig::tiny(LlamaGenTask::TextToImage {
                             caption_dim: 32,
                             slots: 120,
                         }),

@@ -124,19 +124,7 @@ fn chameleon(dir: &Path, device: &Device) -> Result<LlamaT2I> {
 
 fn llamagen_config(args: &Args, task: LlamaGenTask, fixture: bool) -> LlamaGenConfig {
     if fixture {
-        return LlamaGenConfig {
-            dim: 64,
-            n_layer: 2,
-            n_head: 4,
-            n_kv_head: None,
-            multiple_of: 32,
-            ffn_dim_multiplier: None,
-            vocab_size: 64,
-            grid: 4,
-            rope_base: 10_000.0,
-            norm_eps: 1e-5,
-            task,
-        };
+        return LlamaGenConfig::tiny(task);
     }
     let mut c = match args.llamagen {
         Size::B => LlamaGenConfig::gpt_b_c2i(args.grid),

@@ -176,19 +176,7 @@ fn fixture_models_match_their_references() {
     );
     eprintln!("chameleon_swin logits: {e:.2e}");
     assert!(e < TOL, "chameleon_swin logits differ by {e}");
-    let cfg = LlamaGenConfig {
-        dim: 64,
-        n_layer: 2,
-        n_head: 4,
-        n_kv_head: None,
-        multiple_of: 32,
-        ffn_dim_multiplier: None,
-        vocab_size: 64,
-        grid: 4,
-        rope_base: 10_000.0,
-        norm_eps: 1e-5,
-        task: LlamaGenTask::ClassToImage { num_classes: 10 },
-    };
+    let cfg = LlamaGenConfig::tiny(LlamaGenTask::ClassToImage { num_classes: 10 });
     let lg = LlamaGen::load(fixtures().join("llamagen_c2i/weights.safetensors"), cfg, &d).unwrap();
     let p = Prompt::new(ids("llamagen_c2i", "class_label"));
     let mut cache = lg.new_cache(1, 17).unwrap();

@@ -136,6 +136,24 @@ impl LlamaGenConfig {
         )
     }
 
+    /// The tiny shape of the project's LlamaGen parity fixtures (64 wide, 2 layers, 4 heads, 64
+    /// codes, 4×4 grid): for tests and smoke runs of the tools.
+    pub fn tiny(task: LlamaGenTask) -> Self {
+        Self {
+            dim: 64,
+            n_layer: 2,
+            n_head: 4,
+            n_kv_head: None,
+            multiple_of: 32,
+            ffn_dim_multiplier: None,
+            vocab_size: 64,
+            grid: 4,
+            rope_base: 10_000.0,
+            norm_eps: 1e-5,
+            task,
+        }
+    }
+
     /// Condition positions (`cls_token_num`).
     pub fn cond_len(&self) -> usize {
         match self.task {

@@ -420,6 +420,30 @@ impl Stack {
     }
 }
 
+/// Checks that `codes` fill a `rows × cols` grid and lie in `0..codebook_size`.
+fn check_codes(
+    codes: &[u32],
+    rows: usize,
+    cols: usize,
+    codebook_size: usize,
+) -> std::result::Result<(), Error> {
+    if rows == 0 || cols == 0 || rows.checked_mul(cols) != Some(codes.len()) {
+        return Err(Error::Shape {
+            what: "code grid".into(),
+            expected: vec![rows, cols],
+            got: vec![codes.len()],
+        });
+    }
+    if let Some(&bad) = codes.iter().find(|&&c| c as usize >= codebook_size) {
+        return Err(Error::TokenOutOfRange {
+            what: "VQ codes".into(),
+            token: bad,
+            allowed: format!("0..{codebook_size}"),
+        });
+    }
+    Ok(())
+}
+
 /// Turns image-token codes into pixels.
 pub trait ImageDecoder {
     /// Codebook entries (valid codes are `0..codebook_size`).
@@ -534,21 +558,7 @@ impl VqModel {
         rows: usize,
         cols: usize,
     ) -> std::result::Result<Tensor<4>, Error> {
-        if rows == 0 || cols == 0 || rows * cols != codes.len() {
-            return Err(Error::Shape {
-                what: "code grid".into(),
-                expected: vec![rows, cols],
-                got: vec![codes.len()],
-            });
-        }
-        let n = self.config.codebook_size;
-        if let Some(&bad) = codes.iter().find(|&&c| c as usize >= n) {
-            return Err(Error::TokenOutOfRange {
-                what: "VQ codes".into(),
-                token: bad,
-                allowed: format!("0..{n}"),
-            });
-        }
+        check_codes(codes, rows, cols, self.config.codebook_size)?;
         let idx: Vec<i64> = codes.iter().map(|&c| i64::from(c)).collect();
         let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [codes.len()]), &self.device);
         let e = self.config.embed_dim;

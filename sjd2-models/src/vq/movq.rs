@@ -441,21 +441,7 @@ impl ImageDecoder for MovqDecoder {
         rows: usize,
         cols: usize,
     ) -> std::result::Result<Tensor<4>, Error> {
-        if rows == 0 || cols == 0 || rows * cols != codes.len() {
-            return Err(Error::Shape {
-                what: "code grid".into(),
-                expected: vec![rows, cols],
-                got: vec![codes.len()],
-            });
-        }
-        let n = self.config.codebook_size;
-        if let Some(&bad) = codes.iter().find(|&&c| c as usize >= n) {
-            return Err(Error::TokenOutOfRange {
-                what: "VQ codes".into(),
-                token: bad,
-                allowed: format!("0..{n}"),
-            });
-        }
+        super::check_codes(codes, rows, cols, self.config.codebook_size)?;
         let e = self.config.embed_dim;
         let idx: Vec<i64> = codes.iter().map(|&c| i64::from(c)).collect();
         let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [codes.len()]), &self.device);

@@ -80,19 +80,7 @@ pub fn assert_close(got: &[f32], want: &[f32], what: &str) {
 pub fn llamagen_config(
     task: sjd2_models::llamagen::LlamaGenTask,
 ) -> sjd2_models::llamagen::LlamaGenConfig {
-    sjd2_models::llamagen::LlamaGenConfig {
-        dim: 64,
-        n_layer: 2,
-        n_head: 4,
-        n_kv_head: None,
-        multiple_of: 32,
-        ffn_dim_multiplier: None,
-        vocab_size: 64,
-        grid: 4,
-        rope_base: 10_000.0,
-        norm_eps: 1e-5,
-        task,
-    }
+    sjd2_models::llamagen::LlamaGenConfig::tiny(task)
 }
 
 /// The Emu3 fixture's special token ids (`meta.json` token_ids).
