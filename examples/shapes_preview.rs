@@ -41,7 +41,14 @@ fn main() -> Result<()> {
             sheet[at..at + s * 3].copy_from_slice(src);
         }
     }
-    save_png(&args.out, &Rgb8 { width: side, height: side, pixels: sheet })?;
+    save_png(
+        &args.out,
+        &Rgb8 {
+            width: side,
+            height: side,
+            pixels: sheet,
+        },
+    )?;
     println!("wrote {}", args.out.display());
     Ok(())
 }
