@@ -20,6 +20,8 @@
 //! - `llamagen-c2i`: `--weights c2i_*.pt`, `--vq vq_ds16_c2i.pt`, `--class N`, `--size 256|384`.
 //! - `llamagen-t2i`: `--weights t2i_XL_stage*.pt`, `--vq vq_ds16_t2i.pt`, `--t5 flan-t5-xl/`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -60,12 +62,8 @@ enum ModeArg {
 #[derive(Parser, Debug)]
 #[command(about = "Generate an image with AR, SJD or SJD2 decoding")]
 struct Args {
-    /// Device: cpu, wgpu[:N] or cuda[:N] (GPU backends need `--features wgpu` or `cuda`).
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// Precision of weights and computation: f32, f16 or bf16 (bf16 is refused where unsupported).
-    #[arg(long, default_value = "f32")]
-    dtype: String,
+    #[command(flatten)]
+    device: common::DeviceArgs,
     /// Model family (the project's own demo model arrives with the demo-model issue).
     #[arg(long, value_enum)]
     family: Family,
@@ -433,9 +431,7 @@ fn build(args: &Args, device: &Device) -> Result<(LlamaT2I, Box<dyn ImageDecoder
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let mut device = sjd2::core::parse_device(&args.device)?;
-    sjd2::core::configure_precision(&mut device, args.dtype.parse()?)?;
-    let device = device;
+    let device = args.device.device()?;
     let (model, vq, prompt) = build(&args, &device)?;
     let sampling = if args.temperature == 0.0 {
         Sampling::Greedy

@@ -8,6 +8,8 @@
 //! cargo run --release --example gpu_bench -- --preset tiny            # CPU smoke run
 //! ```
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
@@ -20,12 +22,8 @@ use sjd2::models::presets;
 #[derive(Parser, Debug)]
 #[command(about = "Forward-pass time against window length at a published model's shape")]
 struct Args {
-    /// Device: cpu, wgpu[:N] or cuda[:N].
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// Precision: f32, f16 or bf16.
-    #[arg(long, default_value = "f32")]
-    dtype: String,
+    #[command(flatten)]
+    device: common::DeviceArgs,
     /// Shape: lumina-7b, emu3-8b, janus-pro-7b, or tiny.
     #[arg(long, default_value = "tiny")]
     preset: String,
@@ -42,8 +40,7 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let mut device = sjd2::core::parse_device(&args.device)?;
-    sjd2::core::configure_precision(&mut device, args.dtype.parse()?)?;
+    let device = args.device.device()?;
     let config: BackboneConfig = match args.preset.as_str() {
         "lumina-7b" | "chameleon-7b" => presets::chameleon_7b(),
         "emu3-8b" => presets::emu3_gen(),
@@ -69,8 +66,8 @@ fn main() -> Result<()> {
     println!(
         "preset {} on {} ({}): {:.2} B parameters, context {}",
         args.preset,
-        args.device,
-        args.dtype,
+        args.device.device,
+        args.device.dtype,
         sjd2::models::presets::parameter_count(&config) as f64 / 1e9,
         args.context
     );

@@ -14,6 +14,8 @@
 //! then `--image-codes`), `llamagen-c2i` (first id is the class, the rest image codes),
 //! `llamagen-t2i` (fixture mode only: caption embeddings come from the reference).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -51,12 +53,8 @@ enum Size {
 #[derive(Parser, Debug)]
 #[command(about = "Run token ids through a checkpoint and dump the logits")]
 struct Args {
-    /// Device: cpu, wgpu[:N] or cuda[:N] (GPU backends need `--features wgpu` or `cuda`).
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// Precision of weights and computation: f32, f16 or bf16 (bf16 is refused where unsupported).
-    #[arg(long, default_value = "f32")]
-    dtype: String,
+    #[command(flatten)]
+    device: common::DeviceArgs,
     /// Model family.
     #[arg(long, value_enum)]
     family: Family,
@@ -137,9 +135,7 @@ fn llamagen_config(args: &Args, task: LlamaGenTask, fixture: bool) -> LlamaGenCo
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let mut device = sjd2::core::parse_device(&args.device)?;
-    sjd2::core::configure_precision(&mut device, args.dtype.parse()?)?;
-    let device = device;
+    let device = args.device.device()?;
     let fixture = args.fixture.clone();
     let weights = |sub: &str| -> Result<PathBuf> {
         match (&args.weights, &fixture) {

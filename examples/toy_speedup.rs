@@ -12,6 +12,8 @@
 //! 17 positions costs several single-token passes; expect step compression well above 1 but a
 //! latency speed-up below 1 here.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -22,12 +24,8 @@ use sjd2::{DecoderConfig, DraftInit, Prompt, Sampling, Sjd2Decoder};
 #[derive(Parser, Debug)]
 #[command(about = "Compare AR, SJD and SJD2 on the toy model")]
 struct Args {
-    /// Device: cpu, wgpu[:N] or cuda[:N] (GPU backends need `--features wgpu` or `cuda`).
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// Precision of weights and computation: f32, f16 or bf16 (bf16 is refused where unsupported).
-    #[arg(long, default_value = "f32")]
-    dtype: String,
+    #[command(flatten)]
+    device: common::DeviceArgs,
     /// Images per configuration.
     #[arg(long, default_value_t = 32)]
     samples: usize,
@@ -47,9 +45,7 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let mut device = sjd2::core::parse_device(&args.device)?;
-    sjd2::core::configure_precision(&mut device, args.dtype.parse()?)?;
-    let device = device;
+    let device = args.device.device()?;
     let model = ToyModel::new(
         ToyConfig {
             image_vocab: 64,
