@@ -44,7 +44,8 @@ pub struct WindowPlan {
     pub mask: Tensor<4, Bool>,
     /// Runs of consecutive rows with equal length: `(first_row, end_row, length)`.
     runs: Vec<(usize, usize, usize)>,
-    scatter_index: Tensor<2, Int>,
+    /// Built only when there are more runs than in-place writes are worth.
+    scatter_index: Option<Tensor<2, Int>>,
 }
 
 /// Above this many runs of equal-length rows, one scatter replaces per-run slice writes.
@@ -134,8 +135,16 @@ impl KvCache {
                 max: self.capacity,
             });
         }
+        let mut runs: Vec<(usize, usize, usize)> = Vec::new();
+        for (r, &l) in self.lens.iter().enumerate() {
+            match runs.last_mut() {
+                Some(run) if run.2 == l => run.1 = r + 1,
+                _ => runs.push((r, r + 1, l)),
+            }
+        }
+        let scatter = runs.len() > MAX_SLICE_WRITES;
         let mut mask = Vec::with_capacity(rows * len * key_len);
-        let mut idx = Vec::with_capacity(rows * len * 2);
+        let mut idx = Vec::with_capacity(if scatter { rows * len * 2 } else { 0 });
         let mut positions = Vec::with_capacity(rows);
         for (r, &l) in self.lens.iter().enumerate() {
             positions.push((l..l + len).collect::<Vec<_>>());
@@ -143,14 +152,9 @@ impl KvCache {
             for i in 0..len {
                 let q = l + i;
                 mask.extend((0..key_len).map(|j| j > q || (j < hidden && j != q)));
-                idx.extend([r as i64, (l + i) as i64]);
-            }
-        }
-        let mut runs: Vec<(usize, usize, usize)> = Vec::new();
-        for (r, &l) in self.lens.iter().enumerate() {
-            match runs.last_mut() {
-                Some(run) if run.2 == l => run.1 = r + 1,
-                _ => runs.push((r, r + 1, l)),
+                if scatter {
+                    idx.extend([r as i64, q as i64]);
+                }
             }
         }
         Ok(WindowPlan {
@@ -159,7 +163,8 @@ impl KvCache {
             positions,
             key_len,
             mask: Tensor::from_data(TensorData::new(mask, [rows, 1, len, key_len]), device),
-            scatter_index: Tensor::from_data(TensorData::new(idx, [rows * len, 2]), device),
+            scatter_index: scatter
+                .then(|| Tensor::from_data(TensorData::new(idx, [rows * len, 2]), device)),
         })
     }
 
@@ -197,18 +202,18 @@ impl KvCache {
         }
         let write = |store: &mut Tensor<4>, new: Tensor<4>| {
             let old = store.extract();
-            *store = if plan.runs.len() <= MAX_SLICE_WRITES {
-                // In-place writes (one per run of rows sharing a length).
-                plan.runs.iter().fold(old, |acc, &(start, end, offset)| {
+            *store = match &plan.scatter_index {
+                Some(index) => {
+                    let new = new.reshape([rows * plan.len, self.kv_heads, self.head_dim]);
+                    old.scatter_nd::<2, 3>(index.clone(), new, IndexingUpdateOp::Assign)
+                }
+                // In-place writes, one per run of rows sharing a length.
+                None => plan.runs.iter().fold(old, |acc, &(start, end, offset)| {
                     acc.slice_assign(
                         [start..end, offset..offset + plan.len],
                         new.clone().narrow(0, start, end - start),
                     )
-                })
-            } else {
-                let n = rows * plan.len;
-                let new = new.reshape([n, self.kv_heads, self.head_dim]);
-                old.scatter_nd::<2, 3>(plan.scatter_index.clone(), new, IndexingUpdateOp::Assign)
+                }),
             };
             store
                 .clone()
@@ -224,6 +229,18 @@ impl KvCache {
     pub fn commit(&mut self, plan: &WindowPlan) {
         self.lens.iter_mut().for_each(|l| *l += plan.len);
     }
+}
+
+/// Rotate-half rotary embedding: `x · cos + rotate_half(x) · sin`, with `cos` and `sin`
+/// broadcast over heads.
+///
+/// # Shapes
+/// - `x`: `[rows, len, heads, head_dim]`; `cos`, `sin`: `[rows, len, 1, head_dim]`
+pub fn apply_rope(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
+    let half = x.dims()[3] / 2;
+    let x1 = x.clone().narrow(3, 0, half);
+    let x2 = x.clone().narrow(3, half, half);
+    x * cos.clone() + Tensor::cat(vec![x2.neg(), x1], 3) * sin.clone()
 }
 
 /// Scaled dot-product attention of a window over the keys and values returned by

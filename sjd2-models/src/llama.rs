@@ -9,7 +9,7 @@
 use burn::Tensor;
 use burn::tensor::activation::silu;
 use burn::tensor::{Device, Int, TensorData};
-use sjd2_core::{DecodeCache, Error, KvCache, WindowPlan, attend};
+use sjd2_core::{DecodeCache, Error, KvCache, WindowPlan, apply_rope, attend};
 
 use crate::weights::WeightLoader;
 
@@ -431,13 +431,16 @@ impl Backbone {
         hidden.matmul(self.head.clone().unsqueeze())
     }
 
-    fn rope(&self, x: Tensor<4>, plan: &WindowPlan) -> Tensor<4> {
-        let [rows, len, _, hd] = x.dims();
+    /// Rotate-half cos/sin tables `[rows, len, 1, head_dim]` for the plan's positions, gathered
+    /// once per forward pass and shared by every layer.
+    fn rope_tables_for(&self, plan: &WindowPlan) -> (Tensor<4>, Tensor<4>) {
+        let (rows, len, hd) = (plan.positions.len(), plan.len, self.config.head_dim);
         let last = self.config.max_positions.saturating_sub(1);
         let pos: Vec<i64> = plan
             .positions
             .iter()
-            .flat_map(|p| p.iter().map(|&q| q.min(last) as i64))
+            .flatten()
+            .map(|&q| q.min(last) as i64)
             .collect();
         let idx = Tensor::<1, Int>::from_data(TensorData::new(pos, [rows * len]), &self.device);
         let cos = self
@@ -446,10 +449,7 @@ impl Backbone {
             .select(0, idx.clone())
             .reshape([rows, len, 1, hd]);
         let sin = self.sin.clone().select(0, idx).reshape([rows, len, 1, hd]);
-        let half = hd / 2;
-        let x1 = x.clone().narrow(3, 0, half);
-        let x2 = x.clone().narrow(3, half, half);
-        x * cos + Tensor::cat(vec![x2.neg(), x1], 3) * sin
+        (cos, sin)
     }
 
     fn head_norm(x: Tensor<4>, norm: &Option<HeadNorm>, eps: f64) -> Tensor<4> {
@@ -486,6 +486,7 @@ impl Backbone {
             });
         }
         let plan = cache.plan(len, &self.device)?;
+        let (cos, sin) = self.rope_tables_for(&plan);
         let (h, kv, hd) = (c.heads, c.kv_heads, c.head_dim);
         let mut layer_states = Vec::new();
         let mut x = embeddings;
@@ -509,10 +510,8 @@ impl Backbone {
                 .matmul(layer.wv.clone().unsqueeze())
                 .reshape([rows, len, kv, hd]);
             let eps = c.qk_norm_eps.unwrap_or(1e-5);
-            let q = self
-                .rope(Self::head_norm(q, &layer.q_norm, eps), &plan)
-                .swap_dims(1, 2);
-            let k = self.rope(Self::head_norm(k, &layer.k_norm, eps), &plan);
+            let q = apply_rope(Self::head_norm(q, &layer.q_norm, eps), &cos, &sin).swap_dims(1, 2);
+            let k = apply_rope(Self::head_norm(k, &layer.k_norm, eps), &cos, &sin);
             let (keys, values) = cache.update(l, &plan, k, v)?;
             let att = attend(q, keys, values, &plan, 1.0 / (hd as f64).sqrt());
             let att = att.matmul(layer.wo.clone().unsqueeze());

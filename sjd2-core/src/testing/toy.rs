@@ -7,7 +7,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-use crate::cache::{DecodeCache, KvCache, WindowPlan, attend};
+use crate::cache::{DecodeCache, KvCache, WindowPlan, apply_rope, attend};
 use crate::denoiser::{ImageLayout, JacobiDenoiser, PromptRow, Role, ids_tensor, prefill_ragged};
 use crate::error::{Error, Result, tensor_to_vec};
 
@@ -200,28 +200,25 @@ impl ToyModel {
         &self.config
     }
 
-    fn rope(&self, x: Tensor<4>, plan: &WindowPlan) -> Tensor<4> {
-        let [rows, len, _, hd] = x.dims();
+    /// Rotate-half cos/sin tables `[rows, len, 1, head_dim]` for the plan's positions.
+    fn rope_tables(&self, plan: &WindowPlan) -> (Tensor<4>, Tensor<4>) {
+        let hd = self.config.hidden / self.config.heads;
         let half = hd / 2;
+        let (rows, len) = (plan.positions.len(), plan.len);
         let mut cos = Vec::with_capacity(rows * len * hd);
         let mut sin = Vec::with_capacity(rows * len * hd);
-        for pos in &plan.positions {
-            for &p in pos {
-                for i in 0..hd {
-                    let freq = 10000f64.powf(-2.0 * (i % half) as f64 / hd as f64);
-                    let a = p as f64 * freq;
-                    cos.push(a.cos() as f32);
-                    sin.push(a.sin() as f32);
-                }
+        for &p in plan.positions.iter().flatten() {
+            for i in 0..hd {
+                let a = p as f64 * 10000f64.powf(-2.0 * (i % half) as f64 / hd as f64);
+                cos.push(a.cos() as f32);
+                sin.push(a.sin() as f32);
             }
         }
         let shape = [rows, len, 1, hd];
-        let cos = Tensor::<4>::from_data(TensorData::new(cos, shape), &self.device);
-        let sin = Tensor::<4>::from_data(TensorData::new(sin, shape), &self.device);
-        let x1 = x.clone().narrow(3, 0, half);
-        let x2 = x.clone().narrow(3, half, half);
-        let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-        x * cos + rotated * sin
+        (
+            Tensor::from_data(TensorData::new(cos, shape), &self.device),
+            Tensor::from_data(TensorData::new(sin, shape), &self.device),
+        )
     }
 
     fn check_tokens(&self, tokens: &[u32], index: usize) -> Result<()> {
@@ -339,6 +336,7 @@ impl JacobiDenoiser for ToyModel {
             });
         }
         let plan = cache.plan(len, &self.device)?;
+        let (cos, sin) = self.rope_tables(&plan);
         let heads = self.config.heads;
         let hd = d / heads;
         let mut x = embeddings;
@@ -355,8 +353,8 @@ impl JacobiDenoiser for ToyModel {
             let v = h
                 .matmul(b.wv.clone().unsqueeze())
                 .reshape([rows, len, heads, hd]);
-            let q = self.rope(q, &plan).swap_dims(1, 2);
-            let k = self.rope(k, &plan);
+            let q = apply_rope(q, &cos, &sin).swap_dims(1, 2);
+            let k = apply_rope(k, &cos, &sin);
             let (keys, values) = cache.update(l, &plan, k, v)?;
             let att = attend(q, keys, values, &plan, 1.0 / (hd as f64).sqrt());
             x = x + att.matmul(b.wo.clone().unsqueeze());
