@@ -21,6 +21,7 @@
 pub mod adapter;
 pub mod chameleon;
 pub mod config;
+pub mod demo;
 pub mod emu3;
 mod error;
 pub mod janus;

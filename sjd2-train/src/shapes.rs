@@ -147,7 +147,8 @@ pub enum Size {
 }
 
 impl Size {
-    fn radius(self) -> f32 {
+    /// Radius as a fraction of a cell side.
+    pub fn radius(self) -> f32 {
         match self {
             Size::Small => 0.22,
             Size::Large => 0.42,

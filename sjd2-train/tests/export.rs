@@ -1,0 +1,202 @@
+//! The trainers compute what the shipped inference code computes: a randomly initialized
+//! trainable transformer / VQ autoencoder, exported and loaded through `sjd2-models`, gives the
+//! same logits / images / codes (1e-4).
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use sjd2_core::{JacobiDenoiser, PromptRow, Role};
+use sjd2_models::demo::{DemoModel, DemoWeights};
+use sjd2_models::vq::ImageDecoder;
+use sjd2_models::weights::{StoredDtype, write_safetensors};
+use sjd2_train::checkpoint::{load_module, save_module};
+use sjd2_train::lm_train::demo_config;
+use sjd2_train::run::images_tensor;
+use sjd2_train::shapes::Sample;
+use sjd2_train::transformer::DemoTransformer;
+use sjd2_train::vq::{VqAutoencoder, VqTrainConfig};
+
+fn write(path: &std::path::Path, t: &[(String, Vec<usize>, Vec<f32>)]) {
+    let refs: Vec<(&str, &[usize], &[f32])> = t
+        .iter()
+        .map(|(n, s, v)| (n.as_str(), s.as_slice(), v.as_slice()))
+        .collect();
+    write_safetensors(path, &refs, StoredDtype::F32).unwrap();
+}
+
+fn max_diff(a: Tensor<3>, b: Tensor<3>) -> f32 {
+    (a - b).abs().max().into_scalar()
+}
+
+fn small_vq() -> VqTrainConfig {
+    VqTrainConfig {
+        ch: 8,
+        ch_mult: vec![1, 2, 2],
+        num_res_blocks: 1,
+        z_channels: 8,
+        embed_dim: 4,
+        codebook_size: 32,
+    }
+}
+
+fn model_dir(device: &Device) -> (tempdir::Dir, DemoTransformer, VqAutoencoder) {
+    let dir = tempdir::Dir::new("export");
+    let mut config = demo_config();
+    let vqc = small_vq();
+    config.hidden = 32;
+    config.heads = 2;
+    config.intermediate = 48;
+    config.layers = 2;
+    config.codebook_size = vqc.codebook_size;
+    config.vq_ch = vqc.ch;
+    config.vq_ch_mult = vqc.ch_mult.clone();
+    config.vq_z_channels = vqc.z_channels;
+    config.vq_embed_dim = vqc.embed_dim;
+    config.grid = 16;
+    config.image_size = 64;
+    device.seed(3);
+    let lm = DemoTransformer::new(&config, device);
+    let vq = VqAutoencoder::new(&vqc, device);
+    write(&dir.path.join("base.safetensors"), &lm.export().unwrap());
+    write(&dir.path.join("vq.safetensors"), &vq.export().unwrap());
+    std::fs::write(
+        dir.path.join("config.json"),
+        serde_json::to_string(&config).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path.join("tokenizer.json"),
+        sjd2_train::vocab::tokenizer_json(),
+    )
+    .unwrap();
+    (dir, lm, vq)
+}
+
+mod tempdir {
+    pub struct Dir {
+        pub path: std::path::PathBuf,
+    }
+    impl Dir {
+        pub fn new(tag: &str) -> Self {
+            let path = std::env::temp_dir().join(format!(
+                "sjd2-train-{tag}-{}-{:?}",
+                std::process::id(),
+                std::thread::current().id()
+            ));
+            std::fs::create_dir_all(&path).unwrap();
+            Self { path }
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+#[test]
+fn exported_transformer_matches_inference_backbone() {
+    let device = Device::flex();
+    let (dir, lm, _) = model_dir(&device);
+    let demo = DemoModel::load(&dir.path, DemoWeights::Base, &device).unwrap();
+    let c = &demo.config;
+    let ids: Vec<i64> = [
+        2u32,
+        10,
+        20,
+        c.boi(),
+        c.image_start() + 3,
+        c.image_start() + 31,
+        c.eol(),
+    ]
+    .iter()
+    .map(|&v| i64::from(v))
+    .collect();
+    let n = ids.len();
+    let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), &device);
+    let train = lm.forward(lm.embed(ids.clone()));
+    let mut cache = demo.model.new_cache(1, 64).unwrap();
+    let infer = demo.model.forward_tokens(&mut cache, ids.clone()).unwrap();
+    let d = max_diff(train.clone(), infer);
+    assert!(d < 1e-4, "full-sequence logits differ by {d}");
+    // Incremental decoding with the KV cache agrees too.
+    let mut cache = demo.model.new_cache(1, 64).unwrap();
+    let a = demo
+        .model
+        .forward_tokens(&mut cache, ids.clone().narrow(1, 0, 4))
+        .unwrap();
+    let b = demo
+        .model
+        .forward_tokens(&mut cache, ids.narrow(1, 4, n - 4))
+        .unwrap();
+    let d = max_diff(Tensor::cat(vec![a, b], 1), train);
+    assert!(d < 1e-4, "cached logits differ by {d}");
+    // The prompt path: `<s> words <boi>` through the denoiser's prefill.
+    let prompt = demo
+        .tokenizer
+        .encode("a red circle", &sjd2_models::prompt::Template::Chameleon)
+        .unwrap();
+    assert_eq!(prompt.tokens[0], 2);
+    let rows = [PromptRow {
+        prompt: &prompt,
+        role: Role::Conditional,
+    }];
+    let mut cache = demo.model.new_cache(1, 64).unwrap();
+    let got = demo.model.prefill(&mut cache, &rows).unwrap();
+    let mut full: Vec<i64> = prompt.tokens.iter().map(|&t| i64::from(t)).collect();
+    full.push(i64::from(c.boi()));
+    let len = full.len();
+    let ids = Tensor::<2, Int>::from_data(TensorData::new(full, [1, len]), &device);
+    let want = lm
+        .forward(lm.embed(ids))
+        .narrow(1, len - 1, 1)
+        .reshape([1, c.vocab()]);
+    let d: f32 = (got - want).abs().max().into_scalar();
+    assert!(d < 1e-4, "prefill logits differ by {d}");
+}
+
+#[test]
+fn exported_vq_matches_inference_vq() {
+    let device = Device::flex();
+    let (dir, _, vq) = model_dir(&device);
+    let demo = DemoModel::load(&dir.path, DemoWeights::Base, &device).unwrap();
+    let s = Sample::generate(5, 0, 64);
+    let x = images_tensor(&[s.pixels.as_slice()], 64, &device);
+    let codes = vq.codes(x.clone());
+    let train_codes: Vec<u32> = codes
+        .clone()
+        .into_data()
+        .convert::<i64>()
+        .try_to_vec::<i64>()
+        .unwrap()
+        .into_iter()
+        .map(|c| c as u32)
+        .collect();
+    let (infer_codes, h, w) = demo.vq.encode(x).unwrap();
+    assert_eq!((h, w), (16, 16));
+    assert_eq!(infer_codes, train_codes);
+    let a = vq.decode_codes(codes, 16, 16);
+    let b = demo.vq.decode(&infer_codes, 16, 16).unwrap();
+    let d: f32 = (a - b).abs().max().into_scalar();
+    assert!(d < 1e-4, "decoded images differ by {d}");
+}
+
+#[test]
+fn training_checkpoints_round_trip_and_reject_other_models() {
+    let device = Device::flex();
+    let dir = tempdir::Dir::new("ckpt");
+    let p = dir.path.join("c.safetensors");
+    device.seed(1);
+    let a = VqAutoencoder::new(&small_vq(), &device);
+    save_module(&a, &p).unwrap();
+    device.seed(2);
+    let b = load_module(VqAutoencoder::new(&small_vq(), &device), &p).unwrap();
+    let x = Tensor::<4>::ones([1, 3, 16, 16], &device) * 0.3;
+    let d: f32 = (a.forward(x.clone()).recon - b.forward(x).recon)
+        .abs()
+        .max()
+        .into_scalar();
+    assert_eq!(d, 0.0);
+    let mut other = small_vq();
+    other.ch = 16;
+    let err = load_module(VqAutoencoder::new(&other, &device), &p).unwrap_err();
+    assert!(err.to_string().contains("shape"), "{err}");
+}
