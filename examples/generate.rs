@@ -1,6 +1,12 @@
 //! Generate an image with AR, SJD or SJD2 decoding and write it as PNG.
 //!
+//! Without `--family`, the project's own demo model (`assets/demo`, trained by
+//! `examples/train_demo.rs` on 64×64 shape pictures) is used: SJD2 decoding runs on its
+//! next-clean-token fine-tune, AR and SJD on the base model.
+//!
 //! ```text
+//! cargo run --release --example generate -- --prompt "a red circle in the top left corner"
+//! cargo run --release --example generate -- --prompt "a big blue star in the center" --mode ar --seed 3
 //! cargo run --release --example generate -- --family lumina-mgpt --weights Lumina-mGPT-7B-768 \
 //!     --vq vqgan.ckpt --prompt "a red apple on a wooden table" --mode sjd2 --out apple.png
 //! cargo run --release --example generate -- --family llamagen-c2i --weights c2i_XL_384.pt \
@@ -29,6 +35,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use sjd2::models::chameleon::{Chameleon, ChameleonImage};
+use sjd2::models::demo::{DemoConfig, DemoModel, DemoWeights};
 use sjd2::models::emu3::{Emu3, Emu3Image, Emu3Tokens};
 use sjd2::models::janus::{Janus, JanusTokens};
 use sjd2::models::llamagen::{LlamaGen, LlamaGenConfig, LlamaGenTask};
@@ -40,7 +47,9 @@ use sjd2::models::vq::{
 };
 use sjd2::models::weights::Checkpoint;
 use sjd2::models::{LlamaT2I, Unconditional};
-use sjd2::{Control, DecoderConfig, Device, Mode, Prompt, Sampling, Sjd2Decoder};
+use sjd2::{
+    Control, DecoderConfig, Device, LevelConditioning, Mode, Prompt, Sampling, Sjd2Decoder,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Family {
@@ -50,6 +59,12 @@ enum Family {
     JanusPro,
     LlamagenC2i,
     LlamagenT2i,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum WeightsArg {
+    Base,
+    Sjd2,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -64,9 +79,16 @@ enum ModeArg {
 struct Args {
     #[command(flatten)]
     device: common::DeviceArgs,
-    /// Model family (the project's own demo model arrives with the demo-model issue).
+    /// Model family; without it, the project's demo model (`--model`).
     #[arg(long, value_enum)]
-    family: Family,
+    family: Option<Family>,
+    /// Demo model directory.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/demo"))]
+    model: PathBuf,
+    /// Demo model weights: base (next-token) or sjd2 (fine-tuned); default: sjd2 for
+    /// `--mode sjd2`, base otherwise.
+    #[arg(long, value_enum)]
+    demo_weights: Option<WeightsArg>,
     /// Checkpoint directory or file.
     #[arg(long)]
     weights: Option<PathBuf>,
@@ -94,12 +116,12 @@ struct Args {
     /// Decoding mode.
     #[arg(long, value_enum, default_value = "sjd2")]
     mode: ModeArg,
-    /// Window length (SJD, SJD2).
-    #[arg(long, default_value_t = 16)]
-    window: usize,
-    /// SJD2 denoising steps.
-    #[arg(long, default_value_t = 20)]
-    steps: usize,
+    /// Window length (default: 16 for SJD, 32 for SJD2).
+    #[arg(long)]
+    window: Option<usize>,
+    /// SJD2 denoising steps (default: the demo model's fine-tuning setting, else 20).
+    #[arg(long)]
+    steps: Option<usize>,
     /// Sampling temperature (0 = greedy).
     #[arg(long, default_value_t = 1.0)]
     temperature: f32,
@@ -109,9 +131,9 @@ struct Args {
     /// Top-p (1 = off).
     #[arg(long, default_value_t = 1.0)]
     top_p: f32,
-    /// Classifier-free guidance scale.
-    #[arg(long, default_value_t = 3.0)]
-    guidance: f32,
+    /// Classifier-free guidance scale (default: the demo model's setting, else 3).
+    #[arg(long)]
+    guidance: Option<f32>,
     /// Seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -151,9 +173,12 @@ fn tiny_vq(mut c: VqConfig, codebook: usize, embed: usize, layout: VqLayout) -> 
 
 /// Model, image decoder and prompt for the chosen family.
 fn build(args: &Args, device: &Device) -> Result<(LlamaT2I, Box<dyn ImageDecoder>, Prompt)> {
+    let Some(family) = args.family else {
+        bail!("no --family given");
+    };
     if let Some(f) = &args.fixtures {
         let fx = |p: &str| f.join(p);
-        return Ok(match args.family {
+        return Ok(match family {
             Family::LuminaMgpt | Family::Anole => {
                 let image = ChameleonImage {
                     rows: 2,
@@ -254,7 +279,7 @@ fn build(args: &Args, device: &Device) -> Result<(LlamaT2I, Box<dyn ImageDecoder
                     ),
                     device,
                 )?;
-                if args.family == Family::LlamagenC2i {
+                if family == Family::LlamagenC2i {
                     let m = LlamaGen::load(
                         fx("llamagen_c2i/weights.safetensors"),
                         LlamaGenConfig::tiny(LlamaGenTask::ClassToImage { num_classes: 10 }),
@@ -289,9 +314,9 @@ fn build(args: &Args, device: &Device) -> Result<(LlamaT2I, Box<dyn ImageDecoder
     } else {
         weights.parent().map(Path::to_path_buf).unwrap_or_default()
     };
-    Ok(match args.family {
+    Ok(match family {
         Family::LuminaMgpt | Family::Anole => {
-            let lumina = args.family == Family::LuminaMgpt;
+            let lumina = family == Family::LuminaMgpt;
             let size = args.size;
             let (m, _) = Chameleon::load(
                 &weights,
@@ -412,7 +437,7 @@ fn build(args: &Args, device: &Device) -> Result<(LlamaT2I, Box<dyn ImageDecoder
                 },
                 device,
             )?;
-            if args.family == Family::LlamagenC2i {
+            if family == Family::LlamagenC2i {
                 let m = LlamaGen::load(&weights, LlamaGenConfig::gpt_xl_c2i(grid), device)?;
                 (m, Box::new(vq), Prompt::new(vec![args.class]))
             } else {
@@ -429,10 +454,47 @@ fn build(args: &Args, device: &Device) -> Result<(LlamaT2I, Box<dyn ImageDecoder
     })
 }
 
+/// The demo model: decoder inputs plus its level conditioning and denoising steps.
+fn build_demo(
+    args: &Args,
+    device: &Device,
+) -> Result<(LlamaT2I, Box<dyn ImageDecoder>, Prompt, DemoConfig)> {
+    let weights = match args.demo_weights {
+        Some(WeightsArg::Base) => DemoWeights::Base,
+        Some(WeightsArg::Sjd2) => DemoWeights::Sjd2,
+        None if args.mode == ModeArg::Sjd2 => DemoWeights::Sjd2,
+        None => DemoWeights::Base,
+    };
+    let demo = DemoModel::load(&args.model, weights, device)
+        .with_context(|| format!("loading the demo model from {}", args.model.display()))?;
+    let text = args.prompt.as_deref().context(
+        "--prompt is required, for example --prompt \"a red circle in the top left corner\"",
+    )?;
+    let prompt = demo
+        .tokenizer
+        .encode(text, &Template::Chameleon)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{e}\nThe demo model knows only the words of its captions: {}",
+                sjd2_train::vocab::caption_words().join(" ")
+            )
+        })?;
+    Ok((demo.model, Box::new(demo.vq), prompt, demo.config))
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     let device = args.device.device()?;
-    let (model, vq, prompt) = build(&args, &device)?;
+    let (model, vq, prompt, demo) = match args.family {
+        Some(_) => {
+            let (m, v, p) = build(&args, &device)?;
+            (m, v, p, None)
+        }
+        None => {
+            let (m, v, p, c) = build_demo(&args, &device)?;
+            (m, v, p, Some(c))
+        }
+    };
     let sampling = if args.temperature == 0.0 {
         Sampling::Greedy
     } else {
@@ -448,13 +510,25 @@ fn main() -> Result<()> {
             ModeArg::Sjd => Mode::Sjd,
             ModeArg::Sjd2 => Mode::Sjd2,
         },
-        window_len: args.window,
+        window_len: args.window.unwrap_or(match args.mode {
+            ModeArg::Sjd2 => 32,
+            _ => 16,
+        }),
         sampling,
-        guidance_scale: args.guidance,
+        guidance_scale: args
+            .guidance
+            .or(demo.as_ref().map(|c| c.guidance_scale))
+            .unwrap_or(3.0),
         seed: args.seed,
         ..DecoderConfig::sjd2()
     };
-    config.sjd2.denoising_steps = args.steps;
+    config.sjd2.denoising_steps = args
+        .steps
+        .or(demo.as_ref().and_then(|c| c.denoising_steps))
+        .unwrap_or(20);
+    if demo.as_ref().and_then(|c| c.level_conditioning.as_deref()) == Some("sinusoidal") {
+        config.sjd2.level_conditioning = LevelConditioning::Sinusoidal;
+    }
     let decoder = Sjd2Decoder::new(model, config)?;
     let bar = ProgressBar::new(1);
     bar.set_style(ProgressStyle::with_template(

@@ -65,7 +65,7 @@ enum Stage {
         #[arg(long, default_value = "runs/vq")]
         vq: PathBuf,
         /// Optimizer steps.
-        #[arg(long, default_value_t = 3000)]
+        #[arg(long, default_value_t = 3500)]
         steps: usize,
         /// Sequences per step.
         #[arg(long, default_value_t = 16)]

@@ -13,10 +13,26 @@ use sjd2_models::weights::{Checkpoint, StoredDtype, write_safetensors};
 
 use crate::error::{Result, TrainError};
 
+/// A tensor by name: `(name, shape, row-major values)`.
+pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
+
+/// Writes named tensors as a safetensors file in `dtype`.
+///
+/// # Errors
+/// I/O errors and tensors whose values do not fill their shape.
+pub fn write_named(path: &Path, tensors: &[NamedTensor], dtype: StoredDtype) -> Result<()> {
+    let refs: Vec<(&str, &[usize], &[f32])> = tensors
+        .iter()
+        .map(|(n, s, v)| (n.as_str(), s.as_slice(), v.as_slice()))
+        .collect();
+    write_safetensors(path, &refs, dtype)?;
+    Ok(())
+}
+
 #[derive(Default)]
 struct Collect {
     stack: Vec<String>,
-    tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
+    tensors: Vec<NamedTensor>,
     failed: Option<String>,
 }
 
@@ -43,7 +59,7 @@ impl ModuleVisitor for Collect {
 ///
 /// # Errors
 /// [`TrainError::Tensor`] when a parameter cannot be read back.
-pub fn named_parameters<M: Module>(module: &M) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+pub fn named_parameters<M: Module>(module: &M) -> Result<Vec<NamedTensor>> {
     let mut c = Collect::default();
     module.visit(&mut c);
     if let Some(e) = c.failed {
@@ -57,13 +73,7 @@ pub fn named_parameters<M: Module>(module: &M) -> Result<Vec<(String, Vec<usize>
 /// # Errors
 /// I/O errors and unreadable parameters.
 pub fn save_module<M: Module>(module: &M, path: &Path) -> Result<()> {
-    let t = named_parameters(module)?;
-    let refs: Vec<(&str, &[usize], &[f32])> = t
-        .iter()
-        .map(|(n, s, v)| (n.as_str(), s.as_slice(), v.as_slice()))
-        .collect();
-    write_safetensors(path, &refs, StoredDtype::F32)?;
-    Ok(())
+    write_named(path, &named_parameters(module)?, StoredDtype::F32)
 }
 
 struct Assign {

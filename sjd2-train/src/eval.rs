@@ -2,8 +2,8 @@
 //! the objects a prompt asked for.
 //!
 //! Every object of the dataset sits at the centre of one cell of the 3×3 grid, so detection works
-//! cell by cell: each pixel takes the nearest palette colour (or background when no palette colour
-//! is within [`COLOUR_TOLERANCE`]); a cell holds an object when its dominant palette colour covers
+//! cell by cell: each pixel takes the nearest palette colour (or background when its brightest
+//! channel is under [`MIN_BRIGHTNESS`] or no palette colour is within [`COLOUR_TOLERANCE`]); a cell holds an object when its dominant palette colour covers
 //! at least [`MIN_AREA`] pixels (scaled from 64×64); the object's shape and size are those whose
 //! template (drawn by the same geometry as the dataset) has the highest IoU with that colour's
 //! mask in the cell.
@@ -23,7 +23,11 @@
 use crate::shapes::{Colour, Object, Shape, Size};
 
 /// Largest RGB distance at which a pixel still counts as a palette colour.
-pub const COLOUR_TOLERANCE: f32 = 70.0;
+pub const COLOUR_TOLERANCE: f32 = 100.0;
+
+/// Pixels whose brightest channel is below this are background (the dataset's backgrounds stay
+/// under 110; every palette colour has a channel of 150 or more).
+pub const MIN_BRIGHTNESS: u8 = 125;
 
 /// Fewest pixels (at 64×64) of one colour that make an object.
 pub const MIN_AREA: usize = 10;
@@ -68,6 +72,9 @@ pub struct ImageScore {
 }
 
 fn nearest_colour(p: &[u8]) -> Option<Colour> {
+    if p.iter().copied().max().unwrap_or(0) < MIN_BRIGHTNESS {
+        return None;
+    }
     let mut best = None;
     let mut best_d = COLOUR_TOLERANCE;
     for c in Colour::ALL {
@@ -211,6 +218,65 @@ impl Faithfulness {
             extra_per_image: scores.iter().map(|s| s.extra).sum::<usize>() as f64 / n,
         }
     }
+}
+
+/// Mean negative log-likelihood (nats per image token) of image tokens under `model` without
+/// guidance: each item is a prompt (`<s> words… <boi>`, as the decoder feeds it) and the tokens
+/// that follow it (image codes with row ends and end tokens); only image-code targets are scored.
+/// Items are run `batch` at a time, right-padded with `pad`.
+///
+/// # Errors
+/// Model errors, an empty item, or a sequence longer than the model's context.
+pub fn image_token_nll(
+    model: &sjd2_models::LlamaT2I,
+    items: &[(Vec<u32>, Vec<u32>)],
+    pad: u32,
+    batch: usize,
+) -> crate::Result<f64> {
+    use burn::tensor::activation::log_softmax;
+    use burn::tensor::{Int, Tensor, TensorData};
+    use sjd2_core::JacobiDenoiser;
+
+    let device = model.device();
+    let range = model.layout().image_token_range();
+    let (mut total, mut count) = (0.0f64, 0usize);
+    for chunk in items.chunks(batch.max(1)) {
+        let seqs: Vec<Vec<u32>> = chunk
+            .iter()
+            .map(|(p, g)| p.iter().chain(g).copied().collect())
+            .collect();
+        let l = seqs.iter().map(Vec::len).max().unwrap_or(0);
+        if l < 2 {
+            return Err(crate::TrainError::Config {
+                field: "items",
+                reason: "a sequence needs a prompt and at least one token".into(),
+            });
+        }
+        let b = seqs.len();
+        let mut ids = vec![i64::from(pad); b * l];
+        let mut targets = vec![0i64; b * l];
+        let mut mask = vec![0f32; b * l];
+        for (r, s) in seqs.iter().enumerate() {
+            for (j, &t) in s.iter().enumerate() {
+                ids[r * l + j] = i64::from(t);
+                if j > 0 && range.contains(&t) && j >= chunk[r].0.len() {
+                    targets[r * l + j - 1] = i64::from(t);
+                    mask[r * l + j - 1] = 1.0;
+                }
+            }
+        }
+        let mut cache = model.new_cache(b, l)?;
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, l]), &device);
+        let logits = model.forward_tokens(&mut cache, ids)?;
+        let lp = log_softmax(logits, 2);
+        let tg = Tensor::<2, Int>::from_data(TensorData::new(targets, [b, l]), &device);
+        let nll = lp.gather(2, tg.reshape([b, l, 1])).reshape([b, l]).neg();
+        let m = Tensor::<2>::from_data(TensorData::new(mask.clone(), [b, l]), &device);
+        let s = crate::vq_train::floats((nll * m).sum())?;
+        total += f64::from(s.first().copied().unwrap_or(0.0));
+        count += mask.iter().filter(|&&v| v > 0.0).count();
+    }
+    Ok(total / count.max(1) as f64)
 }
 
 #[cfg(test)]

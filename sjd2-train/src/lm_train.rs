@@ -14,9 +14,9 @@ use serde_json::json;
 use sjd2_core::{NoiseSchedule, ScheduleTable, sinusoidal_level_embedding};
 use sjd2_models::demo::DemoConfig;
 use sjd2_models::prompt::{PromptTokenizer, Template};
-use sjd2_models::weights::{StoredDtype, write_safetensors};
+use sjd2_models::weights::StoredDtype;
 
-use crate::checkpoint::{load_module, save_module};
+use crate::checkpoint::{load_module, save_module, write_named};
 use crate::error::{Result, TrainError};
 use crate::run::{RunDir, TRAIN_SEED, get_usize, images_tensor, learning_rate, samples};
 use crate::transformer::DemoTransformer;
@@ -401,16 +401,12 @@ pub fn train_lm(
         }
     }
     let tensors = model.valid().export()?;
-    let refs: Vec<(&str, &[usize], &[f32])> = tensors
-        .iter()
-        .map(|(n, s, v)| (n.as_str(), s.as_slice(), v.as_slice()))
-        .collect();
     dir.atomically("model.safetensors", |p| {
-        write_safetensors(p, &refs, StoredDtype::F16).map_err(Into::into)
+        write_named(p, &tensors, StoredDtype::F16)
     })
 }
 
-/// The demo model's configuration: 128 wide, 4 blocks of 4 heads, SwiGLU 384, 64×64 images as
+/// The demo model's configuration: 192 wide, 4 blocks of 6 heads, SwiGLU 512, 64×64 images as
 /// 16×16 codes of a 512-entry codebook, the vocabulary of [`crate::vocab`].
 pub fn demo_config() -> DemoConfig {
     let vq = crate::vq::VqTrainConfig::demo();
@@ -421,10 +417,10 @@ pub fn demo_config() -> DemoConfig {
         image_size: 64,
         grid: 64 / vq.downsample(),
         codebook_size: vq.codebook_size,
-        hidden: 128,
+        hidden: 192,
         layers: 4,
-        heads: 4,
-        intermediate: 384,
+        heads: 6,
+        intermediate: 512,
         rope_theta: 10_000.0,
         rms_eps: 1e-5,
         vq_ch: vq.ch,

@@ -11,7 +11,7 @@ use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use sjd2_models::demo::DemoConfig;
 
-use crate::checkpoint::named_parameters;
+use crate::checkpoint::{NamedTensor, named_parameters};
 use crate::error::Result;
 
 fn linear(i: usize, o: usize, device: &Device) -> Linear {
@@ -157,7 +157,7 @@ impl DemoTransformer {
     ///
     /// # Errors
     /// Unreadable parameters.
-    pub fn export(&self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+    pub fn export(&self) -> Result<Vec<NamedTensor>> {
         let mut out = Vec::new();
         for (path, shape, v) in named_parameters(self)? {
             let parts: Vec<&str> = path.split('.').collect();

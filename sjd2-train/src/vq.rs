@@ -16,7 +16,7 @@ use burn::tensor::activation::{sigmoid, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use sjd2_models::vq::{VqConfig, VqLayout};
 
-use crate::checkpoint::named_parameters;
+use crate::checkpoint::{NamedTensor, named_parameters};
 use crate::error::{Result, TrainError};
 
 /// Sizes of the demo VQ autoencoder.
@@ -447,7 +447,7 @@ impl VqAutoencoder {
     ///
     /// # Errors
     /// Unreadable parameters.
-    pub fn export(&self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+    pub fn export(&self) -> Result<Vec<NamedTensor>> {
         let mut out = Vec::new();
         for (name, shape, v) in named_parameters(self)? {
             let name = name

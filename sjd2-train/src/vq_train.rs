@@ -6,9 +6,9 @@ use burn::tensor::{Device, Int, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
-use sjd2_models::weights::{StoredDtype, write_safetensors};
+use sjd2_models::weights::StoredDtype;
 
-use crate::checkpoint::{load_module, save_module};
+use crate::checkpoint::{load_module, save_module, write_named};
 use crate::error::{Result, TrainError};
 use crate::run::{
     HELDOUT_SEED, RunDir, TRAIN_SEED, get_usize, images_tensor, learning_rate, samples,
@@ -187,12 +187,8 @@ pub fn train_vq(
     }
     let model = model.valid();
     let tensors = model.export()?;
-    let refs: Vec<(&str, &[usize], &[f32])> = tensors
-        .iter()
-        .map(|(n, s, v)| (n.as_str(), s.as_slice(), v.as_slice()))
-        .collect();
     dir.atomically("vq.safetensors", |p| {
-        write_safetensors(p, &refs, StoredDtype::F32).map_err(Into::into)
+        write_named(p, &tensors, StoredDtype::F32)
     })?;
     let eval = evaluate_vq(&model, opts.image_size, 256, &device.clone().inner())?;
     dir.save_state(&json!({

@@ -1,25 +1,22 @@
 //! The trainers compute what the shipped inference code computes: a randomly initialized
 //! trainable transformer / VQ autoencoder, exported and loaded through `sjd2-models`, gives the
 //! same logits / images / codes (1e-4).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use sjd2_core::{JacobiDenoiser, PromptRow, Role};
 use sjd2_models::demo::{DemoModel, DemoWeights};
 use sjd2_models::vq::ImageDecoder;
-use sjd2_models::weights::{StoredDtype, write_safetensors};
-use sjd2_train::checkpoint::{load_module, save_module};
+use sjd2_models::weights::StoredDtype;
+use sjd2_train::checkpoint::{NamedTensor, load_module, save_module, write_named};
 use sjd2_train::lm_train::demo_config;
 use sjd2_train::run::images_tensor;
 use sjd2_train::shapes::Sample;
 use sjd2_train::transformer::DemoTransformer;
 use sjd2_train::vq::{VqAutoencoder, VqTrainConfig};
 
-fn write(path: &std::path::Path, t: &[(String, Vec<usize>, Vec<f32>)]) {
-    let refs: Vec<(&str, &[usize], &[f32])> = t
-        .iter()
-        .map(|(n, s, v)| (n.as_str(), s.as_slice(), v.as_slice()))
-        .collect();
-    write_safetensors(path, &refs, StoredDtype::F32).unwrap();
+fn write(path: &std::path::Path, t: &[NamedTensor]) {
+    write_named(path, t, StoredDtype::F32).unwrap();
 }
 
 fn max_diff(a: Tensor<3>, b: Tensor<3>) -> f32 {
