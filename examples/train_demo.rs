@@ -65,7 +65,7 @@ enum Stage {
         #[arg(long, default_value = "runs/vq")]
         vq: PathBuf,
         /// Optimizer steps.
-        #[arg(long, default_value_t = 3500)]
+        #[arg(long, default_value_t = 2800)]
         steps: usize,
         /// Sequences per step.
         #[arg(long, default_value_t = 16)]
@@ -119,6 +119,10 @@ enum Stage {
         /// Output directory.
         #[arg(long, default_value = "assets/demo")]
         out: PathBuf,
+        /// Noise levels K the decoder uses with the fine-tune (Karras levels at t = k/K are the
+        /// same for any K, so a fine-tune at K = 20 serves K = 10); default: the fine-tune's K.
+        #[arg(long)]
+        denoising_steps: Option<usize>,
     },
 }
 
@@ -272,6 +276,7 @@ fn main() -> anyhow::Result<()> {
             base,
             sjd2,
             out,
+            denoising_steps,
         } => {
             std::fs::create_dir_all(&out)?;
             let copy = |from: PathBuf, to: &str| -> anyhow::Result<()> {
@@ -288,7 +293,8 @@ fn main() -> anyhow::Result<()> {
                     .context("the fine-tune has not finished (no finetune.json)")?,
             )?;
             config.level_conditioning = ft["level_conditioning"].as_str().map(str::to_string);
-            config.denoising_steps = ft["denoising_steps"].as_u64().map(|v| v as usize);
+            config.denoising_steps =
+                denoising_steps.or_else(|| ft["denoising_steps"].as_u64().map(|v| v as usize));
             std::fs::write(
                 out.join("config.json"),
                 serde_json::to_string_pretty(&config)?,

@@ -1,6 +1,6 @@
 //! The shipped demo model (`assets/demo`): it loads, decodes exactly (greedy SJD and SJD2 give
 //! the greedy AR image on the real fine-tuned weights), is deterministic per seed, refuses words
-//! it does not know, and its base model turns a prompt into a picture the evaluator can read.
+//! it does not know and names a damaged directory's fault.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;

@@ -55,7 +55,8 @@ pub struct NoiseOptions {
     pub conditioning: LevelInput,
     /// Segment length range (inclusive).
     pub segment_len: (usize, usize),
-    /// Segments per sequence (inclusive range).
+    /// Segments per sequence (inclusive range). Targets after the last noisy input are not
+    /// scored, since at inference noisy slots only trail the sequence.
     pub segments: (usize, usize),
 }
 
@@ -66,8 +67,8 @@ impl Default for NoiseOptions {
             schedule: NoiseSchedule::default(),
             pattern: SegmentPattern::Increasing,
             conditioning: LevelInput::Sinusoidal,
-            segment_len: (8, 40),
-            segments: (1, 3),
+            segment_len: (8, 48),
+            segments: (1, 1),
         }
     }
 }
@@ -350,11 +351,22 @@ pub fn train_lm(
             let uncond = rng.random_bool(opts.prompt_dropout);
             seqs.push(sequence(c, &caption, &cs, uncond));
         }
+        let levels: Option<Vec<Vec<usize>>> = opts.noise.as_ref().map(|n| {
+            seqs.iter_mut()
+                .map(|s| {
+                    let lv = noise_levels(s, n, &mut rng);
+                    // At inference noisy slots only ever trail the sequence: targets whose
+                    // inputs come after noisy ones are not trained on.
+                    if let Some(last) = lv.iter().rposition(|&k| k > 0) {
+                        s.scored.iter_mut().skip(last + 1).for_each(|m| *m = false);
+                    }
+                    lv
+                })
+                .collect()
+        });
         let (ids, targets, mask) = batch_tensors(&seqs, c.pad, device);
-        let (x, noisy_mask) = match (&opts.noise, &schedule) {
-            (Some(n), Some(table)) => {
-                let levels: Vec<Vec<usize>> =
-                    seqs.iter().map(|s| noise_levels(s, n, &mut rng)).collect();
+        let (x, noisy_mask) = match (&opts.noise, &schedule, levels) {
+            (Some(n), Some(table), Some(levels)) => {
                 let [b, l] = ids.dims();
                 let mut nm = vec![0f32; b * l];
                 for (r, lv) in levels.iter().enumerate() {
@@ -431,5 +443,59 @@ pub fn demo_config() -> DemoConfig {
         guidance_scale: 3.0,
         level_conditioning: None,
         denoising_steps: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequences_follow_the_lumina_layout() {
+        let c = demo_config();
+        let codes: Vec<u32> = (0..256).collect();
+        let s = sequence(&c, &[2, 10, 11], &codes, false);
+        // <s> w w <boi> 16 × (16 codes + <eol>) <eoi>, shifted by one.
+        assert_eq!(s.ids.len(), 3 + 1 + 16 * 17);
+        assert_eq!(s.ids[3], c.boi());
+        assert_eq!(s.image_start, 4);
+        assert_eq!(s.ids[4], c.image_start());
+        assert_eq!(s.ids[4 + 16], c.eol());
+        assert_eq!(*s.targets.last().unwrap(), c.eoi());
+        assert_eq!(s.scored.iter().filter(|&&m| m).count(), 256);
+        let u = sequence(&c, &[2, 10, 11], &codes, true);
+        assert_eq!(u.ids[0], c.boi());
+        assert_eq!(u.ids.len(), s.ids.len() - 3);
+    }
+
+    #[test]
+    fn noise_segments_stay_in_the_image_and_follow_their_pattern() {
+        let c = demo_config();
+        let codes: Vec<u32> = (0..256).collect();
+        let s = sequence(&c, &[2, 10], &codes, false);
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        for pattern in [SegmentPattern::Constant, SegmentPattern::Increasing] {
+            let opts = NoiseOptions {
+                pattern,
+                ..NoiseOptions::default()
+            };
+            for _ in 0..50 {
+                let lv = noise_levels(&s, &opts, &mut rng);
+                let noisy: Vec<usize> = (0..lv.len()).filter(|&i| lv[i] > 0).collect();
+                assert!(!noisy.is_empty());
+                assert!(noisy[0] >= s.image_start);
+                assert!(noisy.len() >= 8 && noisy.len() <= 48);
+                assert_eq!(noisy.last().unwrap() - noisy[0] + 1, noisy.len());
+                let levels: Vec<usize> = noisy.iter().map(|&i| lv[i]).collect();
+                assert!(levels.iter().all(|&k| (1..=20).contains(&k)));
+                match pattern {
+                    SegmentPattern::Constant => assert!(levels.iter().all(|&k| k == levels[0])),
+                    SegmentPattern::Increasing => {
+                        assert!(levels.windows(2).all(|w| w[0] <= w[1]));
+                        assert_eq!(*levels.last().unwrap(), 20);
+                    }
+                }
+            }
+        }
     }
 }
