@@ -15,11 +15,12 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use sjd2::Device;
-use sjd2_train::checkpoint::load_module;
+use sjd2_train::checkpoint::{load_module, save_module};
 use sjd2_train::lm_train::{
     LevelInput, LmTrainOptions, NoiseOptions, SegmentPattern, demo_config, train_lm,
 };
 use sjd2_train::run::RunDir;
+use sjd2_train::transformer::DemoTransformer;
 use sjd2_train::vq::{VqAutoencoder, VqTrainConfig};
 use sjd2_train::vq_train::{VqTrainOptions, train_vq};
 
@@ -73,6 +74,10 @@ enum Stage {
         /// Peak learning rate.
         #[arg(long, default_value_t = 1e-3)]
         lr: f64,
+        /// Start from shipped inference weights (for example `assets/demo/base.safetensors`)
+        /// instead of a random initialization, when the run directory has no checkpoint yet.
+        #[arg(long)]
+        init: Option<PathBuf>,
     },
     /// Stage 3: the SJD2 next-clean-token fine-tune of the stage-2 model.
     Finetune {
@@ -189,9 +194,20 @@ fn main() -> anyhow::Result<()> {
             steps,
             batch,
             lr,
+            init,
         } => {
             let run = RunDir::open(&dir)?;
             let vq = load_vq(&vq, &inner)?;
+            let init = match init {
+                Some(p) => {
+                    let m = DemoTransformer::from_inference(&demo_config(), &p, &device)
+                        .with_context(|| format!("reading {}", p.display()))?;
+                    let out = run.file("init.safetensors");
+                    save_module(&m, &out)?;
+                    Some(out)
+                }
+                None => None,
+            };
             let opts = LmTrainOptions {
                 config: demo_config(),
                 steps,
@@ -204,7 +220,8 @@ fn main() -> anyhow::Result<()> {
                 seed: 0,
                 data_offset: 0,
             };
-            train_lm(&opts, &run, &vq, None, &device, progress(t0)).context("AR training")?;
+            train_lm(&opts, &run, &vq, init.as_deref(), &device, progress(t0))
+                .context("AR training")?;
             println!("wrote {}", run.file("model.safetensors").display());
         }
         Stage::Finetune {

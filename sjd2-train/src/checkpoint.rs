@@ -125,6 +125,20 @@ pub fn load_module<M: Module>(module: M, path: &Path) -> Result<M> {
     for name in ckpt.names().map(str::to_string).collect::<Vec<_>>() {
         values.insert(name.clone(), ckpt.read_f32(&name)?);
     }
+    assign_named(module, values, &path.display().to_string())
+}
+
+/// Sets every float parameter of `module` from `values` keyed by parameter path (all must be
+/// present with the right shapes, and no others); `origin` names the source in errors.
+///
+/// # Errors
+/// [`TrainError::Checkpoint`] listing missing, mis-shaped or unexpected tensors.
+pub fn assign_named<M: Module>(
+    module: M,
+    values: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    origin: &str,
+) -> Result<M> {
+    let path = origin;
     let mut a = Assign {
         stack: Vec::new(),
         values,
@@ -141,7 +155,7 @@ pub fn load_module<M: Module>(module: M, path: &Path) -> Result<M> {
         Ok(module)
     } else {
         Err(TrainError::Checkpoint {
-            path: path.display().to_string(),
+            path: path.to_string(),
             detail: a.errors.join("; "),
         })
     }

@@ -63,6 +63,17 @@ fn rope_tables(len: usize, head_dim: usize, theta: f64, device: &Device) -> (Ten
     )
 }
 
+/// The transpose of a row-major `r × c` matrix.
+fn transpose2(v: &[f32], r: usize, c: usize) -> Vec<f32> {
+    let mut t = vec![0.0; v.len()];
+    for i in 0..r {
+        for j in 0..c {
+            t[j * r + i] = v[i * c + j];
+        }
+    }
+    t
+}
+
 fn rope(x: Tensor<4>, cos: &Tensor<2>, sin: &Tensor<2>) -> Tensor<4> {
     // x: [b, h, len, hd]
     let [b, h, l, hd] = x.dims();
@@ -152,6 +163,61 @@ impl DemoTransformer {
         self.head.forward(self.norm.forward(x))
     }
 
+    /// A transformer for `config` initialized from an inference checkpoint (the
+    /// `base.safetensors` / `sjd2.safetensors` of a demo model directory, any stored dtype), so
+    /// that training can continue from a shipped model.
+    ///
+    /// # Errors
+    /// Unreadable files; missing, unexpected or mis-shaped tensors (named).
+    pub fn from_inference(
+        config: &DemoConfig,
+        path: &std::path::Path,
+        device: &Device,
+    ) -> Result<Self> {
+        let ckpt = sjd2_models::weights::Checkpoint::open(path)?;
+        let mut values = std::collections::BTreeMap::new();
+        for name in ckpt.names().map(str::to_string).collect::<Vec<_>>() {
+            let (shape, v) = ckpt.read_f32(&name)?;
+            let parts: Vec<&str> = name.split('.').collect();
+            let (path_name, transpose) = match parts.as_slice() {
+                ["model", "embed_tokens", "weight"] => ("embed.weight".to_string(), false),
+                ["model", "norm", "weight"] => ("norm.gamma".to_string(), false),
+                ["lm_head", "weight"] => ("head.weight".to_string(), true),
+                ["model", "layers", i, group, m, "weight"] => {
+                    let field = match (*group, *m) {
+                        ("self_attn", "q_proj") => "q",
+                        ("self_attn", "k_proj") => "k",
+                        ("self_attn", "v_proj") => "v",
+                        ("self_attn", "o_proj") => "o",
+                        ("mlp", "gate_proj") => "gate",
+                        ("mlp", "up_proj") => "up",
+                        ("mlp", "down_proj") => "down",
+                        _ => *m,
+                    };
+                    (format!("layers.{i}.{field}.weight"), true)
+                }
+                ["model", "layers", i, "input_layernorm", "weight"] => {
+                    (format!("layers.{i}.attn_norm.gamma"), false)
+                }
+                ["model", "layers", i, "post_attention_layernorm", "weight"] => {
+                    (format!("layers.{i}.mlp_norm.gamma"), false)
+                }
+                _ => (name.clone(), false),
+            };
+            let entry = if transpose && shape.len() == 2 {
+                (vec![shape[1], shape[0]], transpose2(&v, shape[0], shape[1]))
+            } else {
+                (shape, v)
+            };
+            values.insert(path_name, entry);
+        }
+        crate::checkpoint::assign_named(
+            Self::new(config, device),
+            values,
+            &path.display().to_string(),
+        )
+    }
+
     /// The inference tensors under Hugging Face Llama names (linear weights transposed to
     /// `[out, in]`).
     ///
@@ -192,13 +258,7 @@ impl DemoTransformer {
             };
             if transpose && shape.len() == 2 {
                 let (r, c) = (shape[0], shape[1]);
-                let mut t = vec![0.0; v.len()];
-                for i in 0..r {
-                    for j in 0..c {
-                        t[j * r + i] = v[i * c + j];
-                    }
-                }
-                out.push((name, vec![c, r], t));
+                out.push((name, vec![c, r], transpose2(&v, r, c)));
             } else {
                 out.push((name, shape, v));
             }

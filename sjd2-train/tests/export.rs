@@ -151,6 +151,29 @@ fn exported_transformer_matches_inference_backbone() {
 }
 
 #[test]
+fn shipped_weights_load_back_into_the_trainer() {
+    let device = Device::flex();
+    let (dir, lm, _) = model_dir(&device);
+    let config: sjd2_models::demo::DemoConfig =
+        serde_json::from_str(&std::fs::read_to_string(dir.path.join("config.json")).unwrap())
+            .unwrap();
+    let back =
+        DemoTransformer::from_inference(&config, &dir.path.join("base.safetensors"), &device)
+            .unwrap();
+    let ids =
+        Tensor::<2, Int>::from_data(TensorData::new(vec![2i64, 7, 40, 50, 60], [1, 5]), &device);
+    let d = max_diff(
+        lm.forward(lm.embed(ids.clone())),
+        back.forward(back.embed(ids)),
+    );
+    assert_eq!(d, 0.0);
+    // The VQ file is not a transformer: every tensor is named as unexpected or missing.
+    let err = DemoTransformer::from_inference(&config, &dir.path.join("vq.safetensors"), &device)
+        .unwrap_err();
+    assert!(err.to_string().contains("missing `embed.weight`"), "{err}");
+}
+
+#[test]
 fn exported_vq_matches_inference_vq() {
     let device = Device::flex();
     let (dir, _, vq) = model_dir(&device);
