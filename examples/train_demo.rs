@@ -62,7 +62,7 @@ enum Stage {
         /// Run directory (resumed if it holds a checkpoint).
         #[arg(long, default_value = "runs/ar")]
         dir: PathBuf,
-        /// The VQ stage's run directory.
+        /// The VQ stage's run directory (or a model directory such as `assets/demo`).
         #[arg(long, default_value = "runs/vq")]
         vq: PathBuf,
         /// Optimizer steps.
@@ -131,8 +131,15 @@ enum Stage {
     },
 }
 
+/// The VQ stage's checkpoint in `dir`, or else the shipped `dir/vq.safetensors` (so `--vq
+/// assets/demo` works without the VQ run directory).
 fn load_vq(dir: &Path, device: &Device) -> anyhow::Result<VqAutoencoder> {
     let p = dir.join("checkpoint.safetensors");
+    if !p.exists() && dir.join("vq.safetensors").exists() {
+        let shipped = dir.join("vq.safetensors");
+        return VqAutoencoder::from_inference(&VqTrainConfig::demo(), &shipped, device)
+            .with_context(|| format!("loading {}", shipped.display()));
+    }
     load_module(VqAutoencoder::new(&VqTrainConfig::demo(), device), &p)
         .with_context(|| format!("loading the VQ stage's checkpoint {}", p.display()))
 }

@@ -443,6 +443,43 @@ impl VqAutoencoder {
         Ok(this)
     }
 
+    /// An autoencoder for `config` initialized from an inference file written by
+    /// [`VqAutoencoder::export`] (for example `assets/demo/vq.safetensors`).
+    ///
+    /// # Errors
+    /// Unreadable files; missing, unexpected or mis-shaped tensors (named).
+    pub fn from_inference(
+        config: &VqTrainConfig,
+        path: &std::path::Path,
+        device: &Device,
+    ) -> Result<Self> {
+        let ckpt = sjd2_models::weights::Checkpoint::open(path)?;
+        let mut values = std::collections::BTreeMap::new();
+        for name in ckpt.names().map(str::to_string).collect::<Vec<_>>() {
+            let value = ckpt.read_f32(&name)?;
+            let parts: Vec<&str> = name.split('.').collect();
+            let is_norm = parts.len() >= 2 && parts[parts.len() - 2].starts_with("norm");
+            let renamed = if name == "quantize.embedding.weight" {
+                "codebook".to_string()
+            } else if is_norm {
+                let head = parts[..parts.len() - 1].join(".");
+                match parts[parts.len() - 1] {
+                    "weight" => format!("{head}.gamma"),
+                    "bias" => format!("{head}.beta"),
+                    _ => name.clone(),
+                }
+            } else {
+                name.clone()
+            };
+            values.insert(renamed, value);
+        }
+        crate::checkpoint::assign_named(
+            Self::new(config, device),
+            values,
+            &path.display().to_string(),
+        )
+    }
+
     /// The inference tensors, named as `VqModel` with [`VqLayout::Taming`] reads them.
     ///
     /// # Errors

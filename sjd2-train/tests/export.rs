@@ -193,6 +193,15 @@ fn exported_vq_matches_inference_vq() {
     let (infer_codes, h, w) = demo.vq.encode(x).unwrap();
     assert_eq!((h, w), (16, 16));
     assert_eq!(infer_codes, train_codes);
+    let back =
+        VqAutoencoder::from_inference(&small_vq(), &dir.path.join("vq.safetensors"), &device)
+            .unwrap();
+    let d: f32 = (back.decode_codes(codes.clone(), 16, 16)
+        - vq.decode_codes(codes.clone(), 16, 16))
+    .abs()
+    .max()
+    .into_scalar();
+    assert_eq!(d, 0.0, "re-imported VQ differs");
     let a = vq.decode_codes(codes, 16, 16);
     let b = demo.vq.decode(&infer_codes, 16, 16).unwrap();
     let d: f32 = (a - b).abs().max().into_scalar();
