@@ -120,12 +120,27 @@ impl ModuleMapper for Assign {
 /// # Errors
 /// [`TrainError::Checkpoint`] listing missing, mis-shaped or unexpected tensors.
 pub fn load_module<M: Module>(module: M, path: &Path) -> Result<M> {
-    let ckpt = Checkpoint::open(path)?;
-    let mut values = BTreeMap::new();
-    for name in ckpt.names().map(str::to_string).collect::<Vec<_>>() {
-        values.insert(name.clone(), ckpt.read_f32(&name)?);
-    }
+    let values = read_named(path)?
+        .into_iter()
+        .map(|(n, s, v)| (n, (s, v)))
+        .collect();
     assign_named(module, values, &path.display().to_string())
+}
+
+/// Every tensor of a weights file (any stored dtype) as f32.
+///
+/// # Errors
+/// Unreadable or corrupt files.
+pub fn read_named(path: &Path) -> Result<Vec<NamedTensor>> {
+    let ckpt = Checkpoint::open(path)?;
+    let names: Vec<String> = ckpt.names().map(str::to_string).collect();
+    names
+        .into_iter()
+        .map(|n| {
+            let (shape, v) = ckpt.read_f32(&n)?;
+            Ok((n, shape, v))
+        })
+        .collect()
 }
 
 /// Sets every float parameter of `module` from `values` keyed by parameter path (all must be

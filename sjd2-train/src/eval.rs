@@ -272,8 +272,7 @@ pub fn image_token_nll(
         let tg = Tensor::<2, Int>::from_data(TensorData::new(targets, [b, l]), &device);
         let nll = lp.gather(2, tg.reshape([b, l, 1])).reshape([b, l]).neg();
         let m = Tensor::<2>::from_data(TensorData::new(mask.clone(), [b, l]), &device);
-        let s = crate::vq_train::floats((nll * m).sum())?;
-        total += f64::from(s.first().copied().unwrap_or(0.0));
+        total += f64::from(crate::run::scalar((nll * m).sum(), "image-token NLL")?);
         count += mask.iter().filter(|&&v| v > 0.0).count();
     }
     Ok(total / count.max(1) as f64)

@@ -11,17 +11,21 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde_json::json;
-use sjd2_core::{NoiseSchedule, ScheduleTable, sinusoidal_level_embedding};
+use sjd2_core::{
+    EmbeddingNormalizer, NoiseSchedule, NormalizationKind, ScheduleTable,
+    sinusoidal_level_embedding,
+};
 use sjd2_models::demo::DemoConfig;
 use sjd2_models::prompt::{PromptTokenizer, Template};
 use sjd2_models::weights::StoredDtype;
 
 use crate::checkpoint::{load_module, save_module, write_named};
 use crate::error::{Result, TrainError};
-use crate::run::{RunDir, TRAIN_SEED, get_usize, images_tensor, learning_rate, samples};
+use crate::run::{
+    RunDir, TRAIN_SEED, get_usize, images_tensor, ints, learning_rate, samples, scalar,
+};
 use crate::transformer::DemoTransformer;
 use crate::vq::VqAutoencoder;
-use crate::vq_train::floats;
 
 /// How noisy segments are laid out in a fine-tuning sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,13 +178,6 @@ pub fn masked_cross_entropy(
     ((nll.clone() * mask).sum() / total, nll)
 }
 
-fn scalar(t: Tensor<1>) -> Result<f32> {
-    floats(t)?
-        .first()
-        .copied()
-        .ok_or_else(|| TrainError::Tensor("empty loss".into()))
-}
-
 /// Right-pads sequences into `[b, len]` ids, targets, the loss mask and the image-input mask.
 pub fn batch_tensors(
     seqs: &[Sequence],
@@ -236,7 +233,11 @@ pub fn noise_levels(seq: &Sequence, opts: &NoiseOptions, rng: &mut impl Rng) -> 
 
 /// Input embeddings of a fine-tuning batch: clean embeddings, with the positions of `levels > 0`
 /// replaced by `α_k (E[x] − μ) + σ_k s ε + μ` (+ the level conditioning). The noisy part is a
-/// constant for the optimizer (no gradient flows into the table through it).
+/// constant for the optimizer (no gradient flows into the table through it). `μ`, `s` come from
+/// [`EmbeddingNormalizer`], exactly as in the decoder.
+///
+/// # Errors
+/// An image-token table with fewer than two rows.
 #[allow(clippy::too_many_arguments)]
 pub fn noisy_inputs(
     model: &DemoTransformer,
@@ -246,19 +247,17 @@ pub fn noisy_inputs(
     opts: &NoiseOptions,
     config: &DemoConfig,
     rng: &mut impl Rng,
-) -> Tensor<3> {
+) -> Result<Tensor<3>> {
     let clean = model.embed(ids.clone());
     let [b, l, d] = clean.dims();
     let device = clean.device();
     let e = model.embedding_table().inner();
     let s0 = config.image_start() as usize;
-    let img = e.clone().narrow(0, s0, config.codebook_size);
-    let mu = img.clone().mean_dim(0); // [1, d]
-    let sd = (img - mu.clone())
-        .powf_scalar(2.0)
-        .mean_dim(0)
-        .sqrt()
-        .clamp_min(1e-6);
+    // The statistics the decoder uses: per-dimension mean and deviation of the image rows.
+    let norm = EmbeddingNormalizer::from_table(
+        e.clone().narrow(0, s0, config.codebook_size),
+        NormalizationKind::PerDimension,
+    )?;
     let mut a = vec![1f32; b * l];
     let mut s = vec![0f32; b * l];
     let mut t = vec![0f32; b * l];
@@ -276,18 +275,16 @@ pub fn noisy_inputs(
     let eps: Vec<f32> = (0..b * l * d).map(|_| StandardNormal.sample(rng)).collect();
     let eps = Tensor::<3>::from_data(TensorData::new(eps, [b, l, d]), &device.clone().inner());
     let x0 = burn::tensor::module::embedding(e, ids.inner()); // [b, l, d]
-    let mu3 = mu.reshape([1, 1, d]);
-    let sd3 = sd.reshape([1, 1, d]);
     let at = Tensor::<3>::from_data(TensorData::new(a, [b, l, 1]), &device.clone().inner());
     let st = Tensor::<3>::from_data(TensorData::new(s, [b, l, 1]), &device.clone().inner());
-    let mut nz = (x0 - mu3.clone()) * at + eps * st * sd3 + mu3;
+    let mut nz = norm.denormalize(norm.normalize(x0) * at + eps * st);
     if opts.conditioning == LevelInput::Sinusoidal {
         let tt = Tensor::<2>::from_data(TensorData::new(t, [b, l]), &device.clone().inner());
         nz = nz + sinusoidal_level_embedding(tt, d);
     }
     let mask =
         Tensor::<3, Bool>::from_data(TensorData::new(noisy, [b, l, 1]), &device).expand([b, l, d]);
-    clean.mask_where(mask, nz.autodiff())
+    Ok(clean.mask_where(mask, nz.autodiff()))
 }
 
 /// Trains (or resumes) the transformer in `dir`, then writes `model.safetensors` (inference
@@ -336,11 +333,7 @@ pub fn train_lm(
         let batch = samples(TRAIN_SEED, first, opts.batch, c.image_size);
         let pix: Vec<&[u8]> = batch.iter().map(|s| s.pixels.as_slice()).collect();
         let codes = vq.codes(images_tensor(&pix, c.image_size, &inner));
-        let codes: Vec<i64> = codes
-            .into_data()
-            .convert::<i64>()
-            .try_into_vec::<i64>()
-            .map_err(|e| TrainError::Tensor(format!("codes: {e:?}")))?;
+        let codes = ints(codes.reshape([opts.batch * g * g]))?;
         let mut seqs = Vec::with_capacity(opts.batch);
         for (i, s) in batch.iter().enumerate() {
             let caption = tokenizer.encode(&s.caption, &Template::Chameleon)?.tokens;
@@ -376,7 +369,7 @@ pub fn train_lm(
                         }
                     }
                 }
-                let x = noisy_inputs(&model, ids.clone(), &levels, table, n, c, &mut rng);
+                let x = noisy_inputs(&model, ids.clone(), &levels, table, n, c, &mut rng)?;
                 (
                     x,
                     Some(Tensor::<2>::from_data(TensorData::new(nm, [b, l]), device)),
@@ -386,13 +379,17 @@ pub fn train_lm(
         };
         let logits = model.forward(x);
         let (loss, nll) = masked_cross_entropy(logits, targets, mask.clone());
+        let loss_value = scalar(loss.clone().inner(), "loss")?;
         let clean_loss = match noisy_mask {
             Some(nm) => {
                 let cm = mask * (nm.neg() + 1.0);
                 let denom = cm.clone().sum().clamp_min(1.0);
-                scalar(((nll.detach() * cm).sum() / denom).inner())?
+                scalar(
+                    ((nll.detach() * cm).sum() / denom).inner(),
+                    "clean-input loss",
+                )?
             }
-            None => scalar(loss.clone().inner())?,
+            None => loss_value,
         };
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let lr = learning_rate(step, opts.steps, opts.warmup, opts.lr, 0.1);
@@ -400,7 +397,7 @@ pub fn train_lm(
         let report = LmStep {
             step,
             total: opts.steps,
-            loss: scalar(loss.inner())?,
+            loss: loss_value,
             clean_loss,
         };
         on_step(&report);

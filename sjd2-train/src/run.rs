@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde_json::Value;
 
 use crate::error::{Result, TrainError, io};
@@ -134,4 +134,20 @@ pub fn samples(seed: u64, start: u64, n: usize, size: usize) -> Vec<Sample> {
 /// A state value as `usize`.
 pub(crate) fn get_usize(state: &Value, key: &str) -> usize {
     state.get(key).and_then(Value::as_u64).unwrap_or(0) as usize
+}
+
+/// The single value of a one-element tensor (a loss), read back to the host.
+pub(crate) fn scalar(t: Tensor<1>, what: &str) -> Result<f32> {
+    sjd2_core::error::tensor_to_vec(t, what)?
+        .first()
+        .copied()
+        .ok_or_else(|| TrainError::Tensor(format!("{what}: empty")))
+}
+
+/// Integer values (codes) read back to the host.
+pub(crate) fn ints(t: Tensor<1, Int>) -> Result<Vec<i64>> {
+    t.into_data()
+        .convert::<i64>()
+        .try_into_vec::<i64>()
+        .map_err(|e| TrainError::Tensor(format!("codes: {e:?}")))
 }

@@ -174,10 +174,8 @@ impl DemoTransformer {
         path: &std::path::Path,
         device: &Device,
     ) -> Result<Self> {
-        let ckpt = sjd2_models::weights::Checkpoint::open(path)?;
         let mut values = std::collections::BTreeMap::new();
-        for name in ckpt.names().map(str::to_string).collect::<Vec<_>>() {
-            let (shape, v) = ckpt.read_f32(&name)?;
+        for (name, shape, v) in crate::checkpoint::read_named(path)? {
             let parts: Vec<&str> = name.split('.').collect();
             let (path_name, transpose) = match parts.as_slice() {
                 ["model", "embed_tokens", "weight"] => ("embed.weight".to_string(), false),

@@ -14,7 +14,6 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig2d};
 use burn::tensor::activation::{sigmoid, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use sjd2_models::vq::{VqConfig, VqLayout};
 
 use crate::checkpoint::{NamedTensor, named_parameters};
 use crate::error::{Result, TrainError};
@@ -46,24 +45,6 @@ impl VqTrainConfig {
             z_channels: 32,
             embed_dim: 8,
             codebook_size: 512,
-        }
-    }
-
-    /// The matching inference configuration.
-    pub fn inference(&self) -> VqConfig {
-        VqConfig {
-            ch: self.ch,
-            ch_mult: self.ch_mult.clone(),
-            num_res_blocks: self.num_res_blocks,
-            z_channels: self.z_channels,
-            embed_dim: self.embed_dim,
-            codebook_size: self.codebook_size,
-            attn_levels: vec![],
-            l2_normalized: true,
-            with_encoder: true,
-            layout: VqLayout::Taming {
-                prefix: String::new(),
-            },
         }
     }
 
@@ -453,10 +434,8 @@ impl VqAutoencoder {
         path: &std::path::Path,
         device: &Device,
     ) -> Result<Self> {
-        let ckpt = sjd2_models::weights::Checkpoint::open(path)?;
         let mut values = std::collections::BTreeMap::new();
-        for name in ckpt.names().map(str::to_string).collect::<Vec<_>>() {
-            let value = ckpt.read_f32(&name)?;
+        for (name, shape, v) in crate::checkpoint::read_named(path)? {
             let parts: Vec<&str> = name.split('.').collect();
             let is_norm = parts.len() >= 2 && parts[parts.len() - 2].starts_with("norm");
             let renamed = if name == "quantize.embedding.weight" {
@@ -471,7 +450,7 @@ impl VqAutoencoder {
             } else {
                 name.clone()
             };
-            values.insert(renamed, value);
+            values.insert(renamed, (shape, v));
         }
         crate::checkpoint::assign_named(
             Self::new(config, device),
@@ -480,7 +459,7 @@ impl VqAutoencoder {
         )
     }
 
-    /// The inference tensors, named as `VqModel` with [`VqLayout::Taming`] reads them.
+    /// The inference tensors, named as `VqModel` with [`sjd2_models::vq::VqLayout::Taming`] reads them.
     ///
     /// # Errors
     /// Unreadable parameters.

@@ -2,16 +2,18 @@
 
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::Device;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
+use sjd2_core::error::tensor_to_vec;
 use sjd2_models::weights::StoredDtype;
 
 use crate::checkpoint::{load_module, save_module, write_named};
 use crate::error::{Result, TrainError};
 use crate::run::{
-    HELDOUT_SEED, RunDir, TRAIN_SEED, get_usize, images_tensor, learning_rate, samples,
+    HELDOUT_SEED, RunDir, TRAIN_SEED, get_usize, images_tensor, ints, learning_rate, samples,
+    scalar,
 };
 use crate::vq::{VqAutoencoder, VqTrainConfig};
 
@@ -79,30 +81,6 @@ pub struct VqEval {
     pub perplexity: f64,
 }
 
-fn scalar(t: Tensor<1>) -> Result<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| TrainError::Tensor(format!("loss: {e:?}")))?
-        .first()
-        .copied()
-        .ok_or_else(|| TrainError::Tensor("empty loss".into()))
-}
-
-pub(crate) fn ints(t: Tensor<1, Int>) -> Result<Vec<i64>> {
-    t.into_data()
-        .convert::<i64>()
-        .try_into_vec::<i64>()
-        .map_err(|e| TrainError::Tensor(format!("codes: {e:?}")))
-}
-
-pub(crate) fn floats<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| TrainError::Tensor(format!("{e:?}")))
-}
-
 /// Trains (or resumes) the VQ autoencoder in `dir`, then writes `vq.safetensors` (inference
 /// names) and returns the held-out evaluation. `device` must be an autodiff device.
 ///
@@ -154,8 +132,8 @@ pub fn train_vq(
         let report = VqStep {
             step,
             total: opts.steps,
-            recon: scalar(recon.inner())?,
-            vq: scalar(out.vq_loss.inner())?,
+            recon: scalar(recon.inner(), "reconstruction loss")?,
+            vq: scalar(out.vq_loss.inner(), "VQ loss")?,
             used: usage.iter().filter(|&&u| u > 0).count(),
         };
         if (step + 1) % opts.restart_every == 0 {
@@ -163,7 +141,7 @@ pub fn train_vq(
             if !dead.is_empty() {
                 let lat = out.latents.inner();
                 let [n, e] = lat.dims();
-                let lat = floats(lat)?;
+                let lat = tensor_to_vec(lat, "VQ latents")?;
                 let vectors: Vec<Vec<f32>> = dead
                     .iter()
                     .map(|_| {
@@ -222,7 +200,7 @@ pub fn evaluate_vq(
         let g = size / (1 << (model.levels() - 1));
         let recon = model.decode_codes(codes.clone(), g, g).clamp(-1.0, 1.0);
         let d = (recon - x) / 2.0;
-        se += f64::from(scalar(d.powf_scalar(2.0).sum().reshape([1]))?);
+        se += f64::from(scalar(d.powf_scalar(2.0).sum(), "squared error")?);
         count += m * 3 * size * size;
         for c in ints(codes.reshape([m * g * g]))? {
             hist[c as usize] += 1;
