@@ -15,7 +15,7 @@ use clap::Parser;
 use sjd2::models::demo::{DemoConfig, DemoModel, DemoWeights};
 use sjd2::models::prompt::Template;
 use sjd2::models::vq::{ImageDecoder, Rgb8, save_png, to_rgb8};
-use sjd2::{DecoderConfig, Device, LevelConditioning, Mode, Prompt, Sampling, Sjd2Decoder};
+use sjd2::{DecoderConfig, Device, Mode, Prompt, Sampling, Sjd2Decoder};
 use sjd2_train::eval::{Faithfulness, ImageScore, image_token_nll, score_image};
 use sjd2_train::run::{HELDOUT_SEED, images_tensor};
 use sjd2_train::shapes::Sample;
@@ -66,24 +66,19 @@ struct Row {
 }
 
 fn config_for(args: &Args, c: &DemoConfig, mode: Mode) -> DecoderConfig {
-    let mut d = DecoderConfig {
-        mode,
-        window_len: match mode {
-            Mode::Sjd => args.sjd_window,
-            Mode::Sjd2 => args.sjd2_window,
-            _ => 1,
-        },
-        sampling: Sampling::Multinomial {
-            temperature: args.temperature,
-            top_k: (args.top_k > 0).then_some(args.top_k),
-            top_p: None,
-        },
-        guidance_scale: args.guidance.unwrap_or(c.guidance_scale),
-        ..DecoderConfig::sjd2()
+    let mut d = sjd2::demo::decoder_config(c, mode);
+    match mode {
+        Mode::Sjd => d.window_len = args.sjd_window,
+        Mode::Sjd2 => d.window_len = args.sjd2_window,
+        _ => {}
+    }
+    d.sampling = Sampling::Multinomial {
+        temperature: args.temperature,
+        top_k: (args.top_k > 0).then_some(args.top_k),
+        top_p: None,
     };
-    d.sjd2.denoising_steps = c.denoising_steps.unwrap_or(20);
-    if c.level_conditioning.as_deref() == Some("sinusoidal") {
-        d.sjd2.level_conditioning = LevelConditioning::Sinusoidal;
+    if let Some(g) = args.guidance {
+        d.guidance_scale = g;
     }
     d
 }

@@ -47,9 +47,7 @@ use sjd2::models::vq::{
 };
 use sjd2::models::weights::Checkpoint;
 use sjd2::models::{LlamaT2I, Unconditional};
-use sjd2::{
-    Control, DecoderConfig, Device, LevelConditioning, Mode, Prompt, Sampling, Sjd2Decoder,
-};
+use sjd2::{Control, DecoderConfig, Device, Mode, Prompt, Sampling, Sjd2Decoder};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Family {
@@ -504,30 +502,36 @@ fn main() -> Result<()> {
             top_p: (args.top_p < 1.0).then_some(args.top_p),
         }
     };
-    let mut config = DecoderConfig {
-        mode: match args.mode {
-            ModeArg::Ar => Mode::Autoregressive,
-            ModeArg::Sjd => Mode::Sjd,
-            ModeArg::Sjd2 => Mode::Sjd2,
-        },
-        window_len: args.window.unwrap_or(match args.mode {
-            ModeArg::Sjd2 => 32,
-            _ => 16,
-        }),
-        sampling,
-        guidance_scale: args
-            .guidance
-            .or(demo.as_ref().map(|c| c.guidance_scale))
-            .unwrap_or(3.0),
-        seed: args.seed,
-        ..DecoderConfig::sjd2()
+    let mode = match args.mode {
+        ModeArg::Ar => Mode::Autoregressive,
+        ModeArg::Sjd => Mode::Sjd,
+        ModeArg::Sjd2 => Mode::Sjd2,
     };
-    config.sjd2.denoising_steps = args
-        .steps
-        .or(demo.as_ref().and_then(|c| c.denoising_steps))
-        .unwrap_or(20);
-    if demo.as_ref().and_then(|c| c.level_conditioning.as_deref()) == Some("sinusoidal") {
-        config.sjd2.level_conditioning = LevelConditioning::Sinusoidal;
+    // The demo model brings its own settings (guidance, K, level conditioning); the published
+    // families start from the library's SJD2 defaults.
+    let mut config = match &demo {
+        Some(c) => sjd2::demo::decoder_config(c, mode),
+        None => DecoderConfig {
+            mode,
+            window_len: match mode {
+                Mode::Sjd => sjd2::demo::SJD_WINDOW,
+                Mode::Sjd2 => sjd2::demo::SJD2_WINDOW,
+                _ => 1,
+            },
+            guidance_scale: 3.0,
+            ..DecoderConfig::sjd2()
+        },
+    };
+    config.sampling = sampling;
+    config.seed = args.seed;
+    if let Some(w) = args.window {
+        config.window_len = w;
+    }
+    if let Some(g) = args.guidance {
+        config.guidance_scale = g;
+    }
+    if let Some(k) = args.steps {
+        config.sjd2.denoising_steps = k;
     }
     let decoder = Sjd2Decoder::new(model, config)?;
     let bar = ProgressBar::new(1);

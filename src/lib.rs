@@ -10,6 +10,7 @@
 //! - [`sampler`] (`sjd2-sampler`): [`Sjd2Decoder`], the decoding loop (autoregressive, SJD, SJD2).
 //! - [`models`] (`sjd2-models`): the shared Llama-family backbone and the adapters for
 //!   Lumina-mGPT / Chameleon / Anole, Emu3, Janus-Pro and LlamaGen, with strict weight loading.
+//! - [`demo`]: the decoder settings the shipped demo model (`assets/demo`) is evaluated with.
 //!
 //! # Example
 //! ```
@@ -24,6 +25,8 @@
 //! println!("{} tokens in {} passes", image.tokens.len(), image.stats.forward_passes);
 //! # Ok::<(), sjd2::Error>(())
 //! ```
+
+pub mod demo;
 
 #[doc(inline)]
 pub use sjd2_core as core;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use sjd2::models::demo::{DemoModel, DemoWeights};
 use sjd2::models::prompt::Template;
 use sjd2::models::vq::{ImageDecoder, to_rgb8};
-use sjd2::{DecoderConfig, Device, Error, LevelConditioning, Mode, Sampling, Sjd2Decoder};
+use sjd2::{DecoderConfig, Device, Error, Mode, Sampling, Sjd2Decoder};
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/demo")
@@ -19,19 +19,12 @@ fn load(weights: DemoWeights) -> DemoModel {
 }
 
 fn config(demo: &DemoModel, mode: Mode, window: usize, sampling: Sampling) -> DecoderConfig {
-    let mut c = DecoderConfig {
-        mode,
+    DecoderConfig {
         window_len: window,
         sampling,
-        guidance_scale: demo.config.guidance_scale,
         seed: 5,
-        ..DecoderConfig::sjd2()
-    };
-    c.sjd2.denoising_steps = demo.config.denoising_steps.unwrap_or(20);
-    if demo.config.level_conditioning.as_deref() == Some("sinusoidal") {
-        c.sjd2.level_conditioning = LevelConditioning::Sinusoidal;
+        ..sjd2::demo::decoder_config(&demo.config, mode)
     }
-    c
 }
 
 #[test]
