@@ -19,6 +19,8 @@
 //! cargo run --release --example bench -- --quick            # a smoke run (a minute)
 //! ```
 
+mod common;
+
 use std::cell::Cell;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -68,6 +70,8 @@ struct Args {
     /// A TrueType font for the plots' labels (default: DejaVu Sans or Arial where installed).
     #[arg(long)]
     font: Option<PathBuf>,
+    #[command(flatten)]
+    device: common::DeviceArgs,
     /// Output directory.
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
@@ -850,7 +854,7 @@ fn main() -> Result<()> {
     if args.reps == 0 || args.prompts == 0 || args.quality_prompts == 0 {
         bail!("--reps, --prompts and --quality-prompts must be at least 1");
     }
-    let device = Device::flex();
+    let device = args.device.device()?;
     let models = Models {
         base: DemoModel::load(&args.model, DemoWeights::Base, &device)
             .with_context(|| format!("loading {}", args.model.display()))?,

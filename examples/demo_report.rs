@@ -7,6 +7,8 @@
 //! cargo run --release --example demo_report -- --prompts 200
 //! ```
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -15,7 +17,7 @@ use clap::Parser;
 use sjd2::models::demo::{DemoConfig, DemoModel, DemoWeights};
 use sjd2::models::prompt::Template;
 use sjd2::models::vq::{ImageDecoder, Rgb8, save_png, to_rgb8};
-use sjd2::{DecoderConfig, Device, Mode, Prompt, Sampling, Sjd2Decoder};
+use sjd2::{DecoderConfig, Mode, Prompt, Sampling, Sjd2Decoder};
 use sjd2_train::eval::{Faithfulness, ImageScore, image_token_nll, score_image};
 use sjd2_train::run::{HELDOUT_SEED, images_tensor};
 use sjd2_train::shapes::Sample;
@@ -50,6 +52,8 @@ struct Args {
     /// Only these configurations (comma-separated names from the table); all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    #[command(flatten)]
+    device: common::DeviceArgs,
     /// Output directory.
     #[arg(long, default_value = "target/demo-report")]
     out: PathBuf,
@@ -161,7 +165,7 @@ fn sheet(rows: &[Vec<Rgb8>], size: usize) -> Rgb8 {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let device = Device::flex();
+    let device = args.device.device()?;
     let base = DemoModel::load(&args.model, DemoWeights::Base, &device)
         .with_context(|| format!("loading {}", args.model.display()))?;
     let tuned = DemoModel::load(&args.model, DemoWeights::Sjd2, &device)?;
