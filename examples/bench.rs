@@ -33,7 +33,7 @@ use clap::Parser;
 use sjd2::core::{DecodeCache, PromptRow, Role};
 use sjd2::models::demo::{DemoConfig, DemoModel, DemoWeights};
 use sjd2::models::prompt::Template;
-use sjd2::models::vq::{ImageDecoder, Rgb8, save_png, to_rgb8};
+use sjd2::models::vq::{ImageDecoder, Rgb8, save_png, tile, to_rgb8};
 use sjd2::sampler::SlotKind;
 use sjd2::{
     Acceptance, Control, DecoderConfig, Device, DraftInit, GuidanceStyle, ImageLayout,
@@ -493,31 +493,6 @@ fn cost_model(
         out.push(quantile(&times, 0.5));
     }
     Ok(out)
-}
-
-/// Tiles images into a grid with a gap.
-fn tile(rows: &[Vec<Rgb8>], gap: usize, background: u8) -> Rgb8 {
-    let cw = rows.iter().flatten().map(|i| i.width).max().unwrap_or(0);
-    let ch = rows.iter().flatten().map(|i| i.height).max().unwrap_or(0);
-    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let (w, h) = (cols * (cw + gap), rows.len() * (ch + gap));
-    let mut pixels = vec![background; w * h * 3];
-    for (r, row) in rows.iter().enumerate() {
-        for (c, img) in row.iter().enumerate() {
-            for y in 0..img.height {
-                for x in 0..img.width {
-                    let src = (y * img.width + x) * 3;
-                    let dst = ((r * (ch + gap) + y) * w + c * (cw + gap) + x) * 3;
-                    pixels[dst..dst + 3].copy_from_slice(&img.pixels[src..src + 3]);
-                }
-            }
-        }
-    }
-    Rgb8 {
-        width: w,
-        height: h,
-        pixels,
-    }
 }
 
 fn upscale(img: &Rgb8, f: usize) -> Rgb8 {

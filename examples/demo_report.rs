@@ -16,7 +16,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use sjd2::models::demo::{DemoConfig, DemoModel, DemoWeights};
 use sjd2::models::prompt::Template;
-use sjd2::models::vq::{ImageDecoder, Rgb8, save_png, to_rgb8};
+use sjd2::models::vq::{ImageDecoder, Rgb8, save_png, tile, to_rgb8};
 use sjd2::{DecoderConfig, Mode, Prompt, Sampling, Sjd2Decoder};
 use sjd2_train::eval::{Faithfulness, ImageScore, image_token_nll, score_image};
 use sjd2_train::run::{HELDOUT_SEED, images_tensor};
@@ -139,28 +139,6 @@ fn run(
         row.faith.score, row.passes, row.seconds_per_image
     );
     Ok(row)
-}
-
-fn sheet(rows: &[Vec<Rgb8>], size: usize) -> Rgb8 {
-    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let (w, h) = (cols * (size + 2), rows.len() * (size + 2));
-    let mut pixels = vec![255u8; w * h * 3];
-    for (r, row) in rows.iter().enumerate() {
-        for (c, img) in row.iter().enumerate() {
-            for y in 0..size.min(img.height) {
-                for x in 0..size.min(img.width) {
-                    let src = (y * img.width + x) * 3;
-                    let dst = ((r * (size + 2) + y) * w + c * (size + 2) + x) * 3;
-                    pixels[dst..dst + 3].copy_from_slice(&img.pixels[src..src + 3]);
-                }
-            }
-        }
-    }
-    Rgb8 {
-        width: w,
-        height: h,
-        pixels,
-    }
 }
 
 fn main() -> Result<()> {
@@ -296,7 +274,7 @@ fn main() -> Result<()> {
         recon_images,
     ];
     grid.extend(rows.iter().map(|r| r.images.clone()));
-    save_png(args.out.join("contact.png"), &sheet(&grid, c.image_size))?;
+    save_png(args.out.join("contact.png"), &tile(&grid, 2, 255))?;
     let captions: Vec<String> = samples.iter().take(8).map(|s| s.caption.clone()).collect();
     std::fs::write(args.out.join("captions.txt"), captions.join("\n"))?;
     eprintln!("wrote {}", args.out.display());

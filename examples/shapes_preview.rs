@@ -6,7 +6,7 @@
 
 use anyhow::Result;
 use clap::Parser;
-use sjd2::models::vq::{Rgb8, save_png};
+use sjd2::models::vq::{Rgb8, save_png, tile};
 use sjd2_train::shapes::Sample;
 
 #[derive(Parser, Debug)]
@@ -29,26 +29,17 @@ struct Args {
 fn main() -> Result<()> {
     let args = Args::parse();
     let (g, s) = (args.grid, args.size);
-    let side = g * (s + 2);
-    let mut sheet = vec![0u8; side * side * 3];
+    let mut rows: Vec<Vec<Rgb8>> = vec![Vec::new(); g];
     for i in 0..g * g {
         let sample = Sample::generate(args.seed, i as u64, s);
         println!("{i:>2}: {}", sample.caption);
-        let (ox, oy) = ((i % g) * (s + 2) + 1, (i / g) * (s + 2) + 1);
-        for y in 0..s {
-            let src = &sample.pixels[y * s * 3..(y + 1) * s * 3];
-            let at = ((oy + y) * side + ox) * 3;
-            sheet[at..at + s * 3].copy_from_slice(src);
-        }
+        rows[i / g].push(Rgb8 {
+            width: s,
+            height: s,
+            pixels: sample.pixels,
+        });
     }
-    save_png(
-        &args.out,
-        &Rgb8 {
-            width: side,
-            height: side,
-            pixels: sheet,
-        },
-    )?;
+    save_png(&args.out, &tile(&rows, 2, 0))?;
     println!("wrote {}", args.out.display());
     Ok(())
 }

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Prepared check for a GPU machine (one NVIDIA GPU, no network): wgpu on Vulkan.
 #  1. the backend checks (tests/backend.rs) on wgpu,
-#  2. AR vs SJD vs SJD2 on the toy model (timings and forward passes),
+#  2. AR vs SJD vs SJD2 on the shipped demo model (assets/demo; timings and forward passes) and on
+#     the toy model,
 #  3. forward-pass time against window length on a random model with Lumina-mGPT-7B's shape in f16
 #     (bf16 is refused on wgpu).
 # burn-cuda cannot be built without network, so CUDA is only type-checked elsewhere.
 #
 # The machine has no network, so bring the binaries built here (x86-64):
 #   cargo build --release --features wgpu --examples && cargo test --release --features wgpu --test backend --no-run
-#   mkdir -p .gpu && cp target/release/examples/{toy_speedup,gpu_bench} .gpu/ && cp "$(ls -t target/release/deps/backend-* | grep -v '\.d$' | head -1)" .gpu/backend
+#   mkdir -p .gpu && cp target/release/examples/{generate,toy_speedup,gpu_bench} .gpu/ && cp "$(ls -t target/release/deps/backend-* | grep -v '\.d$' | head -1)" .gpu/backend
 # and the Vulkan loader as Debian packages in .gl/ (see the device tool's README); carry .gpu and .gl.
 # Finishes in well under 8 minutes on an H200.
 set -uo pipefail
@@ -23,6 +24,10 @@ mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null | tee "$OUT/gpu.txt"
 run() { echo "== $*"; timeout 240 "$@" 2>&1 | tee -a "$OUT/gpu-check.log"; }
 SJD2_TEST_DEVICE=wgpu run "$BIN/backend" --nocapture --test-threads 1
+for mode in ar sjd sjd2; do
+  run "$BIN/generate" --device wgpu --model assets/demo --mode "$mode" --seed 3 \
+    --prompt "a red circle in the top left corner" --out "$OUT/demo-$mode.png"
+done
 run "$BIN/toy_speedup" --device wgpu --samples 8 --window 16
 run "$BIN/toy_speedup" --device wgpu --samples 8 --window 16 --greedy --guidance 1
 run "$BIN/gpu_bench" --device wgpu --dtype f16 --preset lumina-7b --context 2048 --reps 5

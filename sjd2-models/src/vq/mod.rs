@@ -658,6 +658,47 @@ pub struct Rgb8 {
     pub pixels: Vec<u8>,
 }
 
+/// Tiles images into a contact sheet: `rows[r][c]` goes to grid cell `(r, c)`, every cell as large
+/// as the largest image, with `gap` pixels of grey level `background` between cells (rows may
+/// have different lengths; an empty input gives a 0×0 image). Each image must hold
+/// `width · height · 3` bytes.
+///
+/// ```
+/// use sjd2_models::vq::{Rgb8, tile};
+///
+/// let red = Rgb8 { width: 2, height: 2, pixels: [255, 0, 0].repeat(4) };
+/// let sheet = tile(&[vec![red.clone(), red.clone()], vec![red]], 1, 255);
+/// assert_eq!((sheet.width, sheet.height), (6, 6));
+/// assert_eq!(&sheet.pixels[..3], &[255, 0, 0]);
+/// assert_eq!(&sheet.pixels[2 * 3..3 * 3], &[255, 255, 255]); // the gap
+/// ```
+pub fn tile(rows: &[Vec<Rgb8>], gap: usize, background: u8) -> Rgb8 {
+    let cw = rows.iter().flatten().map(|i| i.width).max().unwrap_or(0);
+    let ch = rows.iter().flatten().map(|i| i.height).max().unwrap_or(0);
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let (w, h) = (cols * (cw + gap), rows.len() * (ch + gap));
+    let mut pixels = vec![background; w * h * 3];
+    for (r, row) in rows.iter().enumerate() {
+        for (c, img) in row.iter().enumerate() {
+            for y in 0..img.height {
+                let src = y * img.width * 3;
+                let dst = ((r * (ch + gap) + y) * w + c * (cw + gap)) * 3;
+                if let (Some(from), Some(to)) = (
+                    img.pixels.get(src..src + img.width * 3),
+                    pixels.get_mut(dst..dst + img.width * 3),
+                ) {
+                    to.copy_from_slice(from);
+                }
+            }
+        }
+    }
+    Rgb8 {
+        width: w,
+        height: h,
+        pixels,
+    }
+}
+
 /// Maps a decoded `[1, 3, H, W]` image in `[-1, 1]` to 8-bit RGB: clamp, `(x + 1) / 2 · 255`,
 /// rounded.
 ///
