@@ -1,5 +1,5 @@
 //! Backend checks: cached vs uncached logits, greedy tokens equal to the CPU run, and fixture
-//! parity, on the device named by `SJD2_TEST_DEVICE` (default `cpu`). `scripts/wgpu-check.sh`
+//! parity, for the toy model, the fixtures and the shipped demo model, on the device named by `SJD2_TEST_DEVICE` (default `cpu`). `scripts/wgpu-check.sh`
 //! runs them on wgpu (Mesa's lavapipe here, an NVIDIA GPU through `scripts/gpu-check.sh`);
 //! burn's fusion + autotune has produced wrong cached-decode results on wgpu/Vulkan upstream
 //! (tracel-ai/burn#5257), hence the cached-vs-uncached test on every backend.
@@ -207,4 +207,85 @@ fn fixture_models_match_their_references() {
     let e = max_abs(&got, &reference("llamagen_c2i", "logits_cond"));
     eprintln!("llamagen_c2i logits: {e:.2e}");
     assert!(e < TOL, "llamagen_c2i logits differ by {e}");
+}
+
+/// The shipped demo model on the device: full-pass logits equal to the CPU's, cached decoding
+/// (a window of wrong drafts, rolled back, then the truth) equal to the full pass, and greedy
+/// AR / SJD / SJD2 (two image rows, both CFG rows) giving the CPU's tokens.
+#[test]
+fn demo_model_matches_the_cpu() {
+    use sjd2::Mode;
+    use sjd2::models::demo::{DemoModel, DemoWeights};
+    use sjd2::models::prompt::Template;
+
+    let d = device();
+    let cpu = Device::flex();
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/demo");
+    let m = DemoModel::load(&dir, DemoWeights::Sjd2, &d).unwrap();
+    let mc = DemoModel::load(&dir, DemoWeights::Sjd2, &cpu).unwrap();
+    let prompt = m
+        .tokenizer
+        .encode("a big green star in the center", &Template::Chameleon)
+        .unwrap()
+        .with_seed(11);
+    let c = &m.config;
+    // The prompt as the model sees it, then <boi> and 20 image tokens with a row end.
+    let mut seq = prompt.tokens.clone();
+    seq.push(c.boi());
+    let start = seq.len();
+    for i in 0..20u32 {
+        seq.push(if i == 16 {
+            c.eol()
+        } else {
+            c.image_start() + (i * 37) % 512
+        });
+    }
+    let full = logits_of(&m.model, &seq, &d);
+    let e = max_abs(&full, &logits_of(&mc.model, &seq, &cpu));
+    eprintln!("demo model, device vs cpu logits: {e:.2e}");
+    assert!(e < TOL, "demo model logits differ from the CPU by {e}");
+
+    let v = m.model.vocab_size();
+    let mut cache = m.model.new_cache(1, seq.len() + 8).unwrap();
+    let _ = m
+        .model
+        .forward_tokens(&mut cache, ids_tensor(&seq[..start], [1, start], &d))
+        .unwrap();
+    let wrong = [c.image_start() + 5; 6];
+    let w = m
+        .model
+        .embed_tokens(ids_tensor(&wrong, [1, 6], &d))
+        .unwrap();
+    let _ = m.model.forward(&mut cache, w).unwrap();
+    cache.rollback_to(0, start).unwrap();
+    let rest = &seq[start..];
+    let w = m
+        .model
+        .embed_tokens(ids_tensor(rest, [1, rest.len()], &d))
+        .unwrap();
+    let got = tensor_to_vec(m.model.forward(&mut cache, w).unwrap(), "logits").unwrap();
+    let e = max_abs(&got, &full[start * v..]);
+    eprintln!("demo model, cached vs uncached: {e:.2e}");
+    assert!(
+        e < TOL,
+        "demo model cached vs uncached logits differ by {e}"
+    );
+
+    for mode in [Mode::Autoregressive, Mode::Sjd, Mode::Sjd2] {
+        let cfg = DecoderConfig {
+            sampling: Sampling::Greedy,
+            max_new_tokens: Some(2 * (c.grid + 1)),
+            ..sjd2::demo::decoder_config(c, mode)
+        };
+        let a = Sjd2Decoder::new(m.model.clone(), cfg.clone())
+            .unwrap()
+            .generate(&prompt)
+            .unwrap();
+        let b = Sjd2Decoder::new(mc.model.clone(), cfg)
+            .unwrap()
+            .generate(&prompt)
+            .unwrap();
+        assert_eq!(a.tokens.len(), 2 * (c.grid + 1));
+        assert_eq!(a.tokens, b.tokens, "{mode:?}: tokens differ from the CPU");
+    }
 }
