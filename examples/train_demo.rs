@@ -8,9 +8,12 @@
 //! cargo run --release --features x86-v4 --example train_demo -- package  --vq runs/vq --base runs/ar --sjd2 runs/sjd2 --out assets/demo
 //! ```
 //!
+//! `--device wgpu` (with `--features wgpu`) trains on a GPU: `train_demo --device wgpu ar …`.
 //! See `docs/demo-model.md` for the stages, their settings and measured wall times.
 
 use std::path::{Path, PathBuf};
+
+mod common;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -27,6 +30,8 @@ use sjd2_train::vq_train::{VqTrainOptions, train_vq};
 #[derive(Parser, Debug)]
 #[command(about = "Train the sjd2 demo model, stage by stage")]
 struct Cli {
+    #[command(flatten)]
+    device: common::DeviceArgs,
     #[command(subcommand)]
     stage: Stage,
 }
@@ -161,8 +166,8 @@ fn progress(t0: std::time::Instant) -> impl FnMut(&sjd2_train::lm_train::LmStep)
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let device = Device::flex().autodiff();
-    let inner = Device::flex();
+    let inner = cli.device.device()?;
+    let device = inner.clone().autodiff();
     let t0 = std::time::Instant::now();
     match cli.stage {
         Stage::Vq { dir, steps, batch } => {
