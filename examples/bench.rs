@@ -8,7 +8,7 @@
 //! 2. latency: `--prompts` prompts one at a time (batch 1, both CFG rows), `--reps` rounds, with
 //!    the configurations interleaved prompt by prompt (the order rotates), so AR and every
 //!    accelerated method share the machine's state; per run the wall time, the time spent inside
-//!    the model's forward calls, and the peak resident memory.
+//!    the model's forward calls, and the process's peak resident memory (weights and burn's buffers included).
 //!
 //! Then the cost model: one forward pass over a window of `W` slots (after a prompt's prefill)
 //! for `W` in 1..128. Writes `bench.md`, `bench.json`, PNG plots and a trajectory picture into
@@ -258,6 +258,7 @@ struct Quality {
 struct Latency {
     wall: Vec<Vec<f64>>,
     model: Vec<Vec<f64>>,
+    /// The process's peak resident memory during each run (KiB).
     peak_kib: Vec<u64>,
 }
 
@@ -424,7 +425,6 @@ fn latency(
             let n = decoders.len();
             for j in 0..n {
                 let k = (j + i + rep) % n; // rotate the order prompt by prompt
-                let before = rss_kib();
                 if can_reset {
                     reset_peak();
                 }
@@ -434,8 +434,8 @@ fn latency(
                 let wall = t0.elapsed().as_secs_f64();
                 out[k].wall[rep][i] = wall;
                 out[k].model[rep][i] = spent.get().as_secs_f64();
-                if let (true, Some((rss0, _)), Some((_, hwm))) = (can_reset, before, rss_kib()) {
-                    out[k].peak_kib.push(hwm.saturating_sub(rss0));
+                if let (true, Some((_, hwm))) = (can_reset, rss_kib()) {
+                    out[k].peak_kib.push(hwm);
                 }
             }
         }
@@ -910,7 +910,7 @@ fn main() -> Result<()> {
         c.guidance_scale,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
-    md.push_str("| configuration | passes / image | vs AR | tokens / pass | latency s (median) | speed-up median [IQR] | loop overhead | peak memory MiB | faithfulness ± 95% CI | colour + cell % | NLL under base ± CI |\n");
+    md.push_str("| configuration | passes / image | vs AR | tokens / pass | latency s (median) | speed-up median [IQR] | loop overhead | peak RSS MiB | faithfulness ± 95% CI | colour + cell % | NLL under base ± CI |\n");
     md.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
     let mut json_rows = Vec::new();
     for (k, cfg) in cfgs.iter().enumerate() {
