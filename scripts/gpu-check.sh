@@ -22,13 +22,19 @@ BIN=${SJD2_GPU_BIN:-.gpu}
 OUT=${OUT:-/tmp/sjd2-gpu}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null | tee "$OUT/gpu.txt"
-run() { echo "== $*"; timeout 240 "$@" 2>&1 | tee -a "$OUT/gpu-check.log"; }
-SJD2_TEST_DEVICE=wgpu run "$BIN/backend" --nocapture --test-threads 1
+# Per-step time limits keep the whole script under 8 minutes even when a step hangs.
+run() { local t=$1; shift; echo "== $*"; timeout "$t" "$@" 2>&1 | tee -a "$OUT/gpu-check.log"; }
+# The test binary was built elsewhere: point it at this checkout's model and fixtures.
+export SJD2_DEMO_DIR="$PWD/assets/demo"
+for f in shared/fixtures/reference-models ../shared/fixtures/reference-models; do
+  if [ -d "$f" ]; then export SJD2_FIXTURES="$PWD/$f"; break; fi
+done
+SJD2_TEST_DEVICE=wgpu run 100 "$BIN/backend" --nocapture --test-threads 1
 for mode in ar sjd sjd2; do
-  run "$BIN/generate" --device wgpu --model assets/demo --mode "$mode" --seed 3 \
+  run 35 "$BIN/generate" --device wgpu --model assets/demo --mode "$mode" --seed 3 \
     --prompt "a red circle in the top left corner" --out "$OUT/demo-$mode.png"
 done
-run "$BIN/toy_speedup" --device wgpu --samples 8 --window 16
-run "$BIN/toy_speedup" --device wgpu --samples 8 --window 16 --greedy --guidance 1
-run "$BIN/gpu_bench" --device wgpu --dtype f16 --preset lumina-7b --context 2048 --reps 5
+run 25 "$BIN/toy_speedup" --device wgpu --samples 8 --window 16
+run 25 "$BIN/toy_speedup" --device wgpu --samples 8 --window 16 --greedy --guidance 1
+run 180 "$BIN/gpu_bench" --device wgpu --dtype f16 --preset lumina-7b --context 2048 --reps 5
 echo "== done; log in $OUT/gpu-check.log"
