@@ -64,6 +64,60 @@ fn rope_tables(len: usize, head_dim: usize, theta: f64, device: &Device) -> (Ten
 }
 
 /// The transpose of a row-major `r × c` matrix.
+/// Trainer parameter paths and their Hugging Face Llama names outside the blocks, and whether
+/// the tensor is stored transposed (burn's `Linear` keeps `[in, out]`, the files `[out, in]`).
+const TOP_NAMES: [(&str, &str, bool); 3] = [
+    ("embed.weight", "model.embed_tokens.weight", false),
+    ("norm.gamma", "model.norm.weight", false),
+    ("head.weight", "lm_head.weight", true),
+];
+
+/// The same inside block `i` (`layers.{i}.…` ↔ `model.layers.{i}.…`).
+const LAYER_NAMES: [(&str, &str, bool); 9] = [
+    ("attn_norm.gamma", "input_layernorm.weight", false),
+    ("mlp_norm.gamma", "post_attention_layernorm.weight", false),
+    ("q.weight", "self_attn.q_proj.weight", true),
+    ("k.weight", "self_attn.k_proj.weight", true),
+    ("v.weight", "self_attn.v_proj.weight", true),
+    ("o.weight", "self_attn.o_proj.weight", true),
+    ("gate.weight", "mlp.gate_proj.weight", true),
+    ("up.weight", "mlp.up_proj.weight", true),
+    ("down.weight", "mlp.down_proj.weight", true),
+];
+
+/// Maps a name through the tables, trainer → Hugging Face (`to_hf`) or back, with whether the
+/// tensor is stored transposed; `None` for names the tables lack.
+fn rename(name: &str, to_hf: bool) -> Option<(String, bool)> {
+    let (from_prefix, to_prefix) = if to_hf {
+        ("layers.", "model.layers.")
+    } else {
+        ("model.layers.", "layers.")
+    };
+    let lookup = |table: &[(&str, &str, bool)], key: &str| {
+        table.iter().find_map(|&(t, h, transpose)| {
+            let (from, to) = if to_hf { (t, h) } else { (h, t) };
+            (from == key).then(|| (to.to_string(), transpose))
+        })
+    };
+    if let Some(found) = lookup(&TOP_NAMES, name) {
+        return Some(found);
+    }
+    let (i, field) = name.strip_prefix(from_prefix)?.split_once('.')?;
+    i.parse::<usize>().ok()?;
+    let (to, transpose) = lookup(&LAYER_NAMES, field)?;
+    Some((format!("{to_prefix}{i}.{to}"), transpose))
+}
+
+/// The Hugging Face name of a trainer parameter path, and whether it is stored transposed.
+fn hf_name(path: &str) -> Option<(String, bool)> {
+    rename(path, true)
+}
+
+/// The trainer parameter path of a Hugging Face name, and whether it is stored transposed.
+fn trainer_path(name: &str) -> Option<(String, bool)> {
+    rename(name, false)
+}
+
 fn transpose2(v: &[f32], r: usize, c: usize) -> Vec<f32> {
     let mut t = vec![0.0; v.len()];
     for i in 0..r {
@@ -176,32 +230,8 @@ impl DemoTransformer {
     ) -> Result<Self> {
         let mut values = std::collections::BTreeMap::new();
         for (name, shape, v) in crate::checkpoint::read_named(path)? {
-            let parts: Vec<&str> = name.split('.').collect();
-            let (path_name, transpose) = match parts.as_slice() {
-                ["model", "embed_tokens", "weight"] => ("embed.weight".to_string(), false),
-                ["model", "norm", "weight"] => ("norm.gamma".to_string(), false),
-                ["lm_head", "weight"] => ("head.weight".to_string(), true),
-                ["model", "layers", i, group, m, "weight"] => {
-                    let field = match (*group, *m) {
-                        ("self_attn", "q_proj") => "q",
-                        ("self_attn", "k_proj") => "k",
-                        ("self_attn", "v_proj") => "v",
-                        ("self_attn", "o_proj") => "o",
-                        ("mlp", "gate_proj") => "gate",
-                        ("mlp", "up_proj") => "up",
-                        ("mlp", "down_proj") => "down",
-                        _ => *m,
-                    };
-                    (format!("layers.{i}.{field}.weight"), true)
-                }
-                ["model", "layers", i, "input_layernorm", "weight"] => {
-                    (format!("layers.{i}.attn_norm.gamma"), false)
-                }
-                ["model", "layers", i, "post_attention_layernorm", "weight"] => {
-                    (format!("layers.{i}.mlp_norm.gamma"), false)
-                }
-                _ => (name.clone(), false),
-            };
+            // Unknown names pass through so that `assign_named` reports them as unexpected.
+            let (path_name, transpose) = trainer_path(&name).unwrap_or((name.clone(), false));
             let entry = if transpose && shape.len() == 2 {
                 (vec![shape[1], shape[0]], transpose2(&v, shape[0], shape[1]))
             } else {
@@ -224,36 +254,9 @@ impl DemoTransformer {
     pub fn export(&self) -> Result<Vec<NamedTensor>> {
         let mut out = Vec::new();
         for (path, shape, v) in named_parameters(self)? {
-            let parts: Vec<&str> = path.split('.').collect();
-            let (name, transpose) = match parts.as_slice() {
-                ["embed", "weight"] => ("model.embed_tokens.weight".to_string(), false),
-                ["norm", "gamma"] => ("model.norm.weight".to_string(), false),
-                ["head", "weight"] => ("lm_head.weight".to_string(), true),
-                ["layers", i, m, p] => {
-                    let inner = match (*m, *p) {
-                        ("attn_norm", "gamma") => "input_layernorm.weight",
-                        ("mlp_norm", "gamma") => "post_attention_layernorm.weight",
-                        ("q", "weight") => "self_attn.q_proj.weight",
-                        ("k", "weight") => "self_attn.k_proj.weight",
-                        ("v", "weight") => "self_attn.v_proj.weight",
-                        ("o", "weight") => "self_attn.o_proj.weight",
-                        ("gate", "weight") => "mlp.gate_proj.weight",
-                        ("up", "weight") => "mlp.up_proj.weight",
-                        ("down", "weight") => "mlp.down_proj.weight",
-                        _ => {
-                            return Err(crate::TrainError::Tensor(format!(
-                                "unexpected parameter `{path}`"
-                            )));
-                        }
-                    };
-                    (format!("model.layers.{i}.{inner}"), *p == "weight")
-                }
-                _ => {
-                    return Err(crate::TrainError::Tensor(format!(
-                        "unexpected parameter `{path}`"
-                    )));
-                }
-            };
+            let (name, transpose) = hf_name(&path).ok_or_else(|| {
+                crate::TrainError::Tensor(format!("unexpected parameter `{path}`"))
+            })?;
             if transpose && shape.len() == 2 {
                 let (r, c) = (shape[0], shape[1]);
                 out.push((name, vec![c, r], transpose2(&v, r, c)));
