@@ -32,14 +32,13 @@ use burn::tensor::{Int, Tensor, TensorData};
 use clap::Parser;
 use sjd2::core::{DecodeCache, PromptRow, Role};
 use sjd2::models::demo::{DemoConfig, DemoModel, DemoWeights};
-use sjd2::models::prompt::Template;
 use sjd2::models::vq::{ImageDecoder, Rgb8, save_png, tile, to_rgb8};
 use sjd2::sampler::SlotKind;
 use sjd2::{
     Acceptance, Control, DecoderConfig, Device, DraftInit, GuidanceStyle, ImageLayout,
     JacobiDenoiser, LevelConditioning, LevelPolicy, Mode, NoiseSchedule, Prompt, Sjd2Decoder,
 };
-use sjd2_train::eval::{image_token_nll, score_image};
+use sjd2_train::eval::{held_out, image_token_nll, score_image};
 use sjd2_train::run::HELDOUT_SEED;
 use sjd2_train::shapes::Sample;
 
@@ -313,23 +312,6 @@ impl Models {
     fn pick(&self, tuned: bool) -> &DemoModel {
         if tuned { &self.tuned } else { &self.base }
     }
-}
-
-fn prompts_for(base: &DemoModel, n: usize) -> Result<(Vec<Sample>, Vec<Prompt>)> {
-    let samples: Vec<Sample> = (0..n as u64)
-        .map(|i| Sample::generate(HELDOUT_SEED, i, base.config.image_size))
-        .collect();
-    let prompts = samples
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            Ok(base
-                .tokenizer
-                .encode(&s.caption, &Template::Chameleon)?
-                .with_seed(i as u64))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok((samples, prompts))
 }
 
 fn quality(
@@ -849,7 +831,11 @@ fn main() -> Result<()> {
     std::fs::create_dir_all(&args.out)?;
 
     // Phase 1: quality.
-    let (samples, prompts) = prompts_for(&models.base, args.quality_prompts.max(args.prompts))?;
+    let (samples, prompts) = held_out(
+        &models.base.tokenizer,
+        args.quality_prompts.max(args.prompts),
+        c.image_size,
+    )?;
     let mut qual = Vec::new();
     for cfg in &cfgs {
         let t0 = Instant::now();

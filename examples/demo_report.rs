@@ -15,10 +15,9 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Parser;
 use sjd2::models::demo::{DemoConfig, DemoModel, DemoWeights};
-use sjd2::models::prompt::Template;
 use sjd2::models::vq::{ImageDecoder, Rgb8, save_png, tile, to_rgb8};
 use sjd2::{DecoderConfig, Mode, Prompt, Sampling, Sjd2Decoder};
-use sjd2_train::eval::{Faithfulness, ImageScore, image_token_nll, score_image};
+use sjd2_train::eval::{Faithfulness, ImageScore, held_out, image_token_nll, score_image};
 use sjd2_train::run::{HELDOUT_SEED, images_tensor};
 use sjd2_train::shapes::Sample;
 
@@ -148,19 +147,7 @@ fn main() -> Result<()> {
         .with_context(|| format!("loading {}", args.model.display()))?;
     let tuned = DemoModel::load(&args.model, DemoWeights::Sjd2, &device)?;
     let c = base.config.clone();
-    let samples: Vec<Sample> = (0..args.prompts as u64)
-        .map(|i| Sample::generate(HELDOUT_SEED, i, c.image_size))
-        .collect();
-    let prompts: Vec<Prompt> = samples
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            Ok(base
-                .tokenizer
-                .encode(&s.caption, &Template::Chameleon)?
-                .with_seed(i as u64))
-        })
-        .collect::<Result<_>>()?;
+    let (samples, prompts) = held_out(&base.tokenizer, args.prompts, c.image_size)?;
     std::fs::create_dir_all(&args.out)?;
 
     // References: the dataset's own images and their VQ reconstructions.

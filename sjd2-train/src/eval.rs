@@ -220,6 +220,30 @@ impl Faithfulness {
     }
 }
 
+/// The first `n` held-out samples (seed [`HELDOUT_SEED`](crate::run::HELDOUT_SEED)) and their
+/// captions as prompts in the demo model's `<s>{caption}` template, prompt `i` with sampling
+/// seed `i`: the evaluation set of `demo_report` and `bench`.
+///
+/// # Errors
+/// A caption the tokenizer cannot encode (unknown word).
+pub fn held_out(
+    tokenizer: &sjd2_models::prompt::PromptTokenizer,
+    n: usize,
+    image_size: usize,
+) -> crate::Result<(Vec<crate::shapes::Sample>, Vec<sjd2_core::Prompt>)> {
+    let samples: Vec<_> = crate::run::samples(crate::run::HELDOUT_SEED, 0, n, image_size);
+    let prompts = samples
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            Ok(tokenizer
+                .encode(&s.caption, &sjd2_models::prompt::Template::Chameleon)?
+                .with_seed(i as u64))
+        })
+        .collect::<crate::Result<Vec<_>>>()?;
+    Ok((samples, prompts))
+}
+
 /// Mean negative log-likelihood (nats per image token) of image tokens under `model` without
 /// guidance: each item is a prompt (`<s> words… <boi>`, as the decoder feeds it) and the tokens
 /// that follow it (image codes with row ends and end tokens); only image-code targets are scored.
