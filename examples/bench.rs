@@ -286,16 +286,13 @@ fn quantile(xs: &[f64], q: f64) -> f64 {
     v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
 }
 
-/// Resident set size and its high-water mark (KiB) from `/proc/self/status` (Linux).
-fn rss_kib() -> Option<(u64, u64)> {
+/// The resident-set high-water mark (KiB) from `/proc/self/status` (Linux).
+fn peak_rss_kib() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let field = |name: &str| {
-        s.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-    };
-    Some((field("VmRSS:")?, field("VmHWM:")?))
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
 }
 
 /// Resets the high-water mark so the next reading is this run's peak (Linux ≥ 4.0).
@@ -416,7 +413,7 @@ fn latency(
                 let wall = t0.elapsed().as_secs_f64();
                 out[k].wall[rep][i] = wall;
                 out[k].model[rep][i] = spent.get().as_secs_f64();
-                if let (true, Some((_, hwm))) = (can_reset, rss_kib()) {
+                if let (true, Some(hwm)) = (can_reset, peak_rss_kib()) {
                     out[k].peak_kib.push(hwm);
                 }
             }
@@ -603,6 +600,7 @@ mod plots {
     use std::path::Path;
 
     use anyhow::{Result, anyhow};
+    use plotters::coord::types::RangedCoordf64;
     use plotters::prelude::*;
 
     type Series = (String, Vec<(f64, f64)>);
@@ -620,20 +618,29 @@ mod plots {
         anyhow!("plot: {err:?}")
     }
 
-    /// Line plot of several series.
-    pub fn lines(path: &Path, title: &str, x: &str, y: &str, series: &[Series]) -> Result<()> {
-        let root = BitMapBackend::new(path, (720, 480)).into_drawing_area();
+    type Chart<'a> =
+        ChartContext<'a, BitMapBackend<'a>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+    /// The layout every plot shares: a white `size` canvas, title, axes with labels over
+    /// `xs × ys`, the series `draw` adds, and their legend at `legend`.
+    #[allow(clippy::too_many_arguments)]
+    fn plot(
+        path: &Path,
+        size: (u32, u32),
+        title: &str,
+        (xs, ys): (std::ops::Range<f64>, std::ops::Range<f64>),
+        (x, y): (&str, &str),
+        legend: SeriesLabelPosition,
+        draw: impl FnOnce(&mut Chart<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let root = BitMapBackend::new(path, size).into_drawing_area();
         root.fill(&WHITE).map_err(e)?;
-        let pts = series.iter().flat_map(|s| s.1.iter());
-        let (x0, x1, y1) = pts.fold((f64::MAX, f64::MIN, 0f64), |(a, b, c), p| {
-            (a.min(p.0), b.max(p.0), c.max(p.1))
-        });
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 22))
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(50)
-            .build_cartesian_2d(x0.min(0.0)..x1 * 1.05, 0.0..y1 * 1.15 + 1e-9)
+            .build_cartesian_2d(xs, ys)
             .map_err(e)?;
         chart
             .configure_mesh()
@@ -642,76 +649,84 @@ mod plots {
             .label_style(("sans-serif", 14))
             .draw()
             .map_err(e)?;
-        for (i, (name, pts)) in series.iter().enumerate() {
-            let colour = COLOURS[i % COLOURS.len()];
-            chart
-                .draw_series(LineSeries::new(pts.clone(), colour.stroke_width(2)))
-                .map_err(e)?
-                .label(name.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour));
-            chart
-                .draw_series(pts.iter().map(|&p| Circle::new(p, 4, colour.filled())))
-                .map_err(e)?;
-        }
+        draw(&mut chart)?;
         chart
             .configure_series_labels()
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
             .label_font(("sans-serif", 14))
-            .position(SeriesLabelPosition::UpperLeft)
+            .position(legend)
             .draw()
             .map_err(e)?;
         root.present().map_err(e)?;
         Ok(())
     }
 
+    /// Line plot of several series.
+    pub fn lines(path: &Path, title: &str, x: &str, y: &str, series: &[Series]) -> Result<()> {
+        let pts = series.iter().flat_map(|s| s.1.iter());
+        let (x0, x1, y1) = pts.fold((f64::MAX, f64::MIN, 0f64), |(a, b, c), p| {
+            (a.min(p.0), b.max(p.0), c.max(p.1))
+        });
+        let ranges = (x0.min(0.0)..x1 * 1.05, 0.0..y1 * 1.15 + 1e-9);
+        plot(
+            path,
+            (720, 480),
+            title,
+            ranges,
+            (x, y),
+            SeriesLabelPosition::UpperLeft,
+            |chart| {
+                for (i, (name, pts)) in series.iter().enumerate() {
+                    let colour = COLOURS[i % COLOURS.len()];
+                    chart
+                        .draw_series(LineSeries::new(pts.clone(), colour.stroke_width(2)))
+                        .map_err(e)?
+                        .label(name.as_str())
+                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour));
+                    chart
+                        .draw_series(pts.iter().map(|&p| Circle::new(p, 4, colour.filled())))
+                        .map_err(e)?;
+                }
+                Ok(())
+            },
+        )
+    }
+
     /// Grouped bars: `series[i].1[n]` is the share (%) of passes that committed `n + 1` tokens.
     pub fn histogram(path: &Path, title: &str, series: &[(String, Vec<f64>)]) -> Result<()> {
-        let root = BitMapBackend::new(path, (720, 480)).into_drawing_area();
-        root.fill(&WHITE).map_err(e)?;
         let bins = series.iter().map(|s| s.1.len()).max().unwrap_or(1);
         let top = series
             .iter()
             .flat_map(|s| s.1.iter().copied())
             .fold(0f64, f64::max);
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 22))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0.5..bins as f64 + 0.5, 0.0..top * 1.15 + 1e-9)
-            .map_err(e)?;
-        chart
-            .configure_mesh()
-            .x_desc("tokens committed by one pass")
-            .y_desc("% of passes")
-            .label_style(("sans-serif", 14))
-            .draw()
-            .map_err(e)?;
-        let width = 0.8 / series.len().max(1) as f64;
-        for (i, (name, shares)) in series.iter().enumerate() {
-            let colour = COLOURS[i % COLOURS.len()];
-            chart
-                .draw_series(shares.iter().enumerate().map(|(n, &v)| {
-                    let x = (n + 1) as f64 - 0.4 + i as f64 * width;
-                    Rectangle::new([(x, 0.0), (x + width, v)], colour.filled())
-                }))
-                .map_err(e)?
-                .label(name.as_str())
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled())
-                });
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 14))
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(e)?;
-        root.present().map_err(e)?;
-        Ok(())
+        let ranges = (0.5..bins as f64 + 0.5, 0.0..top * 1.15 + 1e-9);
+        let axes = ("tokens committed by one pass", "% of passes");
+        plot(
+            path,
+            (720, 480),
+            title,
+            ranges,
+            axes,
+            SeriesLabelPosition::UpperRight,
+            |chart| {
+                let width = 0.8 / series.len().max(1) as f64;
+                for (i, (name, shares)) in series.iter().enumerate() {
+                    let colour = COLOURS[i % COLOURS.len()];
+                    chart
+                        .draw_series(shares.iter().enumerate().map(|(n, &v)| {
+                            let x = (n + 1) as f64 - 0.4 + i as f64 * width;
+                            Rectangle::new([(x, 0.0), (x + width, v)], colour.filled())
+                        }))
+                        .map_err(e)?
+                        .label(name.as_str())
+                        .legend(move |(x, y)| {
+                            Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled())
+                        });
+                }
+                Ok(())
+            },
+        )
     }
 
     /// One labelled point per configuration with a vertical confidence interval.
@@ -723,62 +738,40 @@ mod plots {
         points: &[(String, usize, f64, f64, f64)],
         groups: &[String],
     ) -> Result<()> {
-        let root = BitMapBackend::new(path, (900, 600)).into_drawing_area();
-        root.fill(&WHITE).map_err(e)?;
         let x1 = points.iter().map(|p| p.2).fold(0f64, f64::max);
         let y1 = points
             .iter()
             .map(|p| p.3 + p.4.max(0.0))
             .fold(0f64, f64::max);
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 22))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0.0..x1 * 1.2 + 1e-9, 0.0..y1 * 1.15 + 1e-9)
-            .map_err(e)?;
-        chart
-            .configure_mesh()
-            .x_desc(x)
-            .y_desc(y)
-            .label_style(("sans-serif", 14))
-            .draw()
-            .map_err(e)?;
-        for (g, group) in groups.iter().enumerate() {
-            let colour = COLOURS[g % COLOURS.len()];
-            let mine: Vec<_> = points.iter().filter(|p| p.1 == g).collect();
-            chart
-                .draw_series(mine.iter().map(|p| {
-                    ErrorBar::new_vertical(
-                        p.2,
-                        (p.3 - p.4).max(0.0),
-                        p.3,
-                        p.3 + p.4,
-                        colour.filled(),
-                        6,
-                    )
-                }))
-                .map_err(e)?
-                .label(group.as_str())
-                .legend(move |(x, y)| Circle::new((x + 6, y), 4, colour.filled()));
-            chart
-                .draw_series(
-                    mine.iter().map(|p| {
-                        Text::new(p.0.clone(), (p.2, p.3), ("sans-serif", 11).into_font())
-                    }),
-                )
-                .map_err(e)?;
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 14))
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(e)?;
-        root.present().map_err(e)?;
-        Ok(())
+        let ranges = (0.0..x1 * 1.2 + 1e-9, 0.0..y1 * 1.15 + 1e-9);
+        plot(
+            path,
+            (900, 600),
+            title,
+            ranges,
+            (x, y),
+            SeriesLabelPosition::UpperRight,
+            |chart| {
+                for (g, group) in groups.iter().enumerate() {
+                    let colour = COLOURS[g % COLOURS.len()];
+                    let mine: Vec<_> = points.iter().filter(|p| p.1 == g).collect();
+                    chart
+                        .draw_series(mine.iter().map(|p| {
+                            let (lo, hi) = ((p.3 - p.4).max(0.0), p.3 + p.4);
+                            ErrorBar::new_vertical(p.2, lo, p.3, hi, colour.filled(), 6)
+                        }))
+                        .map_err(e)?
+                        .label(group.as_str())
+                        .legend(move |(x, y)| Circle::new((x + 6, y), 4, colour.filled()));
+                    chart
+                        .draw_series(mine.iter().map(|p| {
+                            Text::new(p.0.clone(), (p.2, p.3), ("sans-serif", 11).into_font())
+                        }))
+                        .map_err(e)?;
+                }
+                Ok(())
+            },
+        )
     }
 
     /// Registers `bytes` as the "sans-serif" font.
