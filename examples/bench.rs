@@ -16,7 +16,7 @@
 //!
 //! ```text
 //! cargo run --release --example bench                       # the docs/benchmarks.md run
-//! cargo run --release --example bench -- --quick            # a smoke run (a minute)
+//! cargo run --release --example bench -- --quick            # a smoke run (about 20 s)
 //! ```
 
 mod common;
