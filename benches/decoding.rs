@@ -1,6 +1,7 @@
-//! Micro-benchmarks of the decoding loop's parts on CPU: verification of a window, sampling one
-//! row, the demo model's forward pass over an SJD2 window, and a short SJD2 decode that runs the
-//! whole loop (forward, sampling, verification, cache rollback, denoising).
+//! Micro-benchmarks of the decoding loop's parts on CPU: verification of a window, one coupled
+//! draft update, sampling one row, the demo model's forward pass over an SJD2 window, and a short
+//! SJD2 decode that runs the whole loop (forward, sampling, verification, coupled draft updates,
+//! cache rollback, denoising).
 //!
 //! ```text
 //! cargo bench --bench decoding
@@ -74,6 +75,27 @@ fn verification(c: &mut Criterion) {
                 .unwrap()
         })
     });
+    // A coupled redraw of one slot (the old draft: the mode of its old distribution).
+    let (p, q) = (&ps[0], &qs[0]);
+    let old = sjd2::core::sampling::argmax(q) as u32;
+    c.bench_function("couple/vocab512", |b| {
+        let mut rng = SampleRng::seed_from_u64(4);
+        b.iter(|| {
+            sjd2::core::verify::couple(
+                Dist {
+                    offset: 0,
+                    probs: black_box(p),
+                },
+                Proposal::Dist(Dist {
+                    offset: 0,
+                    probs: q,
+                }),
+                old,
+                &mut rng,
+            )
+            .unwrap()
+        })
+    });
 }
 
 fn sampling(c: &mut Criterion) {
@@ -121,7 +143,7 @@ fn step(c: &mut Criterion) {
     model.prefill(&mut cache, &rows).unwrap();
     let lens = cache.lens().to_vec();
     let first = i64::from(model.layout().image_token_range().start);
-    for w in [1usize, 33] {
+    for w in [1usize, sjd2::demo::SJD2_WINDOW + 1] {
         let ids: Vec<i64> = (0..2 * w as i64).map(|i| first + i % 97).collect();
         let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [2, w]), &model.device());
         c.bench_function(&format!("step/forward-only/demo/w{w}/cfg"), |b| {
@@ -139,8 +161,9 @@ fn step(c: &mut Criterion) {
         max_new_tokens: Some(34),
         ..sjd2::demo::decoder_config(&demo.config, Mode::Sjd2)
     };
+    let name = format!("step/sjd2-decode-two-rows/demo/w{}/cfg", config.window_len);
     let decoder = Sjd2Decoder::new(demo.model.clone(), config).unwrap();
-    c.bench_function("step/sjd2-decode-two-rows/demo/w32/cfg", |b| {
+    c.bench_function(&name, |b| {
         b.iter(|| decoder.generate(black_box(&prompt)).unwrap())
     });
 }

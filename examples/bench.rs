@@ -1,6 +1,10 @@
 //! AR vs SJD vs SJD2 on the demo model, side by side in one run.
 //!
-//! Every configuration decodes the same held-out prompts with the same seeds. Two phases:
+//! Every configuration decodes the same held-out prompts with the same seeds. The families: `AR`
+//! (base and fine-tuned model), `SJD` and `SJD2` as the papers run them (independent draft
+//! redraws, window sweeps, SJD's draft initializations), `SJD+MC` and `SJD2+MC` with coupled draft
+//! updates (the demo defaults), and `SJD2-variant`: one change each to the default SJD2 setting.
+//! Two phases:
 //!
 //! 1. quality: `--quality-prompts` prompts in batches, once per configuration: caption
 //!    faithfulness and the image-token NLL under the base model (means with 95 % confidence
@@ -35,7 +39,7 @@ use sjd2::models::demo::{DemoConfig, DemoModel, DemoWeights};
 use sjd2::models::vq::{ImageDecoder, Rgb8, save_png, tile, to_rgb8};
 use sjd2::sampler::SlotKind;
 use sjd2::{
-    Acceptance, Control, DecoderConfig, Device, DraftInit, GuidanceStyle, ImageLayout,
+    Acceptance, Control, DecoderConfig, Device, DraftInit, DraftUpdate, GuidanceStyle, ImageLayout,
     JacobiDenoiser, LevelConditioning, LevelPolicy, Mode, NoiseSchedule, Prompt, Sjd2Decoder,
 };
 use sjd2_train::eval::{held_out, image_token_nll, score_image};
@@ -159,18 +163,38 @@ fn configs(c: &DemoConfig) -> Vec<Config> {
         tuned: true,
         decoder: ar,
     });
-    let sjd = sjd2::demo::decoder_config(c, Mode::Sjd);
-    for w in [8, 16, 32, 64] {
-        out.push(Config {
-            name: format!("sjd-w{w}"),
-            family: "SJD",
-            tuned: false,
+    // One configuration per window: `{prefix}-w{W}{suffix}`.
+    let sweep = |out: &mut Vec<Config>,
+                 (prefix, suffix): (&str, &str),
+                 family: &'static str,
+                 tuned: bool,
+                 base: &DecoderConfig,
+                 windows: &[usize]| {
+        out.extend(windows.iter().map(|&w| Config {
+            name: format!("{prefix}-w{w}{suffix}"),
+            family,
+            tuned,
             decoder: DecoderConfig {
                 window_len: w,
-                ..sjd.clone()
+                ..base.clone()
             },
-        });
-    }
+        }));
+    };
+    // The papers' algorithms: every pass redraws each draft independently.
+    let ind = DraftUpdate::Independent;
+    let sjd_mc = sjd2::demo::decoder_config(c, Mode::Sjd);
+    let sjd = DecoderConfig {
+        draft_update: ind,
+        ..sjd_mc.clone()
+    };
+    sweep(
+        &mut out,
+        ("sjd", ""),
+        "SJD",
+        false,
+        &sjd,
+        &[4, 8, 16, 32, 64],
+    );
     for (init, tag) in [
         (DraftInit::HorizontalRepeat, "horizontal"),
         (DraftInit::VerticalRepeat, "vertical"),
@@ -187,17 +211,36 @@ fn configs(c: &DemoConfig) -> Vec<Config> {
     }
     let sjd2 = sjd2::demo::decoder_config(c, Mode::Sjd2);
     let k = sjd2.sjd2.denoising_steps;
-    for w in [16, 32, 64, 96] {
-        out.push(Config {
-            name: format!("sjd2-w{w}-k{k}"),
-            family: "SJD2",
-            tuned: true,
-            decoder: DecoderConfig {
-                window_len: w,
-                ..sjd2.clone()
-            },
-        });
-    }
+    let suffix = format!("-k{k}");
+    let sjd2_ind = DecoderConfig {
+        draft_update: ind,
+        ..sjd2.clone()
+    };
+    sweep(
+        &mut out,
+        ("sjd2", &suffix),
+        "SJD2",
+        true,
+        &sjd2_ind,
+        &[32, 64, 96],
+    );
+    // The demo defaults: coupled draft updates (MC-SJD).
+    sweep(
+        &mut out,
+        ("sjd-mc", ""),
+        "SJD+MC",
+        false,
+        &sjd_mc,
+        &[4, 8, 16, 32, 64],
+    );
+    sweep(
+        &mut out,
+        ("sjd2-mc", &suffix),
+        "SJD2+MC",
+        true,
+        &sjd2,
+        &[16, 32, 64, 96],
+    );
     let w = sjd2.window_len;
     let mut variant = |name: String, f: &dyn Fn(&mut DecoderConfig)| {
         let mut d = sjd2.clone();
@@ -209,23 +252,25 @@ fn configs(c: &DemoConfig) -> Vec<Config> {
             decoder: d,
         });
     };
-    for kk in [5, 20] {
-        variant(format!("sjd2-w{w}-k{kk}"), &|d| d.sjd2.denoising_steps = kk);
+    for kk in [2 * k, 4 * k] {
+        variant(format!("sjd2-mc-w{w}-k{kk}"), &|d| {
+            d.sjd2.denoising_steps = kk
+        });
     }
-    variant(format!("sjd2-w{w}-k{k}-linear"), &|d| {
+    variant(format!("sjd2-mc-w{w}-k{k}-linear"), &|d| {
         d.sjd2.schedule = NoiseSchedule::Linear;
     });
-    variant(format!("sjd2-w{w}-k{k}-no-level"), &|d| {
+    variant(format!("sjd2-mc-w{w}-k{k}-no-level"), &|d| {
         d.sjd2.level_conditioning = LevelConditioning::None;
     });
-    variant(format!("sjd2-w{w}-k{k}-one-per-iter"), &|d| {
+    variant(format!("sjd2-mc-w{w}-k{k}-one-per-iter"), &|d| {
         d.sjd2.level_policy = LevelPolicy::OnePerIteration;
     });
-    variant(format!("sjd2-w{w}-k{k}-lossy"), &|d| {
+    variant(format!("sjd2-mc-w{w}-k{k}-lossy"), &|d| {
         d.sjd2.acceptance = Acceptance::Lossy;
     });
     out.push(Config {
-        name: format!("sjd2-w{w}-k{k}-base-model"),
+        name: format!("sjd2-mc-w{w}-k{k}-base-model"),
         family: "SJD2-variant",
         tuned: false,
         decoder: DecoderConfig {
@@ -605,13 +650,15 @@ mod plots {
 
     type Series = (String, Vec<(f64, f64)>);
 
-    const COLOURS: [RGBColor; 6] = [
+    const COLOURS: [RGBColor; 8] = [
         RGBColor(31, 119, 180),
         RGBColor(255, 127, 14),
         RGBColor(44, 160, 44),
         RGBColor(214, 39, 40),
         RGBColor(148, 103, 189),
         RGBColor(140, 86, 75),
+        RGBColor(227, 119, 194),
+        RGBColor(127, 127, 127),
     ];
 
     fn e<E: std::fmt::Debug>(err: E) -> anyhow::Error {
@@ -816,10 +863,15 @@ fn main() -> Result<()> {
         cfgs.retain(|k| k.name == "ar-base" || args.only.contains(&k.name));
     }
     if args.quick {
+        // AR, and the SJD and SJD2 defaults with both draft updates.
         cfgs.retain(|k| {
-            ["ar-base", "sjd-w16"].contains(&k.name.as_str()) || k.name.starts_with("sjd2-w32-k10")
+            let w = k.decoder.window_len;
+            match k.family {
+                "SJD" | "SJD+MC" => w == sjd2::demo::SJD_WINDOW,
+                "SJD2" | "SJD2+MC" => w == sjd2::demo::SJD2_WINDOW,
+                _ => k.name == "ar-base",
+            }
         });
-        cfgs.truncate(4);
     }
     std::fs::create_dir_all(&args.out)?;
 
@@ -1050,7 +1102,7 @@ fn draw_plots(
 ) -> Result<()> {
     let get = |k: usize, f: &str| rows[k][f].as_f64().unwrap_or(f64::NAN);
     let mut series = Vec::new();
-    for fam in ["SJD", "SJD2"] {
+    for fam in ["SJD", "SJD2", "SJD+MC", "SJD2+MC"] {
         let idx: Vec<usize> = (0..cfgs.len()).filter(|&k| cfgs[k].family == fam).collect();
         if idx.is_empty() {
             continue;
@@ -1080,7 +1132,12 @@ fn draw_plots(
         .iter()
         .zip(qual)
         .filter(|(k, _)| {
-            k.name == "sjd-w16" || k.name.starts_with("sjd2-w32") && k.family == "SJD2"
+            let w = k.decoder.window_len;
+            match k.family {
+                "SJD" | "SJD+MC" => w == sjd2::demo::SJD_WINDOW,
+                "SJD2" | "SJD2+MC" => w == sjd2::demo::SJD2_WINDOW,
+                _ => false,
+            }
         })
         .map(|(k, q)| {
             let total = q.hist.iter().sum::<usize>().max(1) as f64;

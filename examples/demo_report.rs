@@ -1,6 +1,7 @@
 //! Evaluates the demo model on held-out prompts: caption faithfulness, forward passes per image,
 //! tokens per pass, time, and the image-token NLL under the base model, for AR (base), AR
-//! (fine-tuned), SJD (base) and SJD2 (fine-tuned), all in one run. Writes `report.md`,
+//! (fine-tuned), SJD (base) and SJD2 (fine-tuned), SJD and SJD2 each with independent and with
+//! coupled draft updates ([`sjd2::DraftUpdate`]), all in one run. Writes `report.md`,
 //! `report.json` and a contact sheet into `--out`.
 //!
 //! ```text
@@ -16,7 +17,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use sjd2::models::demo::{DemoConfig, DemoModel, DemoWeights};
 use sjd2::models::vq::{ImageDecoder, Rgb8, save_png, tile, to_rgb8};
-use sjd2::{DecoderConfig, Mode, Prompt, Sampling, Sjd2Decoder};
+use sjd2::{DecoderConfig, DraftUpdate, Mode, Prompt, Sampling, Sjd2Decoder};
 use sjd2_train::eval::{Faithfulness, ImageScore, held_out, image_token_nll, score_image};
 use sjd2_train::run::{HELDOUT_SEED, images_tensor};
 use sjd2_train::shapes::Sample;
@@ -43,10 +44,10 @@ struct Args {
     #[arg(long)]
     guidance: Option<f32>,
     /// SJD window.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = sjd2::demo::SJD_WINDOW)]
     sjd_window: usize,
     /// SJD2 window.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = sjd2::demo::SJD2_WINDOW)]
     sjd2_window: usize,
     /// Only these configurations (comma-separated names from the table); all by default.
     #[arg(long, value_delimiter = ',')]
@@ -68,8 +69,9 @@ struct Row {
     images: Vec<Rgb8>,
 }
 
-fn config_for(args: &Args, c: &DemoConfig, mode: Mode) -> DecoderConfig {
+fn config_for(args: &Args, c: &DemoConfig, mode: Mode, update: DraftUpdate) -> DecoderConfig {
     let mut d = sjd2::demo::decoder_config(c, mode);
+    d.draft_update = update;
     match mode {
         Mode::Sjd => d.window_len = args.sjd_window,
         Mode::Sjd2 => d.window_len = args.sjd2_window,
@@ -93,11 +95,12 @@ fn run(
     demo: &DemoModel,
     base: &DemoModel,
     mode: Mode,
+    update: DraftUpdate,
     prompts: &[Prompt],
     samples: &[Sample],
 ) -> Result<Row> {
     let c = &demo.config;
-    let decoder = Sjd2Decoder::new(demo.model.clone(), config_for(args, c, mode))?;
+    let decoder = Sjd2Decoder::new(demo.model.clone(), config_for(args, c, mode, update))?;
     let mut scores: Vec<ImageScore> = Vec::new();
     let mut passes = 0usize;
     let mut tokens = 0usize;
@@ -180,14 +183,19 @@ fn main() -> Result<()> {
 
     let wanted = |n: &str| args.only.is_empty() || args.only.iter().any(|o| o == n);
     let mut rows = Vec::new();
-    for (name, model, mode) in [
-        ("ar-base", &base, Mode::Autoregressive),
-        ("ar-sjd2", &tuned, Mode::Autoregressive),
-        ("sjd-base", &base, Mode::Sjd),
-        ("sjd2-sjd2", &tuned, Mode::Sjd2),
+    let (ind, cpl) = (DraftUpdate::Independent, DraftUpdate::Coupled);
+    for (name, model, mode, update) in [
+        ("ar-base", &base, Mode::Autoregressive, ind),
+        ("ar-sjd2", &tuned, Mode::Autoregressive, ind),
+        ("sjd-base", &base, Mode::Sjd, ind),
+        ("sjd-base-coupled", &base, Mode::Sjd, cpl),
+        ("sjd2-sjd2", &tuned, Mode::Sjd2, ind),
+        ("sjd2-sjd2-coupled", &tuned, Mode::Sjd2, cpl),
     ] {
         if wanted(name) {
-            rows.push(run(name, &args, model, &base, mode, &prompts, &samples)?);
+            rows.push(run(
+                name, &args, model, &base, mode, update, &prompts, &samples,
+            )?);
         }
     }
 

@@ -47,7 +47,7 @@ use sjd2::models::vq::{
 };
 use sjd2::models::weights::Checkpoint;
 use sjd2::models::{LlamaT2I, Unconditional};
-use sjd2::{Control, DecoderConfig, Device, Mode, Prompt, Sampling, Sjd2Decoder};
+use sjd2::{Control, DecoderConfig, Device, DraftUpdate, Mode, Prompt, Sampling, Sjd2Decoder};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Family {
@@ -70,6 +70,15 @@ enum ModeArg {
     Ar,
     Sjd,
     Sjd2,
+}
+
+/// How surviving drafts are redrawn between passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DraftUpdateArg {
+    /// Fresh independent samples every pass (the SJD and SJD2 papers).
+    Independent,
+    /// Maximal coupling with the previous draft (MC-SJD; lossless, fewer passes).
+    Coupled,
 }
 
 #[derive(Parser, Debug)]
@@ -114,9 +123,13 @@ struct Args {
     /// Decoding mode.
     #[arg(long, value_enum, default_value = "sjd2")]
     mode: ModeArg,
-    /// Window length (default: 16 for SJD, 32 for SJD2).
+    /// Window length (default: 16 for SJD, 64 for SJD2).
     #[arg(long)]
     window: Option<usize>,
+    /// How drafts are redrawn between passes (default: coupled for the demo model, else
+    /// independent).
+    #[arg(long, value_enum)]
+    draft_update: Option<DraftUpdateArg>,
     /// SJD2 denoising steps (default: the demo model's fine-tuning setting, else 20).
     #[arg(long)]
     steps: Option<usize>,
@@ -532,6 +545,11 @@ fn main() -> Result<()> {
     }
     if let Some(k) = args.steps {
         config.sjd2.denoising_steps = k;
+    }
+    match args.draft_update {
+        Some(DraftUpdateArg::Independent) => config.draft_update = DraftUpdate::Independent,
+        Some(DraftUpdateArg::Coupled) => config.draft_update = DraftUpdate::Coupled,
+        None => {}
     }
     let decoder = Sjd2Decoder::new(model, config)?;
     let bar = ProgressBar::new(1);

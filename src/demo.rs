@@ -1,27 +1,30 @@
 //! Decoder settings for the shipped demo model (`assets/demo`, see `docs/demo-model.md`).
 
 use sjd2_models::demo::DemoConfig;
-use sjd2_sampler::{DecoderConfig, LevelConditioning, Mode};
+use sjd2_sampler::{DecoderConfig, DraftUpdate, LevelConditioning, Mode};
 
 /// SJD window used with the demo model unless the caller sets another.
 pub const SJD_WINDOW: usize = 16;
 /// SJD2 window used with the demo model unless the caller sets another.
-pub const SJD2_WINDOW: usize = 32;
+pub const SJD2_WINDOW: usize = 64;
 
 /// The decoder configuration the demo model was evaluated with: `mode`, its default window
-/// ([`SJD_WINDOW`], [`SJD2_WINDOW`], 1 for AR), the model's guidance scale, and, for SJD2, the
-/// denoising steps `K` and level conditioning that `config.json` records for the fine-tune.
-/// Sampling and seed are [`DecoderConfig`]'s defaults; adjust any field afterwards.
+/// ([`SJD_WINDOW`], [`SJD2_WINDOW`], 1 for AR), coupled draft updates
+/// ([`DraftUpdate::Coupled`], lossless, far fewer passes than the papers' independent redraws),
+/// the model's guidance scale, and, for SJD2, the denoising steps `K` and level conditioning that
+/// `config.json` records. Sampling and seed are [`DecoderConfig`]'s defaults; adjust any field
+/// afterwards (set `draft_update` to [`DraftUpdate::Independent`] to reproduce the papers).
 ///
 /// ```
 /// use sjd2::models::demo::DemoConfig;
-/// use sjd2::{LevelConditioning, Mode};
+/// use sjd2::{DraftUpdate, LevelConditioning, Mode};
 ///
 /// let path = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/demo/config.json");
 /// let config: DemoConfig = serde_json::from_str(&std::fs::read_to_string(path)?)?;
 /// let decoder = sjd2::demo::decoder_config(&config, Mode::Sjd2);
 /// assert_eq!(decoder.window_len, sjd2::demo::SJD2_WINDOW);
-/// assert_eq!(decoder.sjd2.denoising_steps, 10);
+/// assert_eq!(decoder.draft_update, DraftUpdate::Coupled);
+/// assert_eq!(decoder.sjd2.denoising_steps, 5);
 /// assert_eq!(decoder.sjd2.level_conditioning, LevelConditioning::Sinusoidal);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -33,6 +36,7 @@ pub fn decoder_config(config: &DemoConfig, mode: Mode) -> DecoderConfig {
             Mode::Sjd2 => SJD2_WINDOW,
             _ => 1,
         },
+        draft_update: DraftUpdate::Coupled,
         guidance_scale: config.guidance_scale,
         ..DecoderConfig::sjd2()
     };

@@ -40,8 +40,9 @@ pub use sjd2_core::{
     Sampling,
 };
 pub use sjd2_sampler::{
-    Acceptance, Control, DecoderConfig, DraftInit, FinishReason, Generation, JacobiSpan,
-    LevelConditioning, LevelPolicy, Mode, Sjd2Decoder, Sjd2Options, Stats, StepEvent, Verification,
+    Acceptance, Control, DecoderConfig, DraftInit, DraftUpdate, FinishReason, Generation,
+    JacobiSpan, LevelConditioning, LevelPolicy, Mode, Sjd2Decoder, Sjd2Options, Stats, StepEvent,
+    Verification,
 };
 
 /// Compiles and runs the README's example as a doctest.

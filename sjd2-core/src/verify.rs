@@ -180,6 +180,42 @@ pub fn sample_residual(
     Ok(p.offset + idx as u32)
 }
 
+/// Redraws a surviving draft from its position's new distribution `p` by maximal coupling with
+/// the old draft (MC-SJD, So et al. 2025, arXiv:2510.24211): keep `old` with probability
+/// `min(1, p(old)/q(old))`, otherwise draw from the normalized residual `max(p − q, 0)`.
+///
+/// If `old` was drawn from `q` (or `q` is [`Proposal::OneHot`] at `old`), the result is
+/// distributed exactly as `p`, so it is a valid draft with proposal `p` and verification stays
+/// lossless; but it equals `old` with probability `Σ min(p, q)`, the largest possible, so drafts
+/// stop changing once their context settles and later positions see the same inputs pass after
+/// pass. Independent resampling keeps a draft only with probability `Σ p·q`.
+///
+/// # Errors
+/// [`Error::NonFinite`] if `p` has no probability mass.
+///
+/// ```
+/// use sjd2_core::verify::couple;
+/// use sjd2_core::{Dist, Proposal};
+/// use rand::SeedableRng;
+///
+/// let mut rng = sjd2_core::SampleRng::seed_from_u64(0);
+/// let p = Dist { offset: 100, probs: &[0.5, 0.5] };
+/// let q = Dist { offset: 100, probs: &[0.5, 0.5] };
+/// // Same distribution: the old draft is always kept.
+/// assert_eq!(couple(p, Proposal::Dist(q), 101, &mut rng)?, 101);
+/// # Ok::<(), sjd2_core::Error>(())
+/// ```
+pub fn couple(p: Dist<'_>, q: Proposal<'_>, old: u32, rng: &mut dyn RngCore) -> Result<u32> {
+    let q_old = match q {
+        Proposal::OneHot => 1.0,
+        Proposal::Dist(q) => q.prob(old),
+    };
+    if rng.random::<f64>() < acceptance_probability(p.prob(old), q_old) {
+        return Ok(old);
+    }
+    sample_residual(p, q, old, None, rng)
+}
+
 /// Speculative-sampling verification (SJD's criterion): lossless.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ProbabilisticVerifier;
@@ -315,6 +351,54 @@ mod tests {
         for (c, p) in counts.iter().zip(P) {
             assert!(
                 (*c as f64 / 20_000.0 - f64::from(p)).abs() < 0.015,
+                "{counts:?}"
+            );
+        }
+    }
+
+    /// Maximal coupling: with `old ~ q`, the new draft is distributed as `P` and equals `old`
+    /// with probability `Σ min(P, q)`; independent resampling would keep it with `Σ P·q`.
+    #[test]
+    fn coupling_keeps_p_and_maximizes_agreement() {
+        let q = [0.4, 0.1, 0.3, 0.2];
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let n = 80_000;
+        let mut counts = [0usize; 4];
+        let mut same = 0usize;
+        for _ in 0..n {
+            let old = 10 + sample_index(&q, &mut rng).unwrap() as u32;
+            let new = couple(dist(&P), Proposal::Dist(dist(&q)), old, &mut rng).unwrap();
+            counts[(new - 10) as usize] += 1;
+            same += usize::from(new == old);
+        }
+        for (c, p) in counts.iter().zip(P) {
+            assert!(
+                (*c as f64 / n as f64 - f64::from(p)).abs() < 0.008,
+                "marginal {counts:?} is not P"
+            );
+        }
+        let overlap: f32 = P.iter().zip(q).map(|(a, b)| a.min(b)).sum();
+        let agree = same as f64 / n as f64;
+        assert!(
+            (agree - f64::from(overlap)).abs() < 0.008,
+            "agreement {agree} vs Σmin {overlap}"
+        );
+        let independent: f32 = P.iter().zip(q).map(|(a, b)| a * b).sum();
+        assert!(agree > f64::from(independent) + 0.3);
+    }
+
+    #[test]
+    fn coupling_with_a_one_hot_old_draft() {
+        let mut rng = ChaCha8Rng::seed_from_u64(6);
+        let n = 40_000;
+        let mut counts = [0usize; 4];
+        for _ in 0..n {
+            let new = couple(dist(&P), Proposal::OneHot, 13, &mut rng).unwrap();
+            counts[(new - 10) as usize] += 1;
+        }
+        for (c, p) in counts.iter().zip(P) {
+            assert!(
+                (*c as f64 / n as f64 - f64::from(p)).abs() < 0.01,
                 "{counts:?}"
             );
         }

@@ -56,6 +56,22 @@ pub enum LevelPolicy {
     ByDistance,
 }
 
+/// How a surviving draft is redrawn after a pass gives its position a new distribution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum DraftUpdate {
+    /// Every pass draws each draft afresh from its new distribution, independently of the old
+    /// draft (the SJD and SJD2 papers).
+    #[default]
+    Independent,
+    /// Maximal coupling with the old draft (MC-SJD, So et al. 2025, arXiv:2510.24211): the old
+    /// token is kept with probability `min(1, P_new/q_old)`, otherwise the residual is drawn. The
+    /// draft is still distributed as the new distribution, so decoding stays lossless, but drafts
+    /// stop flickering once their context settles and more of them are accepted. Applies to
+    /// clean drafts and to SJD2's noisy-slot predictions; no effect with greedy sampling.
+    Coupled,
+}
+
 /// The verification criterion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -136,6 +152,8 @@ pub struct DecoderConfig {
     pub window_len: usize,
     /// SJD draft initialization.
     pub draft_init: DraftInit,
+    /// How surviving drafts are redrawn between passes (SJD, SJD2).
+    pub draft_update: DraftUpdate,
     /// Verification criterion.
     pub verification: Verification,
     /// SJD2 settings.
@@ -165,6 +183,7 @@ impl DecoderConfig {
             mode: Mode::Autoregressive,
             window_len: 1,
             draft_init: DraftInit::Random,
+            draft_update: DraftUpdate::Independent,
             verification: Verification::Probabilistic,
             sjd2: Sjd2Options::default(),
             jacobi_span: JacobiSpan::default(),

@@ -275,6 +275,7 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
             plain_prefix: cfg.jacobi_span.plain_prefix,
             plain_suffix: cfg.jacobi_span.plain_suffix,
             draft_init: cfg.draft_init,
+            draft_update: cfg.draft_update,
             noise: self
                 .noise
                 .as_ref()
@@ -313,7 +314,7 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
             st.pending = 1;
             st.stats.forward_passes = 1;
             st.stats.tokens_per_pass.push(1);
-            plans.push(st.advance(&rules, &[token], Vec::new(), &mut fresh[b]));
+            plans.push(st.advance(&rules, &[token], Vec::new(), &mut fresh[b])?);
             if st.tokens.len() >= target {
                 st.finished = Some(finish(st.tokens.len()));
             }
@@ -424,7 +425,7 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
                     .take(width)
                     .map(|(&token, probs)| Prediction { token, probs })
                     .collect();
-                plans.push(st.advance(&rules, &committed, predictions, &mut fresh[b]));
+                plans.push(st.advance(&rules, &committed, predictions, &mut fresh[b])?);
                 if st.tokens.len() >= target {
                     st.finished = Some(finish(st.tokens.len()));
                 }

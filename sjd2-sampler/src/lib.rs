@@ -22,7 +22,7 @@ mod output;
 mod window;
 
 pub use config::{
-    Acceptance, DecoderConfig, DraftInit, JacobiSpan, LevelConditioning, LevelPolicy,
+    Acceptance, DecoderConfig, DraftInit, DraftUpdate, JacobiSpan, LevelConditioning, LevelPolicy,
     MAX_DENOISING_STEPS, MAX_WINDOW_LEN, Mode, Sjd2Options, Verification,
 };
 pub use decoder::Sjd2Decoder;

@@ -1,9 +1,10 @@
 //! Per-sample decoding state: committed tokens, the window of slots and their refinement.
 
 use rand::Rng;
-use sjd2_core::{Dist, Draft, ImageLayout, Proposal, SampleRng, ScheduleTable};
+use sjd2_core::verify::couple;
+use sjd2_core::{Dist, Draft, ImageLayout, Proposal, Result, SampleRng, ScheduleTable};
 
-use crate::config::{DraftInit, LevelPolicy};
+use crate::config::{DraftInit, DraftUpdate, LevelPolicy};
 use crate::output::{FinishReason, SlotKind, SlotView, Stats};
 
 /// The distribution a clean draft was drawn from.
@@ -130,6 +131,7 @@ pub(crate) struct WindowRules<'a> {
     pub plain_prefix: usize,
     pub plain_suffix: usize,
     pub draft_init: DraftInit,
+    pub draft_update: DraftUpdate,
     /// `Some` in SJD2 mode.
     pub noise: Option<(&'a ScheduleTable, LevelPolicy)>,
 }
@@ -226,7 +228,7 @@ impl SampleState {
         committed: &[u32],
         predictions: Vec<Prediction>,
         fresh_count: &mut usize,
-    ) -> Vec<BufferOp> {
+    ) -> Result<Vec<BufferOp>> {
         let consumed = committed.len().min(self.slots.len() + 1);
         let old_slots = std::mem::take(&mut self.slots);
         self.tokens.extend_from_slice(committed);
@@ -247,13 +249,13 @@ impl SampleState {
                 continue;
             }
             let (slot, op) = match survivor {
-                Some((old_index, (slot, pred))) => self.refine(rules, slot, pred, old_index, j),
+                Some((old_index, (slot, pred))) => self.refine(rules, slot, pred, old_index, j)?,
                 None => self.fresh(rules, pos, fresh_count),
             };
             self.slots.push(slot);
             ops.push(op);
         }
-        ops
+        Ok(ops)
     }
 
     fn refine(
@@ -263,19 +265,20 @@ impl SampleState {
         pred: Prediction,
         old_index: usize,
         new_index: usize,
-    ) -> (Slot, BufferOp) {
+    ) -> Result<(Slot, BufferOp)> {
+        let pred = self.redraw(rules, &slot, pred)?;
         let q = pred.probs.map_or(Q::OneHot, Q::Row);
-        match slot {
+        Ok(match slot {
             Slot::Noisy { level, .. } => {
                 let to = rules.target_level(level, new_index);
                 if to == 0 {
-                    return (
+                    return Ok((
                         Slot::Clean {
                             token: pred.token,
                             q,
                         },
                         BufferOp::UNUSED,
-                    );
+                    ));
                 }
                 let (c_e, c_x) = rules
                     .noise
@@ -301,7 +304,34 @@ impl SampleState {
                 },
                 BufferOp::UNUSED,
             ),
-        }
+        })
+    }
+
+    /// The slot's new draft: this pass's independent sample, or, with [`DraftUpdate::Coupled`],
+    /// the old draft coupled to the new distribution.
+    fn redraw(
+        &mut self,
+        rules: &WindowRules<'_>,
+        slot: &Slot,
+        pred: Prediction,
+    ) -> Result<Prediction> {
+        let old = match slot {
+            Slot::Clean { token, q } => Some((*token, q)),
+            Slot::Noisy {
+                prediction: Some((token, q)),
+                ..
+            } => Some((*token, q)),
+            _ => None,
+        };
+        let (DraftUpdate::Coupled, Some((old, q_old)), Some(p)) =
+            (rules.draft_update, old, pred.probs.as_deref())
+        else {
+            return Ok(pred);
+        };
+        let offset = rules.layout.image_token_range().start;
+        let p_new = Dist { offset, probs: p };
+        let token = couple(p_new, q_old.proposal(offset), old, &mut self.rng)?;
+        Ok(Prediction { token, ..pred })
     }
 
     fn fresh(
@@ -358,6 +388,7 @@ mod tests {
             plain_prefix: 0,
             plain_suffix: 0,
             draft_init: DraftInit::HorizontalRepeat,
+            draft_update: DraftUpdate::Independent,
             noise: None,
         }
     }
@@ -383,7 +414,7 @@ mod tests {
         let r = rules(&l, 4);
         let mut s = SampleState::new(0, l.len());
         let mut fresh = 0;
-        s.advance(&r, &[2], vec![], &mut fresh);
+        s.advance(&r, &[2], vec![], &mut fresh).unwrap();
         let v: Vec<SlotKind> = s.window_view().iter().map(|v| v.kind).collect();
         assert_eq!(
             &v[..3],
@@ -400,7 +431,7 @@ mod tests {
         r.noise = Some((&table, LevelPolicy::ByDistance));
         let mut s = SampleState::new(0, l.len());
         let mut fresh = 0;
-        let ops = s.advance(&r, &[1], vec![], &mut fresh);
+        let ops = s.advance(&r, &[1], vec![], &mut fresh).unwrap();
         assert_eq!(fresh, 8);
         assert!(
             ops.iter()
@@ -414,7 +445,7 @@ mod tests {
             })
             .collect();
         let mut fresh = 0;
-        let ops = s.advance(&r, &[3], preds, &mut fresh);
+        let ops = s.advance(&r, &[3], preds, &mut fresh).unwrap();
         let levels: Vec<usize> = s
             .slots
             .iter()

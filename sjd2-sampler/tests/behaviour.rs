@@ -4,10 +4,11 @@
 mod common;
 
 use common::{Counting, medium_toy, prompt};
+use sjd2_core::testing::{ToyConfig, ToyModel};
 use sjd2_core::{Error, JacobiDenoiser, Prompt, Sampling};
 use sjd2_sampler::{
-    Acceptance, Control, DecoderConfig, DraftInit, FinishReason, LevelConditioning, Mode,
-    Sjd2Decoder, SlotKind,
+    Acceptance, Control, DecoderConfig, DraftInit, DraftUpdate, FinishReason, LevelConditioning,
+    Mode, Sjd2Decoder, SlotKind,
 };
 
 fn all_modes() -> Vec<DecoderConfig> {
@@ -26,6 +27,11 @@ fn all_modes() -> Vec<DecoderConfig> {
         },
         DecoderConfig {
             window_len: 8,
+            ..DecoderConfig::sjd2()
+        },
+        DecoderConfig {
+            window_len: 7,
+            draft_update: DraftUpdate::Coupled,
             ..DecoderConfig::sjd2()
         },
         lossy,
@@ -207,20 +213,23 @@ fn cancellation_returns_partial_result_and_decoder_is_reusable() {
     }
 }
 
+/// Forward passes of 32 generations of `p` (seeds 0..32) under `cfg`.
+fn total_passes(model: &ToyModel, p: &Prompt, cfg: DecoderConfig) -> usize {
+    let prompts: Vec<Prompt> = (0..32).map(|i| p.clone().with_seed(i)).collect();
+    Sjd2Decoder::new(model.clone(), cfg)
+        .unwrap()
+        .generate_batch(&prompts)
+        .unwrap()
+        .iter()
+        .map(|g| g.stats.forward_passes)
+        .sum()
+}
+
 #[test]
 fn sjd_saves_forward_passes_on_average() {
     let model = medium_toy(1);
     let p = prompt(&model, &[2]);
-    let prompts: Vec<Prompt> = (0..32).map(|i| p.clone().with_seed(i)).collect();
-    let passes = |cfg| -> usize {
-        Sjd2Decoder::new(model.clone(), cfg)
-            .unwrap()
-            .generate_batch(&prompts)
-            .unwrap()
-            .iter()
-            .map(|g| g.stats.forward_passes)
-            .sum()
-    };
+    let passes = |cfg| total_passes(&model, &p, cfg);
     let ar = passes(DecoderConfig::autoregressive());
     let sjd = passes(DecoderConfig {
         window_len: 8,
@@ -228,6 +237,45 @@ fn sjd_saves_forward_passes_on_average() {
     });
     assert_eq!(ar, 32 * model.layout().len());
     assert!(sjd < ar, "SJD {sjd} vs AR {ar}");
+}
+
+/// Coupled draft updates keep drafts whose distribution barely moved, so later drafts see the
+/// same context pass after pass and more of them are accepted.
+#[test]
+fn coupled_draft_updates_save_passes_over_independent_ones() {
+    // Flat distributions over 64 tokens, as image tokens are: independent redraws rarely repeat.
+    let model = ToyModel::new(
+        ToyConfig {
+            image_vocab: 64,
+            rows: 6,
+            cols: 6,
+            logit_scale: 1.0,
+            seed: 3,
+            ..medium_toy(0).config().clone()
+        },
+        &common::device(),
+    )
+    .unwrap();
+    let p = prompt(&model, &[2]);
+    let passes = |cfg| total_passes(&model, &p, cfg);
+    let mut sjd2 = DecoderConfig::sjd2();
+    sjd2.sjd2.denoising_steps = 4;
+    for base in [DecoderConfig::sjd(), sjd2] {
+        let independent = passes(DecoderConfig {
+            window_len: 8,
+            ..base.clone()
+        });
+        let coupled = passes(DecoderConfig {
+            window_len: 8,
+            draft_update: DraftUpdate::Coupled,
+            ..base.clone()
+        });
+        assert!(
+            coupled < independent,
+            "{:?}: coupled {coupled} vs independent {independent}",
+            base.mode
+        );
+    }
 }
 
 #[test]

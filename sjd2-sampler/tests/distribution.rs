@@ -16,7 +16,9 @@ use rand::{Rng, RngCore};
 use sjd2_core::sampling::sample_index;
 use sjd2_core::testing::{GoodnessOfFit, ToyModel, exact_sequence_distribution, goodness_of_fit};
 use sjd2_core::{Draft, Outcome, Proposal, Result, Sampling, Target, Verifier, VerifyInput};
-use sjd2_sampler::{DecoderConfig, DraftInit, LevelConditioning, LevelPolicy, Sjd2Decoder};
+use sjd2_sampler::{
+    DecoderConfig, DraftInit, DraftUpdate, LevelConditioning, LevelPolicy, Sjd2Decoder,
+};
 
 const SAMPLES: usize = 20_000;
 const BATCH: usize = 2_000;
@@ -172,6 +174,48 @@ fn sjd2_clean_prefix_with_guidance() {
     cfg.sjd2.level_policy = LevelPolicy::OnePerIteration;
     cfg.sjd2.level_conditioning = LevelConditioning::Sinusoidal;
     assert_same("SJD2 one level per iteration", fit(&m, cfg, None));
+}
+
+#[test]
+fn sjd_coupled_drafts_with_guidance() {
+    let m = small_toy(11);
+    let cfg = DecoderConfig {
+        draft_update: DraftUpdate::Coupled,
+        ..sampled(sjd(3, DraftInit::Random), 2.0, Sampling::default())
+    };
+    assert_same("SJD coupled", fit(&m, cfg, None));
+}
+
+#[test]
+fn sjd_coupled_drafts_top_k() {
+    let m = small_toy(13);
+    let s = Sampling::Multinomial {
+        temperature: 0.8,
+        top_k: Some(3),
+        top_p: None,
+    };
+    let cfg = DecoderConfig {
+        draft_update: DraftUpdate::Coupled,
+        ..sampled(sjd(4, DraftInit::HorizontalRepeat), 1.0, s)
+    };
+    assert_same("SJD coupled top-k", fit(&m, cfg, None));
+}
+
+#[test]
+fn sjd2_coupled_drafts_with_guidance() {
+    let m = small_toy(12);
+    let mut cfg = sampled(
+        DecoderConfig {
+            window_len: 4,
+            draft_update: DraftUpdate::Coupled,
+            ..DecoderConfig::sjd2()
+        },
+        1.5,
+        Sampling::default(),
+    );
+    cfg.sjd2.denoising_steps = 3;
+    cfg.sjd2.level_conditioning = LevelConditioning::Sinusoidal;
+    assert_same("SJD2 coupled", fit(&m, cfg, None));
 }
 
 /// Negative control: accepting every draft is wrong.
