@@ -1,4 +1,5 @@
-//! AR vs SJD vs SJD2 on the built-in toy model: forward passes, step compression and time.
+//! AR vs SJD vs SJD2 (independent and coupled draft updates) on the built-in toy model: forward
+//! passes, step compression and time.
 //!
 //! ```text
 //! cargo run --release --example toy_speedup
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use clap::Parser;
 use sjd2::core::testing::{ToyConfig, ToyModel};
-use sjd2::{DecoderConfig, DraftInit, Prompt, Sampling, Sjd2Decoder};
+use sjd2::{DecoderConfig, DraftInit, DraftUpdate, Prompt, Sampling, Sjd2Decoder};
 
 #[derive(Parser, Debug)]
 #[command(about = "Compare AR, SJD and SJD2 on the toy model")]
@@ -95,7 +96,23 @@ fn main() -> Result<()> {
         ..base.clone()
     };
     sjd2.sjd2.denoising_steps = 8;
-    configs.push((format!("SJD2 W={} K=8", args.window), sjd2));
+    configs.push((format!("SJD2 W={} K=8", args.window), sjd2.clone()));
+    // The same decoders with coupled draft updates (MC-SJD).
+    configs.push((
+        format!("SJD W={} random, coupled", args.window),
+        DecoderConfig {
+            mode: sjd2::Mode::Sjd,
+            draft_update: DraftUpdate::Coupled,
+            ..base.clone()
+        },
+    ));
+    configs.push((
+        format!("SJD2 W={} K=8, coupled", args.window),
+        DecoderConfig {
+            draft_update: DraftUpdate::Coupled,
+            ..sjd2
+        },
+    ));
 
     let decoders = configs
         .iter()
