@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use sjd2_core::testing::{ToyConfig, ToyModel};
 use sjd2_core::{Device, NoiseSchedule, Prompt, Sampling};
-use sjd2_sampler::{Acceptance, DecoderConfig, DraftInit, JacobiSpan, LevelConditioning, LevelPolicy, Mode, Sjd2Decoder, Verification};
+use sjd2_sampler::{Acceptance, DecoderConfig, DraftInit, DraftUpdate, JacobiSpan, LevelConditioning, LevelPolicy, Mode, Sjd2Decoder, Verification};
 
 fn model() -> &'static ToyModel {
     static M: OnceLock<ToyModel> = OnceLock::new();
@@ -32,6 +32,7 @@ fuzz_target!(|b: &[u8]| {
         mode: [Mode::Autoregressive, Mode::Sjd, Mode::Sjd2][byte(17) % 3],
         window_len: byte(18) % 40,
         draft_init: [DraftInit::Random, DraftInit::HorizontalRepeat, DraftInit::VerticalRepeat][byte(19) % 3],
+        draft_update: [DraftUpdate::Independent, DraftUpdate::Coupled][byte(19) / 3 % 2],
         verification: [Verification::Probabilistic, Verification::Jacobi][byte(20) % 2],
         jacobi_span: JacobiSpan { plain_prefix: byte(21) % 12, plain_suffix: byte(22) % 12 },
         max_new_tokens: (b[23] % 2 == 0).then_some(byte(24) % 20),

@@ -1,4 +1,5 @@
-//! Verification and logit processing with arbitrary rows (NaN, inf, zeros, negative values).
+//! Verification, coupled draft redraws and logit processing with arbitrary rows (NaN, inf,
+//! zeros, negative values).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -29,6 +30,14 @@ fuzz_target!(|b: &[u8]| {
     for v in [&ProbabilisticVerifier as &dyn Verifier, &JacobiVerifier] {
         if let Ok(out) = v.verify(&input, &mut rng) {
             assert!(out.accepted <= w);
+        }
+    }
+    // Coupled redraws: any row against any proposal; a returned token lies in the row's range.
+    for (i, t) in targets.iter().enumerate() {
+        if let (Target::Dist(p), Draft::Token { token, q }) = (*t, drafts.get(i).copied().unwrap_or(Draft::Stop)) {
+            if let Ok(x) = sjd2_core::verify::couple(p, q, token, &mut rng) {
+                assert!(x == token || (3..3 + vocab as u32).contains(&x));
+            }
         }
     }
     for s in [Sampling::Greedy, Sampling::default(), Sampling::top_k(2, 0.7), Sampling::top_p(0.5, 1.3)] {
