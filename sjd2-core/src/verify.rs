@@ -563,5 +563,38 @@ mod tests {
                 }
             }
         }
+
+        /// A coupled redraw is always a token the new distribution can produce, and it keeps the
+        /// old draft whenever the new distribution gives it at least the old probability.
+        #[test]
+        fn coupled_redraw_stays_in_the_support(
+            raw_p in proptest::collection::vec(0.0f32..1.0, 6),
+            raw_q in proptest::collection::vec(0.0f32..1.0, 6),
+            zeroed in 0usize..6,
+            old in 0u32..6,
+            one_hot in any::<bool>(),
+            seed in any::<u64>(),
+        ) {
+            let mut p = raw_p.clone();
+            p[zeroed] = 0.0;
+            p[(zeroed + 1) % 6] += 1e-3;
+            crate::sampling::normalize_in_place(&mut p);
+            let mut q = raw_q.clone();
+            q[old as usize] += 1e-3;
+            crate::sampling::normalize_in_place(&mut q);
+            let proposal = if one_hot {
+                Proposal::OneHot
+            } else {
+                Proposal::Dist(Dist { offset: 100, probs: &q })
+            };
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let x = couple(Dist { offset: 100, probs: &p }, proposal, 100 + old, &mut rng).unwrap();
+            prop_assert!((100..106).contains(&x));
+            prop_assert!(p[(x - 100) as usize] > 0.0, "{x} has no mass in {p:?}");
+            let q_old = if one_hot { 1.0 } else { q[old as usize] };
+            if p[old as usize] >= q_old {
+                prop_assert_eq!(x, 100 + old);
+            }
+        }
     }
 }
