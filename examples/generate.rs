@@ -569,8 +569,18 @@ fn main() -> Result<()> {
     let image = to_rgb8(vq.decode(&codes, layout.rows(), layout.cols())?)?;
     save_png(&args.out, &image)?;
     let s = &g.stats;
+    let c = decoder.config();
+    let update = format!("{:?}", c.draft_update).to_lowercase();
+    let method = match c.mode {
+        Mode::Autoregressive => "AR".to_string(),
+        Mode::Sjd => format!("SJD, window {}, {update} draft updates", c.window_len),
+        _ => format!(
+            "SJD2, window {}, K = {}, {update} draft updates",
+            c.window_len, c.sjd2.denoising_steps
+        ),
+    };
     println!(
-        "wrote {} ({}x{})",
+        "wrote {} ({}x{}) with {method}",
         args.out.display(),
         image.width,
         image.height
