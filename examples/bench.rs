@@ -21,6 +21,7 @@
 //! ```text
 //! cargo run --release --example bench                       # the docs/benchmarks.md run
 //! cargo run --release --example bench -- --quick            # a smoke run (about 20 s)
+//! cargo run --release --example bench -- --replot target/bench   # redraw the plots only
 //! ```
 
 mod common;
@@ -73,6 +74,10 @@ struct Args {
     /// A TrueType font for the plots' labels (default: DejaVu Sans or Arial where installed).
     #[arg(long)]
     font: Option<PathBuf>,
+    /// Only redraw the plots of a finished run from its `bench.json` in this directory (written
+    /// back into it); decodes nothing.
+    #[arg(long)]
+    replot: Option<PathBuf>,
     #[command(flatten)]
     device: common::DeviceArgs,
     /// Output directory.
@@ -840,8 +845,37 @@ fn load_font(arg: Option<&Path>) -> Option<PathBuf> {
         .or_else(|| CANDIDATES.iter().map(PathBuf::from).find(|p| p.exists()))
 }
 
+/// `--replot DIR`: the plots of `DIR/bench.json`, drawn again into `DIR`.
+fn replot(dir: &Path, font: Option<&Path>) -> Result<()> {
+    let path = dir.join("bench.json");
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
+    )
+    .with_context(|| format!("parsing {}", path.display()))?;
+    let rows = json["configs"]
+        .as_array()
+        .with_context(|| format!("{}: no \"configs\" array", path.display()))?;
+    let cost_model: Vec<(usize, f64)> = json["cost_model"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| Some((c["window"].as_u64()? as usize, c["seconds"].as_f64()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let font = load_font(font).context("no font found (pass --font FILE.ttf)")?;
+    let bytes: &'static [u8] = Box::leak(std::fs::read(&font)?.into_boxed_slice());
+    plots::register_font(bytes)?;
+    draw_plots(dir, rows, &cost_model)?;
+    eprintln!("redrew the plots in {}", dir.display());
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let mut args = Args::parse();
+    if let Some(dir) = &args.replot {
+        return replot(dir, args.font.as_deref());
+    }
     if args.quick {
         args.quality_prompts = args.quality_prompts.min(6);
         args.prompts = args.prompts.min(2);
@@ -1083,7 +1117,9 @@ fn main() -> Result<()> {
         Some(path) => {
             let bytes: &'static [u8] = Box::leak(std::fs::read(&path)?.into_boxed_slice());
             plots::register_font(bytes)?;
-            draw_plots(&args.out, &cfgs, &qual, &json_rows, &windows, &costs)?;
+            let cost_model: Vec<(usize, f64)> =
+                windows.iter().copied().zip(costs.iter().copied()).collect();
+            draw_plots(&args.out, &json_rows, &cost_model)?;
         }
         None => eprintln!("no font found (pass --font FILE.ttf): plots skipped"),
     }
@@ -1092,32 +1128,29 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-fn draw_plots(
-    out: &Path,
-    cfgs: &[Config],
-    qual: &[Quality],
-    rows: &[serde_json::Value],
-    windows: &[usize],
-    costs: &[f64],
-) -> Result<()> {
+/// Draws the four plots from `bench.json`'s rows and cost model alone, so that `--replot` can
+/// redraw them from a saved run.
+fn draw_plots(out: &Path, rows: &[serde_json::Value], cost_model: &[(usize, f64)]) -> Result<()> {
     let get = |k: usize, f: &str| rows[k][f].as_f64().unwrap_or(f64::NAN);
+    let family = |k: usize| rows[k]["family"].as_str().unwrap_or("");
+    let window = |k: usize| rows[k]["window"].as_u64().unwrap_or(0) as usize;
+    let name = |k: usize| rows[k]["name"].as_str().unwrap_or("").to_string();
     let mut series = Vec::new();
     for fam in ["SJD", "SJD2", "SJD+MC", "SJD2+MC"] {
-        let idx: Vec<usize> = (0..cfgs.len()).filter(|&k| cfgs[k].family == fam).collect();
+        let idx: Vec<usize> = (0..rows.len()).filter(|&k| family(k) == fam).collect();
         if idx.is_empty() {
             continue;
         }
-        let w = |k: usize| cfgs[k].decoder.window_len as f64;
         series.push((
             format!("{fam}: fewer passes"),
             idx.iter()
-                .map(|&k| (w(k), get(0, "passes") / get(k, "passes")))
+                .map(|&k| (window(k) as f64, get(0, "passes") / get(k, "passes")))
                 .collect(),
         ));
         series.push((
             format!("{fam}: latency speed-up"),
             idx.iter()
-                .map(|&k| (w(k), get(k, "speedup_median")))
+                .map(|&k| (window(k) as f64, get(k, "speedup_median")))
                 .collect(),
         ));
     }
@@ -1128,47 +1161,44 @@ fn draw_plots(
         "× vs AR",
         &series,
     )?;
-    let hist: Vec<(String, Vec<f64>)> = cfgs
-        .iter()
-        .zip(qual)
-        .filter(|(k, _)| {
-            let w = k.decoder.window_len;
-            match k.family {
-                "SJD" | "SJD+MC" => w == sjd2::demo::SJD_WINDOW,
-                "SJD2" | "SJD2+MC" => w == sjd2::demo::SJD2_WINDOW,
-                _ => false,
-            }
+    // Passes committing 1..=TAIL-1 tokens, then one bar for TAIL or more.
+    const TAIL: usize = 13;
+    let hist: Vec<(String, Vec<f64>)> = (0..rows.len())
+        .filter(|&k| match family(k) {
+            "SJD" | "SJD+MC" => window(k) == sjd2::demo::SJD_WINDOW,
+            "SJD2" | "SJD2+MC" => window(k) == sjd2::demo::SJD2_WINDOW,
+            _ => false,
         })
-        .map(|(k, q)| {
-            let total = q.hist.iter().sum::<usize>().max(1) as f64;
-            let last = q.hist.iter().rposition(|&n| n > 0).unwrap_or(1).min(12);
-            (
-                k.name.clone(),
-                (1..=last)
-                    .map(|n| 100.0 * q.hist.get(n).copied().unwrap_or(0) as f64 / total)
-                    .collect(),
-            )
+        .map(|k| {
+            let h: Vec<f64> = rows[k]["tokens_per_pass_histogram"]
+                .as_array()
+                .map(|a| a.iter().map(|v| v.as_f64().unwrap_or(0.0)).collect())
+                .unwrap_or_default();
+            let total = h.iter().sum::<f64>().max(1.0);
+            let mut shares: Vec<f64> = (1..TAIL)
+                .map(|n| 100.0 * h.get(n).copied().unwrap_or(0.0) / total)
+                .collect();
+            shares.push(100.0 * h.iter().skip(TAIL).sum::<f64>() / total);
+            (name(k), shares)
         })
         .collect();
     plots::histogram(
         &out.join("acceptance-histogram.png"),
-        "Tokens committed per pass",
+        &format!("Tokens committed per pass (bar {TAIL}: {TAIL} or more)"),
         &hist,
     )?;
     let mut groups: Vec<String> = Vec::new();
-    let points: Vec<(String, usize, f64, f64, f64)> = cfgs
-        .iter()
-        .enumerate()
-        .map(|(k, cfg)| {
-            let g = match groups.iter().position(|x| x == cfg.family) {
+    let points: Vec<(String, usize, f64, f64, f64)> = (0..rows.len())
+        .map(|k| {
+            let g = match groups.iter().position(|x| x == family(k)) {
                 Some(g) => g,
                 None => {
-                    groups.push(cfg.family.to_string());
+                    groups.push(family(k).to_string());
                     groups.len() - 1
                 }
             };
             (
-                cfg.name.clone(),
+                name(k),
                 g,
                 get(k, "speedup_median"),
                 get(k, "faithfulness"),
@@ -1184,7 +1214,7 @@ fn draw_plots(
         &points,
         &groups,
     )?;
-    let t1 = costs.first().copied().unwrap_or(1.0);
+    let t1 = cost_model.first().map_or(1.0, |c| c.1);
     plots::lines(
         &out.join("cost-model.png"),
         "Cost of one forward pass against window length",
@@ -1192,10 +1222,9 @@ fn draw_plots(
         "t(W) / t(1)",
         &[(
             "demo model, CPU".to_string(),
-            windows
+            cost_model
                 .iter()
-                .zip(costs)
-                .map(|(&w, &t)| (w as f64, t / t1))
+                .map(|&(w, t)| (w as f64, t / t1))
                 .collect(),
         )],
     )?;
