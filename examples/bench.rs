@@ -898,14 +898,7 @@ fn main() -> Result<()> {
     }
     if args.quick {
         // AR, and the SJD and SJD2 defaults with both draft updates.
-        cfgs.retain(|k| {
-            let w = k.decoder.window_len;
-            match k.family {
-                "SJD" | "SJD+MC" => w == sjd2::demo::SJD_WINDOW,
-                "SJD2" | "SJD2+MC" => w == sjd2::demo::SJD2_WINDOW,
-                _ => k.name == "ar-base",
-            }
-        });
+        cfgs.retain(|k| k.name == "ar-base" || at_default_window(k.family, k.decoder.window_len));
     }
     std::fs::create_dir_all(&args.out)?;
 
@@ -1128,6 +1121,15 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// Whether a configuration of an SJD / SJD2 window sweep runs at the demo's default window.
+fn at_default_window(family: &str, window: usize) -> bool {
+    match family {
+        "SJD" | "SJD+MC" => window == sjd2::demo::SJD_WINDOW,
+        "SJD2" | "SJD2+MC" => window == sjd2::demo::SJD2_WINDOW,
+        _ => false,
+    }
+}
+
 /// Draws the four plots from `bench.json`'s rows and cost model alone, so that `--replot` can
 /// redraw them from a saved run.
 fn draw_plots(out: &Path, rows: &[serde_json::Value], cost_model: &[(usize, f64)]) -> Result<()> {
@@ -1164,11 +1166,7 @@ fn draw_plots(out: &Path, rows: &[serde_json::Value], cost_model: &[(usize, f64)
     // Passes committing 1..=TAIL-1 tokens, then one bar for TAIL or more.
     const TAIL: usize = 13;
     let hist: Vec<(String, Vec<f64>)> = (0..rows.len())
-        .filter(|&k| match family(k) {
-            "SJD" | "SJD+MC" => window(k) == sjd2::demo::SJD_WINDOW,
-            "SJD2" | "SJD2+MC" => window(k) == sjd2::demo::SJD2_WINDOW,
-            _ => false,
-        })
+        .filter(|&k| at_default_window(family(k), window(k)))
         .map(|k| {
             let h: Vec<f64> = rows[k]["tokens_per_pass_histogram"]
                 .as_array()

@@ -206,14 +206,27 @@ pub fn sample_residual(
 /// # Ok::<(), sjd2_core::Error>(())
 /// ```
 pub fn couple(p: Dist<'_>, q: Proposal<'_>, old: u32, rng: &mut dyn RngCore) -> Result<u32> {
-    let q_old = match q {
+    Ok(accept_or_resample(p, q, old, None, rng)?.unwrap_or(old))
+}
+
+/// The speculative-sampling step for one draft `d ~ q` against target `p`: `None` when `d` is
+/// kept (probability `min(1, p(d)/q(d))`), otherwise `Some` replacement drawn by
+/// [`sample_residual`]. Verification and [`couple`] both apply it.
+fn accept_or_resample(
+    p: Dist<'_>,
+    q: Proposal<'_>,
+    draft: u32,
+    top_k: Option<usize>,
+    rng: &mut dyn RngCore,
+) -> Result<Option<u32>> {
+    let q_d = match q {
         Proposal::OneHot => 1.0,
-        Proposal::Dist(q) => q.prob(old),
+        Proposal::Dist(q) => q.prob(draft),
     };
-    if rng.random::<f64>() < acceptance_probability(p.prob(old), q_old) {
-        return Ok(old);
+    if rng.random::<f64>() < acceptance_probability(p.prob(draft), q_d) {
+        return Ok(None);
     }
-    sample_residual(p, q, old, None, rng)
+    sample_residual(p, q, draft, top_k, rng).map(Some)
 }
 
 /// Speculative-sampling verification (SJD's criterion): lossless.
@@ -242,13 +255,8 @@ impl Verifier for ProbabilisticVerifier {
                         }
                     }
                     Target::Dist(p) => {
-                        let q_d = match q {
-                            Proposal::OneHot => 1.0,
-                            Proposal::Dist(q) => q.prob(token),
-                        };
-                        let a = acceptance_probability(p.prob(token), q_d);
-                        if rng.random::<f64>() >= a {
-                            let next_token = sample_residual(p, q, token, input.top_k, rng)?;
+                        if let Some(next_token) = accept_or_resample(p, q, token, input.top_k, rng)?
+                        {
                             return Ok(Outcome {
                                 accepted: j,
                                 next_token,
@@ -309,6 +317,17 @@ mod tests {
         }
     }
 
+    /// Asserts that the tokens `10..14` were drawn with frequencies within `tol` of `P`.
+    fn assert_frequencies_match_p(counts: &[usize; 4], tol: f64) {
+        let n = counts.iter().sum::<usize>() as f64;
+        for (c, p) in counts.iter().zip(P) {
+            assert!(
+                (*c as f64 / n - f64::from(p)).abs() < tol,
+                "frequencies {counts:?} are not P"
+            );
+        }
+    }
+
     #[test]
     fn acceptance_probability_is_min_ratio() {
         assert_eq!(acceptance_probability(0.2, 0.4), 0.5);
@@ -348,12 +367,7 @@ mod tests {
                 sample_residual(dist(&P), Proposal::Dist(dist(&P)), 11, None, &mut rng).unwrap();
             counts[(t - 10) as usize] += 1;
         }
-        for (c, p) in counts.iter().zip(P) {
-            assert!(
-                (*c as f64 / 20_000.0 - f64::from(p)).abs() < 0.015,
-                "{counts:?}"
-            );
-        }
+        assert_frequencies_match_p(&counts, 0.015);
     }
 
     /// Maximal coupling: with `old ~ q`, the new draft is distributed as `P` and equals `old`
@@ -371,12 +385,7 @@ mod tests {
             counts[(new - 10) as usize] += 1;
             same += usize::from(new == old);
         }
-        for (c, p) in counts.iter().zip(P) {
-            assert!(
-                (*c as f64 / n as f64 - f64::from(p)).abs() < 0.008,
-                "marginal {counts:?} is not P"
-            );
-        }
+        assert_frequencies_match_p(&counts, 0.008);
         let overlap: f32 = P.iter().zip(q).map(|(a, b)| a.min(b)).sum();
         let agree = same as f64 / n as f64;
         assert!(
@@ -396,12 +405,7 @@ mod tests {
             let new = couple(dist(&P), Proposal::OneHot, 13, &mut rng).unwrap();
             counts[(new - 10) as usize] += 1;
         }
-        for (c, p) in counts.iter().zip(P) {
-            assert!(
-                (*c as f64 / n as f64 - f64::from(p)).abs() < 0.01,
-                "{counts:?}"
-            );
-        }
+        assert_frequencies_match_p(&counts, 0.01);
     }
 
     /// The defining property: accept-or-resample yields exactly `P`, whatever `q` is.
@@ -432,12 +436,7 @@ mod tests {
             let first = if out.accepted == 1 { d } else { out.next_token };
             counts[(first - 10) as usize] += 1;
         }
-        for (c, p) in counts.iter().zip(P) {
-            assert!(
-                (*c as f64 / n as f64 - f64::from(p)).abs() < 0.01,
-                "{counts:?}"
-            );
-        }
+        assert_frequencies_match_p(&counts, 0.01);
     }
 
     #[test]
