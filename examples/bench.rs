@@ -121,25 +121,33 @@ impl<M: JacobiDenoiser> JacobiDenoiser for Timed<M> {
     fn guidance_style(&self) -> GuidanceStyle {
         self.inner.guidance_style()
     }
-    fn prompt_len(&self, row: &PromptRow<'_>) -> sjd2::Result<usize> {
+    fn prompt_len(&self, row: &PromptRow<'_>) -> sjd2::core::Result<usize> {
         self.inner.prompt_len(row)
     }
-    fn new_cache(&self, rows: usize, capacity: usize) -> sjd2::Result<Self::Cache> {
+    fn new_cache(&self, rows: usize, capacity: usize) -> sjd2::core::Result<Self::Cache> {
         self.time(|| self.inner.new_cache(rows, capacity))
     }
-    fn prefill(&self, cache: &mut Self::Cache, rows: &[PromptRow<'_>]) -> sjd2::Result<Tensor<2>> {
+    fn prefill(
+        &self,
+        cache: &mut Self::Cache,
+        rows: &[PromptRow<'_>],
+    ) -> sjd2::core::Result<Tensor<2>> {
         self.time(|| self.inner.prefill(cache, rows))
     }
-    fn embed_tokens(&self, tokens: Tensor<2, Int>) -> sjd2::Result<Tensor<3>> {
+    fn embed_tokens(&self, tokens: Tensor<2, Int>) -> sjd2::core::Result<Tensor<3>> {
         self.time(|| self.inner.embed_tokens(tokens))
     }
-    fn forward(&self, cache: &mut Self::Cache, embeddings: Tensor<3>) -> sjd2::Result<Tensor<3>> {
+    fn forward(
+        &self,
+        cache: &mut Self::Cache,
+        embeddings: Tensor<3>,
+    ) -> sjd2::core::Result<Tensor<3>> {
         self.time(|| self.inner.forward(cache, embeddings))
     }
-    fn image_embedding_table(&self) -> sjd2::Result<Tensor<2>> {
+    fn image_embedding_table(&self) -> sjd2::core::Result<Tensor<2>> {
         self.inner.image_embedding_table()
     }
-    fn level_embedding(&self, t: Tensor<2>) -> Option<sjd2::Result<Tensor<3>>> {
+    fn level_embedding(&self, t: Tensor<2>) -> Option<sjd2::core::Result<Tensor<3>>> {
         self.time(|| self.inner.level_embedding(t))
     }
 }

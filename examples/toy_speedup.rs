@@ -117,7 +117,7 @@ fn main() -> Result<()> {
     let decoders = configs
         .iter()
         .map(|(_, c)| Sjd2Decoder::new(model.clone(), c.clone()))
-        .collect::<sjd2::Result<Vec<_>>>()?;
+        .collect::<sjd2::core::Result<Vec<_>>>()?;
     let mut passes = vec![0usize; configs.len()];
     let mut tokens = vec![0usize; configs.len()];
     let mut times = vec![Duration::ZERO; configs.len()];

@@ -18,12 +18,11 @@ mod common;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use sjd2::Device;
-use sjd2_train::checkpoint::{load_module, save_module};
+use sjd2_train::checkpoint::load_module;
 use sjd2_train::lm_train::{
     LevelInput, LmTrainOptions, NoiseOptions, SegmentPattern, demo_config, train_lm,
 };
 use sjd2_train::run::RunDir;
-use sjd2_train::transformer::DemoTransformer;
 use sjd2_train::vq::{VqAutoencoder, VqTrainConfig};
 use sjd2_train::vq_train::{VqTrainOptions, train_vq};
 
@@ -210,16 +209,6 @@ fn main() -> anyhow::Result<()> {
         } => {
             let run = RunDir::open(&dir)?;
             let vq = load_vq(&vq, &inner)?;
-            let init = match init {
-                Some(p) => {
-                    let m = DemoTransformer::from_inference(&demo_config(), &p, &device)
-                        .with_context(|| format!("reading {}", p.display()))?;
-                    let out = run.file("init.safetensors");
-                    save_module(&m, &out)?;
-                    Some(out)
-                }
-                None => None,
-            };
             let opts = LmTrainOptions {
                 config: demo_config(),
                 steps,

@@ -36,14 +36,44 @@ pub use sjd2_models as models;
 pub use sjd2_sampler as sampler;
 
 pub use sjd2_core::{
-    Device, Error, GuidanceStyle, ImageLayout, JacobiDenoiser, NoiseSchedule, Prompt, Result,
-    Sampling,
+    Device, GuidanceStyle, ImageLayout, JacobiDenoiser, NoiseSchedule, Prompt, Sampling,
 };
+pub use sjd2_models::LoadError;
 pub use sjd2_sampler::{
     Acceptance, Control, DecoderConfig, DraftInit, DraftUpdate, FinishReason, Generation,
     JacobiSpan, LevelConditioning, LevelPolicy, Mode, Sjd2Decoder, Sjd2Options, Stats, StepEvent,
     Verification,
 };
+
+/// Every error of the library, keeping the structure of the crate that raised it: a
+/// [`LoadError::Mismatch`] still lists its missing, unexpected and mis-shaped tensors, a decoding
+/// error still names its field.
+///
+/// ```
+/// use sjd2::{Error, LoadError};
+///
+/// fn load() -> sjd2::Result<()> {
+///     sjd2::models::weights::Checkpoint::open("no/such/model.safetensors")?;
+///     Ok(())
+/// }
+/// match load() {
+///     Err(Error::Load(LoadError::Io { path, .. })) => assert!(path.ends_with("model.safetensors")),
+///     other => panic!("{other:?}"),
+/// }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Configuration, prompts, shapes, the KV cache, decoding (`sjd2-core`, `sjd2-sampler`).
+    #[error(transparent)]
+    Decode(#[from] sjd2_core::Error),
+    /// Weights, configs and tokenizers (`sjd2-models`), with every tensor at fault named.
+    #[error(transparent)]
+    Load(#[from] sjd2_models::LoadError),
+}
+
+/// Result alias of the facade.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Compiles and runs the README's example as a doctest.
 #[doc = include_str!("../README.md")]

@@ -5,10 +5,11 @@
 
 use std::path::PathBuf;
 
+use sjd2::core::Error;
 use sjd2::models::demo::{DemoModel, DemoWeights};
 use sjd2::models::prompt::Template;
 use sjd2::models::vq::{ImageDecoder, to_rgb8};
-use sjd2::{DecoderConfig, Device, Error, Mode, Sampling, Sjd2Decoder};
+use sjd2::{DecoderConfig, Device, Mode, Sampling, Sjd2Decoder};
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/demo")

@@ -244,28 +244,30 @@ pub fn apply_rope(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
 }
 
 /// Scaled dot-product attention of a window over the keys and values returned by
-/// [`KvCache::update`], with the plan's mask; key/value heads are shared by groups of query heads
-/// (grouped-query attention) when there are fewer of them.
+/// [`KvCache::update`] (or a whole sequence's own keys and values), with a mask; key/value heads
+/// are shared by groups of query heads (grouped-query attention) when there are fewer of them.
 ///
 /// # Shapes
 /// - `q`: `[rows, heads, L, head_dim]`
 /// - `keys`, `values`: `[rows, kv_heads, key_len, head_dim]`
+/// - `mask`: `[rows or 1, 1, L, key_len]`, `true` where attention is **not** allowed
+///   ([`WindowPlan::mask`], or [`causal_mask`] for a whole sequence)
 /// - returns `[rows, L, heads · head_dim]`
 pub fn attend(
     q: Tensor<4>,
     keys: Tensor<4>,
     values: Tensor<4>,
-    plan: &WindowPlan,
+    mask: &Tensor<4, Bool>,
     scale: f64,
 ) -> Tensor<3> {
     let [rows, heads, len, hd] = q.dims();
-    let kv = keys.dims()[1];
+    let [_, kv, key_len, _] = keys.dims();
     let (keys, values) = if kv != heads && kv > 0 {
         let rep = heads / kv;
         let expand = |t: Tensor<4>| {
             t.unsqueeze_dim::<5>(2)
-                .expand([rows, kv, rep, plan.key_len, hd])
-                .reshape([rows, heads, plan.key_len, hd])
+                .expand([rows, kv, rep, key_len, hd])
+                .reshape([rows, heads, key_len, hd])
         };
         (expand(keys), expand(values))
     } else {
@@ -273,13 +275,19 @@ pub fn attend(
     };
     let scores = q.matmul(keys.swap_dims(2, 3)) * scale;
     let scores = scores.mask_fill(
-        plan.mask.clone().expand([rows, heads, len, plan.key_len]),
+        mask.clone().expand([rows, heads, len, key_len]),
         f32::NEG_INFINITY,
     );
     burn::tensor::activation::softmax(scores, 3)
         .matmul(values)
         .swap_dims(1, 2)
         .reshape([rows, len, heads * hd])
+}
+
+/// The causal mask of a whole sequence of `len` positions, `[1, 1, len, len]`, `true` above the
+/// diagonal (where [`attend`] must not look).
+pub fn causal_mask(len: usize, device: &Device) -> Tensor<4, Bool> {
+    Tensor::<2, Bool>::tril_mask([len, len], 0, device).reshape([1, 1, len, len])
 }
 
 impl DecodeCache for KvCache {

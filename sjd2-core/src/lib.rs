@@ -35,7 +35,7 @@ pub mod schedule;
 pub mod testing;
 pub mod verify;
 
-pub use cache::{DecodeCache, KvCache, WindowPlan, apply_rope, attend};
+pub use cache::{DecodeCache, KvCache, WindowPlan, apply_rope, attend, causal_mask};
 pub use denoiser::{
     ImageLayout, JacobiDenoiser, Prompt, PromptRow, Role, ids_tensor, prefill_ragged,
 };

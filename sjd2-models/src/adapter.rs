@@ -596,7 +596,6 @@ impl JacobiDenoiser for LlamaT2I {
                 Ok(self
                     .backbone
                     .embedding_table()
-                    .clone()
                     .narrow(0, r.start as usize, r.len()))
             }
             ImageIo::Separate { embed, aligner, .. } => {

@@ -132,6 +132,26 @@ impl DemoConfig {
         }
     }
 
+    /// The checkpoint names of the transformer: Hugging Face Llama names (`model.` prefix,
+    /// `lm_head.weight`).
+    pub fn key_names() -> KeyNames {
+        KeyNames::hugging_face("model.", "lm_head.weight")
+    }
+
+    /// Loads a transformer checkpoint of this configuration (a model directory's
+    /// `base.safetensors` / `sjd2.safetensors`, or a training checkpoint, any stored dtype) onto
+    /// `device`; on an autodiff device the result is trainable.
+    ///
+    /// # Errors
+    /// [`LoadError`] for an unreadable file and for missing, unexpected or mis-shaped tensors
+    /// (all named).
+    pub fn load_backbone(&self, path: impl AsRef<Path>, device: &Device) -> Result<Backbone> {
+        let mut loader = WeightLoader::new(Checkpoint::open(path)?, device);
+        let backbone = Backbone::load(self.backbone(), &Self::key_names(), &mut loader, device)?;
+        loader.finish(|_| false)?;
+        Ok(backbone)
+    }
+
     /// The image layout.
     ///
     /// # Errors
@@ -239,15 +259,7 @@ impl DemoModel {
         let config_path = dir.join("config.json");
         let config: DemoConfig = read_json(&config_path)?;
         config.check(&config_path)?;
-        let mut loader =
-            WeightLoader::new(Checkpoint::open(dir.join(weights.file_name()))?, device);
-        let backbone = Backbone::load(
-            config.backbone(),
-            &KeyNames::hugging_face("model.", "lm_head.weight"),
-            &mut loader,
-            device,
-        )?;
-        loader.finish(|_| false)?;
+        let backbone = config.load_backbone(dir.join(weights.file_name()), device)?;
         let prompting = Prompting {
             image_prefix: vec![config.boi()],
             unconditional: Unconditional::PrefixOnly,

@@ -12,7 +12,9 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use burn::Tensor;
-use burn::tensor::{Device, TensorData};
+use burn::store::bridge;
+use burn::store::burn_pack::{Error as PackError, Tensor as PackTensor};
+use burn::tensor::{Bytes, DType, Device, TensorData};
 use serde::Deserialize;
 
 use crate::error::{LoadError, Result};
@@ -42,6 +44,26 @@ pub struct Checkpoint {
     entries: BTreeMap<String, Entry>,
     /// Tensors of a PyTorch pickle checkpoint (`.pt`, `.pth`, `.bin`), read lazily.
     pickled: BTreeMap<String, (usize, pytorch_reader::Tensor)>,
+}
+
+/// Where the bytes of a deferred tensor come from.
+enum Source {
+    /// A byte range of a safetensors file.
+    File { start: u64, end: u64 },
+    /// A tensor of a PyTorch pickle.
+    Pickle(pytorch_reader::Tensor),
+}
+
+fn pickled_dtype(dtype: pytorch_reader::DType) -> &'static str {
+    match dtype {
+        pytorch_reader::DType::F64 => "F64",
+        pytorch_reader::DType::F32 => "F32",
+        pytorch_reader::DType::F16 => "F16",
+        pytorch_reader::DType::BF16 => "BF16",
+        pytorch_reader::DType::I64 => "I64",
+        pytorch_reader::DType::I32 => "I32",
+        _ => "unsupported",
+    }
 }
 
 #[derive(Deserialize)]
@@ -428,6 +450,119 @@ impl Checkpoint {
         })
     }
 
+    /// Tensor `name` (or the block `rows` of its first dimension, with the rows of that block
+    /// reordered by `order` when given) as a deferred burn-pack tensor named `path`, in its
+    /// stored dtype: nothing is read until burn-store applies it to a module, and then only
+    /// this tensor's bytes. `None` if the checkpoint has no tensor `name`.
+    ///
+    /// # Errors
+    /// [`LoadError::UnsupportedDtype`] for a non-float tensor, [`LoadError::Corrupt`] for a
+    /// row block or order that does not fit its shape.
+    pub(crate) fn deferred(
+        &self,
+        name: &str,
+        path: String,
+        rows: Option<std::ops::Range<usize>>,
+        order: Option<Vec<usize>>,
+    ) -> Option<Result<PackTensor>> {
+        let shape = self.shape(name)?.to_vec();
+        let origin = self.origin();
+        let (dtype, file, source) = match (self.entries.get(name), self.pickled.get(name)) {
+            (Some(e), _) => (
+                e.dtype.clone(),
+                self.files[e.file].clone(),
+                Source::File {
+                    start: e.start,
+                    end: e.end,
+                },
+            ),
+            (None, Some((f, t))) => (
+                pickled_dtype(t.dtype()).to_string(),
+                self.files[*f].clone(),
+                Source::Pickle(t.clone()),
+            ),
+            (None, None) => return None,
+        };
+        let burn_dtype = match dtype.as_str() {
+            "F32" => DType::F32,
+            "F16" => DType::F16,
+            "BF16" => DType::BF16,
+            "F64" => DType::F64,
+            _ => {
+                return Some(Err(LoadError::UnsupportedDtype {
+                    path: file,
+                    name: name.to_string(),
+                    dtype,
+                }));
+            }
+        };
+        let first = shape.first().copied().unwrap_or(1);
+        let row_elems: usize = shape.iter().skip(1).product();
+        let rows = rows.unwrap_or(0..first);
+        let fits = rows.end <= first
+            && order
+                .as_ref()
+                .is_none_or(|o| o.len() == rows.len() && o.iter().all(|&r| r < rows.len()));
+        if !fits {
+            return Some(Err(corrupt(
+                &file,
+                format!("`{name}` {shape:?} has no row block {rows:?} (in {origin})"),
+            )));
+        }
+        let mut out_shape = shape.clone();
+        if let Some(d) = out_shape.first_mut() {
+            *d = rows.len();
+        }
+        let size = burn_dtype.size();
+        let row_bytes = row_elems * size;
+        let tensor_name = name.to_string();
+        let data_shape = out_shape.clone();
+        let read = move || -> std::result::Result<TensorData, PackError> {
+            let fail = |detail: String| {
+                PackError::IoError(format!(
+                    "{}: tensor `{tensor_name}`: {detail}",
+                    file.display()
+                ))
+            };
+            let bytes = match &source {
+                Source::File { start, end } => {
+                    let from = start + (rows.start * row_bytes) as u64;
+                    let to = (start + (rows.end * row_bytes) as u64).min(*end);
+                    let mut f = File::open(&file).map_err(|e| fail(e.to_string()))?;
+                    f.seek(SeekFrom::Start(from))
+                        .map_err(|e| fail(e.to_string()))?;
+                    let mut bytes = vec![0u8; (to - from) as usize];
+                    f.read_exact(&mut bytes).map_err(|e| fail(e.to_string()))?;
+                    bytes
+                }
+                Source::Pickle(t) => {
+                    let all = t.read().map_err(|e| fail(e.to_string()))?;
+                    let (a, b) = (rows.start * row_bytes, rows.end * row_bytes);
+                    all.get(a..b)
+                        .ok_or_else(|| fail(format!("holds {} bytes, not {b}", all.len())))?
+                        .to_vec()
+                }
+            };
+            let bytes = match &order {
+                Some(order) => order
+                    .iter()
+                    .flat_map(|&r| &bytes[r * row_bytes..(r + 1) * row_bytes])
+                    .copied()
+                    .collect(),
+                None => bytes,
+            };
+            TensorData::try_from_bytes(Bytes::from_bytes_vec(bytes), data_shape.clone(), burn_dtype)
+                .map_err(|e| fail(e.to_string()))
+        };
+        Some(Ok(bridge::deferred(
+            path,
+            burn_dtype,
+            out_shape.into(),
+            None,
+            read,
+        )))
+    }
+
     /// Reads an integer tensor (I64 or I32), for reference inputs.
     ///
     /// # Errors
@@ -528,6 +663,40 @@ impl WeightLoader {
     /// `x.matmul(w)` applies it.
     pub fn linear(&mut self, name: &str, out_features: usize, in_features: usize) -> Tensor<2> {
         self.tensor(name, [out_features, in_features]).transpose()
+    }
+
+    /// The float dtype loaded tensors are stored in on the device: the device's configured
+    /// float dtype (`f32` unless [`sjd2_core::configure_precision`] changed it). Tensors stored
+    /// in another dtype are converted one at a time on the way in; tensors already in it are
+    /// never expanded.
+    pub fn dtype(&self) -> DType {
+        self.device.settings().float_dtype.into()
+    }
+
+    /// Records tensors the model needs that the checkpoint lacks.
+    pub(crate) fn record_missing(&mut self, names: impl IntoIterator<Item = String>) {
+        self.missing.extend(names);
+    }
+
+    /// Records a tensor whose stored shape differs from the model's.
+    pub(crate) fn record_mis_shaped(
+        &mut self,
+        name: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    ) {
+        self.used.insert(name.clone());
+        self.mis_shaped.push((name, expected, found));
+    }
+
+    /// Records a tensor as used.
+    pub(crate) fn mark_used(&mut self, name: &str) {
+        self.used.insert(name.to_string());
+    }
+
+    /// Records an error that stops loading (an unreadable tensor).
+    pub(crate) fn record_fatal(&mut self, error: LoadError) {
+        self.fatal.get_or_insert(error);
     }
 
     /// Marks a tensor as used without loading it (a known extra such as a buffer).

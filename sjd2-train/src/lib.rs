@@ -14,7 +14,6 @@ pub mod eval;
 pub mod lm_train;
 pub mod run;
 pub mod shapes;
-pub mod transformer;
 pub mod vocab;
 pub mod vq;
 pub mod vq_train;

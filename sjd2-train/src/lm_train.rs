@@ -16,15 +16,15 @@ use sjd2_core::{
     sinusoidal_level_embedding,
 };
 use sjd2_models::demo::DemoConfig;
+use sjd2_models::llama::Backbone;
 use sjd2_models::prompt::{PromptTokenizer, Template};
 use sjd2_models::weights::StoredDtype;
 
-use crate::checkpoint::{load_module, save_module, write_named};
+use crate::checkpoint::write_named;
 use crate::error::{Result, TrainError};
 use crate::run::{
     RunDir, TRAIN_SEED, get_usize, images_tensor, ints, learning_rate, samples, scalar,
 };
-use crate::transformer::DemoTransformer;
 use crate::vq::VqAutoencoder;
 
 /// How noisy segments are laid out in a fine-tuning sequence.
@@ -240,7 +240,7 @@ pub fn noise_levels(seq: &Sequence, opts: &NoiseOptions, rng: &mut impl Rng) -> 
 /// An image-token table with fewer than two rows.
 #[allow(clippy::too_many_arguments)]
 pub fn noisy_inputs(
-    model: &DemoTransformer,
+    model: &Backbone,
     ids: Tensor<2, Int>,
     levels: &[Vec<usize>],
     table: &ScheduleTable,
@@ -310,15 +310,17 @@ pub fn train_lm(
     }
     device.seed(opts.seed);
     let c = &opts.config;
-    let mut model = DemoTransformer::new(c, device);
+    let names = DemoConfig::key_names();
     let mut start = 0;
-    if let Some(state) = dir.state()? {
-        model = load_module(model, &dir.checkpoint())?;
+    let mut model = if let Some(state) = dir.state()? {
         start = get_usize(&state, "step");
         tracing::info!(step = start, "resuming");
+        c.load_backbone(dir.checkpoint(), device)?
     } else if let Some(p) = init {
-        model = load_module(model, p)?;
-    }
+        c.load_backbone(p, device)?
+    } else {
+        Backbone::new(c.backbone(), device)?
+    };
     let tokenizer = PromptTokenizer::from_json(&crate::vocab::tokenizer_json())?;
     let inner = device.clone().inner();
     let schedule = match &opts.noise {
@@ -377,7 +379,7 @@ pub fn train_lm(
             }
             _ => (model.embed(ids.clone()), None),
         };
-        let logits = model.forward(x);
+        let logits = model.logits(model.forward_sequence(x)?);
         let (loss, nll) = masked_cross_entropy(logits, targets, mask.clone());
         let loss_value = scalar(loss.clone().inner(), "loss")?;
         let clean_loss = match noisy_mask {
@@ -405,11 +407,14 @@ pub fn train_lm(
             &json!({"step": step, "loss": report.loss, "clean_loss": report.clean_loss, "lr": lr}),
         )?;
         if (step + 1) % opts.checkpoint_every == 0 || step + 1 == opts.steps {
-            dir.atomically("checkpoint.safetensors", |p| save_module(&model, p))?;
+            let tensors = model.export(&names)?;
+            dir.atomically("checkpoint.safetensors", |p| {
+                write_named(p, &tensors, StoredDtype::F32)
+            })?;
             dir.save_state(&json!({"step": step + 1, "steps": opts.steps}))?;
         }
     }
-    let tensors = model.valid().export()?;
+    let tensors = model.valid().export(&names)?;
     dir.atomically("model.safetensors", |p| {
         write_named(p, &tensors, StoredDtype::F16)
     })

@@ -1,18 +1,20 @@
-//! The trainers compute what the shipped inference code computes: a randomly initialized
-//! trainable transformer / VQ autoencoder, exported and loaded through `sjd2-models`, gives the
-//! same logits / images / codes (1e-4).
+//! The trainers compute what the shipped inference code computes: the transformer is trained as
+//! the inference `Backbone` itself (its uncached training forward equals the cached decoder), and
+//! a randomly initialized trainable VQ autoencoder, exported and loaded through `sjd2-models`,
+//! gives the same images / codes (1e-4).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use sjd2_core::{JacobiDenoiser, PromptRow, Role};
+use sjd2_models::demo::DemoConfig;
 use sjd2_models::demo::{DemoModel, DemoWeights};
+use sjd2_models::llama::Backbone;
 use sjd2_models::vq::ImageDecoder;
 use sjd2_models::weights::StoredDtype;
 use sjd2_train::checkpoint::{NamedTensor, load_module, save_module, write_named};
 use sjd2_train::lm_train::demo_config;
 use sjd2_train::run::images_tensor;
 use sjd2_train::shapes::Sample;
-use sjd2_train::transformer::DemoTransformer;
 use sjd2_train::vq::{VqAutoencoder, VqTrainConfig};
 
 fn write(path: &std::path::Path, t: &[NamedTensor]) {
@@ -34,7 +36,7 @@ fn small_vq() -> VqTrainConfig {
     }
 }
 
-fn model_dir(device: &Device) -> (tempdir::Dir, DemoTransformer, VqAutoencoder) {
+fn model_dir(device: &Device) -> (tempdir::Dir, Backbone, VqAutoencoder) {
     let dir = tempdir::Dir::new("export");
     let mut config = demo_config();
     let vqc = small_vq();
@@ -50,9 +52,13 @@ fn model_dir(device: &Device) -> (tempdir::Dir, DemoTransformer, VqAutoencoder) 
     config.grid = 16;
     config.image_size = 64;
     device.seed(3);
-    let lm = DemoTransformer::new(&config, device);
+    let lm = Backbone::new(config.backbone(), device).unwrap();
     let vq = VqAutoencoder::new(&vqc, device);
-    write(&dir.path.join("base.safetensors"), &lm.export().unwrap());
+    let names = DemoConfig::key_names();
+    write(
+        &dir.path.join("base.safetensors"),
+        &lm.export(&names).unwrap(),
+    );
     write(&dir.path.join("vq.safetensors"), &vq.export().unwrap());
     std::fs::write(
         dir.path.join("config.json"),
@@ -90,7 +96,7 @@ mod tempdir {
 }
 
 #[test]
-fn exported_transformer_matches_inference_backbone() {
+fn training_forward_equals_the_cached_decoder() {
     let device = Device::flex();
     let (dir, lm, _) = model_dir(&device);
     let demo = DemoModel::load(&dir.path, DemoWeights::Base, &device).unwrap();
@@ -109,7 +115,7 @@ fn exported_transformer_matches_inference_backbone() {
     .collect();
     let n = ids.len();
     let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), &device);
-    let train = lm.forward(lm.embed(ids.clone()));
+    let train = lm.logits(lm.forward_sequence(lm.embed(ids.clone())).unwrap());
     let mut cache = demo.model.new_cache(1, 64).unwrap();
     let infer = demo.model.forward_tokens(&mut cache, ids.clone()).unwrap();
     let d = max_diff(train.clone(), infer);
@@ -143,7 +149,7 @@ fn exported_transformer_matches_inference_backbone() {
     let len = full.len();
     let ids = Tensor::<2, Int>::from_data(TensorData::new(full, [1, len]), &device);
     let want = lm
-        .forward(lm.embed(ids))
+        .logits(lm.forward_sequence(lm.embed(ids)).unwrap())
         .narrow(1, len - 1, 1)
         .reshape([1, c.vocab()]);
     let d: f32 = (got - want).abs().max().into_scalar();
@@ -151,26 +157,50 @@ fn exported_transformer_matches_inference_backbone() {
 }
 
 #[test]
-fn shipped_weights_load_back_into_the_trainer() {
+fn shipped_weights_load_back_for_training() {
     let device = Device::flex();
     let (dir, lm, _) = model_dir(&device);
-    let config: sjd2_models::demo::DemoConfig =
+    let config: DemoConfig =
         serde_json::from_str(&std::fs::read_to_string(dir.path.join("config.json")).unwrap())
             .unwrap();
-    let back =
-        DemoTransformer::from_inference(&config, &dir.path.join("base.safetensors"), &device)
-            .unwrap();
+    let logits =
+        |m: &Backbone, ids: Tensor<2, Int>| m.logits(m.forward_sequence(m.embed(ids)).unwrap());
     let ids =
         Tensor::<2, Int>::from_data(TensorData::new(vec![2i64, 7, 40, 50, 60], [1, 5]), &device);
-    let d = max_diff(
-        lm.forward(lm.embed(ids.clone())),
-        back.forward(back.embed(ids)),
+    let back = config
+        .load_backbone(dir.path.join("base.safetensors"), &device)
+        .unwrap();
+    assert_eq!(
+        max_diff(logits(&lm, ids.clone()), logits(&back, ids.clone())),
+        0.0
     );
-    assert_eq!(d, 0.0);
+    // On an autodiff device the loaded backbone is trainable: every block's projections get a
+    // gradient from a next-token loss.
+    let ad = device.clone().autodiff();
+    let train = config
+        .load_backbone(dir.path.join("base.safetensors"), &ad)
+        .unwrap();
+    let ids_ad = Tensor::<2, Int>::from_data(ids.to_data(), &ad);
+    let loss = logits(&train, ids_ad).powf_scalar(2.0).mean();
+    let grads = loss.backward();
+    for layer in &train.layers {
+        let g = layer
+            .self_attn
+            .q_proj
+            .weight
+            .grad(&grads)
+            .expect("q_proj gradient");
+        assert!(g.abs().sum().into_scalar::<f32>() > 0.0);
+        assert!(layer.mlp.down_proj.weight.grad(&grads).is_some());
+    }
     // The VQ file is not a transformer: every tensor is named as unexpected or missing.
-    let err = DemoTransformer::from_inference(&config, &dir.path.join("vq.safetensors"), &device)
+    let err = config
+        .load_backbone(dir.path.join("vq.safetensors"), &device)
         .unwrap_err();
-    assert!(err.to_string().contains("missing `embed.weight`"), "{err}");
+    assert!(
+        err.to_string().contains("model.embed_tokens.weight"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -356,7 +356,7 @@ impl JacobiDenoiser for ToyModel {
             let q = apply_rope(q, &cos, &sin).swap_dims(1, 2);
             let k = apply_rope(k, &cos, &sin);
             let (keys, values) = cache.update(l, &plan, k, v)?;
-            let att = attend(q, keys, values, &plan, 1.0 / (hd as f64).sqrt());
+            let att = attend(q, keys, values, &plan.mask, 1.0 / (hd as f64).sqrt());
             x = x + att.matmul(b.wo.clone().unsqueeze());
             let h = rms_norm(x.clone(), &b.norm2);
             let ff = silu(h.clone().matmul(b.w1.clone().unsqueeze()))

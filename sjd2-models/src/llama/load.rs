@@ -1,0 +1,211 @@
+//! Loading a [`Backbone`] through burn-store.
+//!
+//! The checkpoint's tensors are handed to burn-store's applier as deferred tensors named by
+//! module path; burn-store matches them to the module's parameters, transposes `Linear` weights
+//! (`PyTorchToBurnAdapter`), converts dtypes (`FloatCastAdapter`, only where the stored dtype
+//! differs from the device's) and reports what is missing, unused or mis-shaped. What burn-store
+//! cannot express stays in our reader ([`crate::weights::Checkpoint::deferred`]): sharded and
+//! pickled files with typed errors, LlamaGen's fused `[q; k; v]` projection (three row blocks of
+//! one stored tensor) and the interleaved-to-rotate-half reordering of q/k features (a row order).
+
+use std::collections::BTreeMap;
+
+use burn::store::{
+    ApplyError, FloatCastAdapter, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter,
+};
+use burn::tensor::Device;
+use sjd2_core::Error;
+
+use super::{Backbone, BackboneConfig, Init, KeyNames, rope};
+use crate::error::LoadError;
+use crate::weights::WeightLoader;
+
+/// One parameter to load: its module path, the stored tensor, which rows of it and in which
+/// order, and the stored shape expected (checkpoint layout).
+struct Wanted {
+    path: String,
+    name: String,
+    rows: Option<std::ops::Range<usize>>,
+    order: Option<Vec<usize>>,
+    /// Whether the parameter is a `Linear` weight (stored `[out, in]`, held `[in, out]`).
+    linear: bool,
+}
+
+impl Backbone {
+    /// Loads the weights named by `names` onto `device` in the device's float dtype (problems are
+    /// collected by `loader`, which reports them all at [`WeightLoader::finish`]). On an
+    /// autodiff device the result is trainable.
+    ///
+    /// Every tensor is read once, straight from the file in its stored dtype: a bf16
+    /// checkpoint loaded onto a bf16 device is never expanded to f32, and one stored in another
+    /// dtype is converted one tensor at a time. Per-head q/k norms may be stored
+    /// `[heads, head_dim]` (Hugging Face) or `[1, head_dim]` (Lumina-mGPT's fork, shared by every
+    /// head). A fused `[q; k; v]` projection is split and interleaved-pair RoPE features are
+    /// reordered to the rotate-half layout.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for inconsistent sizes.
+    pub fn load(
+        config: BackboneConfig,
+        names: &KeyNames,
+        loader: &mut WeightLoader,
+        device: &Device,
+    ) -> Result<Self, Error> {
+        config.validate()?;
+        let c = config.clone();
+        let (d, hd) = (c.hidden, c.head_dim);
+        let (qn, kvn) = (c.heads * hd, c.kv_heads * hd);
+        let head_rows = |layer: usize, query: bool| {
+            let heads = if query { c.heads } else { c.kv_heads };
+            let prefix = KeyNames::layer(if query { &names.q_norm } else { &names.k_norm }, layer);
+            match loader.checkpoint().shape(&format!("{prefix}.weight")) {
+                Some([1, x]) if *x == hd && heads != 1 => 1,
+                _ => heads,
+            }
+        };
+        let mut backbone = Self::initialized(config, Init::Zeros, &head_rows, device)?;
+
+        let mut wanted = Vec::new();
+        let mut want = |path: String, name: String, linear: bool| {
+            wanted.push(Wanted {
+                path,
+                name,
+                rows: None,
+                order: None,
+                linear,
+            });
+        };
+        want("embed_tokens.weight".into(), names.embed.clone(), false);
+        want("norm.gamma".into(), names.final_norm.clone(), false);
+        want("lm_head.weight".into(), names.head.clone(), true);
+        let mut fused_mis_shaped = Vec::new();
+        let mut projections = Vec::new();
+        for i in 0..c.layers {
+            let n = |p: &str| KeyNames::layer(p, i);
+            let at = |p: &str| format!("layers.{i}.{p}");
+            want(at("input_layernorm.gamma"), n(&names.attn_norm), false);
+            want(
+                at("post_attention_layernorm.gamma"),
+                n(&names.mlp_norm),
+                false,
+            );
+            want(at("self_attn.o_proj.weight"), n(&names.o), true);
+            want(at("mlp.gate_proj.weight"), n(&names.gate), true);
+            want(at("mlp.up_proj.weight"), n(&names.up), true);
+            want(at("mlp.down_proj.weight"), n(&names.down), true);
+            if c.qk_norm_eps.is_some() {
+                for (norm, prefix) in [("q_norm", &names.q_norm), ("k_norm", &names.k_norm)] {
+                    for p in ["weight", "bias"] {
+                        want(
+                            at(&format!("self_attn.{norm}.{p}")),
+                            format!("{}.{p}", n(prefix)),
+                            false,
+                        );
+                    }
+                }
+            }
+            let order = |heads: usize| {
+                names
+                    .interleaved_rope
+                    .then(|| rope::permutation(heads, hd, true))
+            };
+            let blocks = match &names.fused_qkv {
+                Some(fused) => {
+                    let name = n(fused);
+                    let expected = vec![qn + 2 * kvn, d];
+                    match loader.checkpoint().shape(&name) {
+                        Some(found) if found != expected.as_slice() => {
+                            fused_mis_shaped.push((name, expected, found.to_vec()));
+                            continue;
+                        }
+                        _ => {}
+                    }
+                    [
+                        ("q_proj", name.clone(), Some(0..qn), order(c.heads)),
+                        (
+                            "k_proj",
+                            name.clone(),
+                            Some(qn..qn + kvn),
+                            order(c.kv_heads),
+                        ),
+                        ("v_proj", name, Some(qn + kvn..qn + 2 * kvn), None),
+                    ]
+                }
+                None => [
+                    ("q_proj", n(&names.q), None, order(c.heads)),
+                    ("k_proj", n(&names.k), None, order(c.kv_heads)),
+                    ("v_proj", n(&names.v), None, None),
+                ],
+            };
+            for (proj, name, rows, order) in blocks {
+                projections.push(Wanted {
+                    path: at(&format!("self_attn.{proj}.weight")),
+                    name,
+                    rows,
+                    order,
+                    linear: true,
+                });
+            }
+        }
+        wanted.extend(projections);
+        for (name, expected, found) in fused_mis_shaped {
+            loader.record_mis_shaped(name, expected, found);
+        }
+
+        // Module path → what it was read from, to report problems under the checkpoint's names.
+        let mut origin: BTreeMap<String, (String, bool)> = BTreeMap::new();
+        let mut tensors = Vec::with_capacity(wanted.len());
+        for w in wanted {
+            origin.insert(w.path.clone(), (w.name.clone(), w.linear));
+            match loader
+                .checkpoint()
+                .deferred(&w.name, w.path, w.rows, w.order)
+            {
+                Some(Ok(t)) => {
+                    loader.mark_used(&w.name);
+                    tensors.push(t);
+                }
+                Some(Err(e)) => loader.record_fatal(e),
+                None => {}
+            }
+        }
+        let adapter: Box<dyn ModuleAdapter> =
+            Box::new(PyTorchToBurnAdapter.chain(FloatCastAdapter::to(loader.dtype())));
+        let result = backbone.apply(tensors, None, Some(adapter), false);
+
+        let stored = |path: &str| origin.get(path).cloned();
+        let mut missing: Vec<String> = Vec::new();
+        for (path, _) in &result.missing {
+            if let Some((name, _)) = stored(path)
+                && !missing.contains(&name)
+                && loader.checkpoint().shape(&name).is_none()
+            {
+                missing.push(name);
+            }
+        }
+        loader.record_missing(missing);
+        for error in result.errors {
+            match error {
+                ApplyError::ShapeMismatch {
+                    path,
+                    expected,
+                    found,
+                } => {
+                    let (name, linear) = stored(&path).unwrap_or((path, false));
+                    let (mut expected, mut found) = (expected.to_vec(), found.to_vec());
+                    if linear {
+                        // Report in the checkpoint's `[out, in]` layout.
+                        expected.reverse();
+                        found.reverse();
+                    }
+                    loader.record_mis_shaped(name, expected, found);
+                }
+                other => loader.record_fatal(LoadError::Corrupt {
+                    path: loader.checkpoint().origin().into(),
+                    detail: other.to_string(),
+                }),
+            }
+        }
+        Ok(backbone)
+    }
+}

@@ -1,0 +1,144 @@
+//! Rotary position tables (1-D and LlamaGen's 2-D) and the interleaved ↔ rotate-half feature
+//! permutation that lets one RoPE implementation serve both checkpoint layouts.
+
+use burn::Tensor;
+use burn::tensor::{Device, TensorData};
+
+use super::RopeKind;
+
+/// Rotation angles of frequency pair `k` (shared by dims `k` and `k + head_dim/2`) at `pos`;
+/// `None` for a zero rotation table (LlamaGen's condition positions).
+fn angles(pos: usize, head_dim: usize, rope: RopeKind) -> Option<Vec<f32>> {
+    let half = head_dim / 2;
+    match rope {
+        RopeKind::Sequence { theta } => Some(
+            (0..half)
+                .map(|k| {
+                    // Hugging Face computes the inverse frequencies in f32.
+                    let inv = 1.0f32 / (theta as f32).powf((2 * k) as f32 / head_dim as f32);
+                    pos as f32 * inv
+                })
+                .collect(),
+        ),
+        RopeKind::Grid2d {
+            theta,
+            cond_len,
+            grid_cols,
+        } => {
+            let cell = pos.checked_sub(cond_len)?;
+            let (row, col) = (cell / grid_cols.max(1), cell % grid_cols.max(1));
+            let quarter = half / 2;
+            Some(
+                (0..half)
+                    .map(|k| {
+                        let (t, j) = if k < quarter {
+                            (row, k)
+                        } else {
+                            (col, k - quarter)
+                        };
+                        let f = 1.0f32 / (theta as f32).powf((2 * j) as f32 / half as f32);
+                        t as f32 * f
+                    })
+                    .collect(),
+            )
+        }
+    }
+}
+
+/// Rotate-half cos/sin tables `[max_positions, head_dim]`.
+pub(crate) fn tables(
+    max_positions: usize,
+    head_dim: usize,
+    rope: RopeKind,
+    device: &Device,
+) -> (Tensor<2>, Tensor<2>) {
+    let mut cos = Vec::with_capacity(max_positions * head_dim);
+    let mut sin = Vec::with_capacity(max_positions * head_dim);
+    for p in 0..max_positions {
+        match angles(p, head_dim, rope) {
+            Some(a) => {
+                for _ in 0..2 {
+                    cos.extend(a.iter().map(|x| x.cos()));
+                    sin.extend(a.iter().map(|x| x.sin()));
+                }
+            }
+            None => {
+                cos.extend(std::iter::repeat_n(0.0, head_dim));
+                sin.extend(std::iter::repeat_n(0.0, head_dim));
+            }
+        }
+    }
+    let shape = [max_positions, head_dim];
+    (
+        Tensor::from_data(TensorData::new(cos, shape), device),
+        Tensor::from_data(TensorData::new(sin, shape), device),
+    )
+}
+
+/// The source feature of each output feature when `heads` heads of `head_dim` features are
+/// reordered from interleaved pairs `(2k, 2k+1)` to the rotate-half layout `(k, k + head_dim/2)`
+/// (`to_half`), or back.
+pub(crate) fn permutation(heads: usize, head_dim: usize, to_half: bool) -> Vec<usize> {
+    let half = head_dim / 2;
+    (0..heads)
+        .flat_map(|h| {
+            let base = h * head_dim;
+            (0..head_dim).map(move |j| {
+                if to_half {
+                    // Output j = k (first half) reads 2k; j = half + k reads 2k + 1.
+                    base + if j < half { 2 * j } else { 2 * (j - half) + 1 }
+                } else {
+                    // Output 2k reads k; 2k + 1 reads half + k.
+                    base + if j % 2 == 0 { j / 2 } else { half + j / 2 }
+                }
+            })
+        })
+        .collect()
+}
+
+/// Reorders the rows (output features) of a `[heads·head_dim, in]` projection stored in the
+/// interleaved-pair layout (Meta, LlamaGen) into the rotate-half layout (`to_half`), or back.
+/// Applied to both q and k it leaves attention scores unchanged.
+pub(crate) fn permute_rows(
+    values: &[f32],
+    in_features: usize,
+    heads: usize,
+    head_dim: usize,
+    to_half: bool,
+) -> Vec<f32> {
+    let mut out = Vec::with_capacity(values.len());
+    for src in permutation(heads, head_dim, to_half) {
+        out.extend_from_slice(&values[src * in_features..(src + 1) * in_features]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_two_permutations_are_inverse() {
+        let (heads, hd, inp) = (3, 8, 2);
+        let v: Vec<f32> = (0..heads * hd * inp).map(|x| x as f32).collect();
+        let half = permute_rows(&v, inp, heads, hd, true);
+        assert_ne!(half, v);
+        // Row 1 of head 0 in the rotate-half layout is interleaved row 2.
+        assert_eq!(&half[inp..2 * inp], &v[2 * inp..3 * inp]);
+        assert_eq!(permute_rows(&half, inp, heads, hd, false), v);
+    }
+
+    #[test]
+    fn grid_rope_zeroes_condition_positions() {
+        let rope = RopeKind::Grid2d {
+            theta: 10000.0,
+            cond_len: 2,
+            grid_cols: 4,
+        };
+        let (cos, _) = tables(4, 8, rope, &Device::flex());
+        let v = cos.into_data().try_to_vec::<f32>().unwrap_or_default();
+        assert!(v[..16].iter().all(|&x| x == 0.0));
+        // Position 2 is cell (0, 0): no rotation.
+        assert!(v[16..24].iter().all(|&x| (x - 1.0).abs() < 1e-6));
+    }
+}
