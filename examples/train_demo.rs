@@ -18,12 +18,12 @@ mod common;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use sjd2::Device;
-use sjd2_train::checkpoint::load_module;
+use sjd2_models::vq::VqModel;
 use sjd2_train::lm_train::{
     LevelInput, LmTrainOptions, NoiseOptions, SegmentPattern, demo_config, train_lm,
 };
 use sjd2_train::run::RunDir;
-use sjd2_train::vq::{VqAutoencoder, VqTrainConfig};
+use sjd2_train::vq::demo_vq;
 use sjd2_train::vq_train::{VqTrainOptions, train_vq};
 
 #[derive(Parser, Debug)]
@@ -137,15 +137,12 @@ enum Stage {
 
 /// The VQ stage's checkpoint in `dir`, or else the shipped `dir/vq.safetensors` (so `--vq
 /// assets/demo` works without the VQ run directory).
-fn load_vq(dir: &Path, device: &Device) -> anyhow::Result<VqAutoencoder> {
-    let p = dir.join("checkpoint.safetensors");
+fn load_vq(dir: &Path, device: &Device) -> anyhow::Result<VqModel> {
+    let mut p = dir.join("checkpoint.safetensors");
     if !p.exists() && dir.join("vq.safetensors").exists() {
-        let shipped = dir.join("vq.safetensors");
-        return VqAutoencoder::from_inference(&VqTrainConfig::demo(), &shipped, device)
-            .with_context(|| format!("loading {}", shipped.display()));
+        p = dir.join("vq.safetensors");
     }
-    load_module(VqAutoencoder::new(&VqTrainConfig::demo(), device), &p)
-        .with_context(|| format!("loading the VQ stage's checkpoint {}", p.display()))
+    VqModel::load(&p, demo_vq(), device).with_context(|| format!("loading {}", p.display()))
 }
 
 fn progress(t0: std::time::Instant) -> impl FnMut(&sjd2_train::lm_train::LmStep) {

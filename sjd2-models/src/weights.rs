@@ -12,8 +12,10 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use burn::Tensor;
-use burn::store::bridge;
 use burn::store::burn_pack::{Error as PackError, Tensor as PackTensor};
+use burn::store::{
+    ApplyError, FloatCastAdapter, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter, bridge,
+};
 use burn::tensor::{Bytes, DType, Device, TensorData};
 use serde::Deserialize;
 
@@ -665,17 +667,17 @@ impl WeightLoader {
         self.tensor(name, [out_features, in_features]).transpose()
     }
 
+    /// The device tensors are placed on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     /// The float dtype loaded tensors are stored in on the device: the device's configured
     /// float dtype (`f32` unless [`sjd2_core::configure_precision`] changed it). Tensors stored
     /// in another dtype are converted one at a time on the way in; tensors already in it are
     /// never expanded.
     pub fn dtype(&self) -> DType {
         self.device.settings().float_dtype.into()
-    }
-
-    /// Records tensors the model needs that the checkpoint lacks.
-    pub(crate) fn record_missing(&mut self, names: impl IntoIterator<Item = String>) {
-        self.missing.extend(names);
     }
 
     /// Records a tensor whose stored shape differs from the model's.
@@ -687,16 +689,6 @@ impl WeightLoader {
     ) {
         self.used.insert(name.clone());
         self.mis_shaped.push((name, expected, found));
-    }
-
-    /// Records a tensor as used.
-    pub(crate) fn mark_used(&mut self, name: &str) {
-        self.used.insert(name.to_string());
-    }
-
-    /// Records an error that stops loading (an unreadable tensor).
-    pub(crate) fn record_fatal(&mut self, error: LoadError) {
-        self.fatal.get_or_insert(error);
     }
 
     /// Marks a tensor as used without loading it (a known extra such as a buffer).
@@ -733,6 +725,97 @@ impl WeightLoader {
         })
     }
 }
+
+/// A module parameter to load through burn-store: its module path, the stored tensor it comes
+/// from, which rows of that tensor and in which order, and whether it is a `Linear` weight
+/// (stored `[out, in]`, held `[in, out]`).
+pub(crate) struct Wanted {
+    /// Module path (`layers.0.self_attn.q_proj.weight`).
+    pub path: String,
+    /// Checkpoint name.
+    pub name: String,
+    /// A block of the stored tensor's rows (all when `None`).
+    pub rows: Option<std::ops::Range<usize>>,
+    /// The order of the rows of that block.
+    pub order: Option<Vec<usize>>,
+    /// Whether it is a `Linear` weight.
+    pub linear: bool,
+}
+
+impl Wanted {
+    /// The whole tensor `name` into parameter `path`.
+    pub(crate) fn new(path: String, name: String, linear: bool) -> Self {
+        Self {
+            path,
+            name,
+            rows: None,
+            order: None,
+            linear,
+        }
+    }
+}
+
+impl WeightLoader {
+    /// Loads `wanted` into `module` through burn-store's applier: every tensor is read when it is
+    /// applied, in its stored dtype, cast to [`WeightLoader::dtype`] only where it differs, with
+    /// `Linear` weights transposed. Problems are recorded under the checkpoint's names (shapes in
+    /// the checkpoint's layout) for [`WeightLoader::finish`]; parameters left unloaded keep their
+    /// lazy initialization.
+    pub(crate) fn apply<M: ModuleSnapshot>(&mut self, module: &mut M, wanted: Vec<Wanted>) {
+        // Module path → what it was read from, to report problems under the checkpoint's names.
+        let mut origin: BTreeMap<String, (String, bool)> = BTreeMap::new();
+        let mut tensors = Vec::with_capacity(wanted.len());
+        for w in wanted {
+            origin.insert(w.path.clone(), (w.name.clone(), w.linear));
+            match self.checkpoint.deferred(&w.name, w.path, w.rows, w.order) {
+                Some(Ok(t)) => {
+                    self.used.insert(w.name);
+                    tensors.push(t);
+                }
+                Some(Err(e)) => {
+                    self.fatal.get_or_insert(e);
+                }
+                None => {}
+            }
+        }
+        let adapter: Box<dyn ModuleAdapter> =
+            Box::new(PyTorchToBurnAdapter.chain(FloatCastAdapter::to(self.dtype())));
+        let result = module.apply(tensors, None, Some(adapter), false);
+        for (path, _) in &result.missing {
+            let name = origin.get(path).map_or(path, |(n, _)| n).clone();
+            if !self.missing.contains(&name) && self.checkpoint.shape(&name).is_none() {
+                self.missing.push(name);
+            }
+        }
+        for error in result.errors {
+            match error {
+                ApplyError::ShapeMismatch {
+                    path,
+                    expected,
+                    found,
+                } => {
+                    let (name, linear) = origin.get(&path).cloned().unwrap_or((path, false));
+                    let (mut expected, mut found) = (expected.to_vec(), found.to_vec());
+                    if linear {
+                        // Report in the checkpoint's `[out, in]` layout.
+                        expected.reverse();
+                        found.reverse();
+                    }
+                    self.mis_shaped.push((name, expected, found));
+                }
+                other => {
+                    self.fatal.get_or_insert(LoadError::Corrupt {
+                        path: self.checkpoint.origin().into(),
+                        detail: other.to_string(),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// A tensor by name in a checkpoint layout: `(name, shape, row-major values)`.
+pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
 
 /// The dtype [`write_safetensors`] stores values in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -25,7 +25,7 @@ use crate::error::{Result, TrainError};
 use crate::run::{
     RunDir, TRAIN_SEED, get_usize, images_tensor, ints, learning_rate, samples, scalar,
 };
-use crate::vq::VqAutoencoder;
+use sjd2_models::vq::VqModel;
 
 /// How noisy segments are laid out in a fine-tuning sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -297,7 +297,7 @@ pub fn noisy_inputs(
 pub fn train_lm(
     opts: &LmTrainOptions,
     dir: &RunDir,
-    vq: &VqAutoencoder,
+    vq: &VqModel,
     init: Option<&std::path::Path>,
     device: &Device,
     mut on_step: impl FnMut(&LmStep),
@@ -334,7 +334,7 @@ pub fn train_lm(
         let first = opts.data_offset + (step * opts.batch) as u64;
         let batch = samples(TRAIN_SEED, first, opts.batch, c.image_size);
         let pix: Vec<&[u8]> = batch.iter().map(|s| s.pixels.as_slice()).collect();
-        let codes = vq.codes(images_tensor(&pix, c.image_size, &inner));
+        let codes = vq.codes(images_tensor(&pix, c.image_size, &inner))?;
         let codes = ints(codes.reshape([opts.batch * g * g]))?;
         let mut seqs = Vec::with_capacity(opts.batch);
         for (i, s) in batch.iter().enumerate() {
@@ -423,7 +423,7 @@ pub fn train_lm(
 /// The demo model's configuration: 192 wide, 4 blocks of 6 heads, SwiGLU 512, 64×64 images as
 /// 16×16 codes of a 512-entry codebook, the vocabulary of [`crate::vocab`].
 pub fn demo_config() -> DemoConfig {
-    let vq = crate::vq::VqTrainConfig::demo();
+    let vq = crate::vq::demo_vq();
     DemoConfig {
         family: "sjd2-demo".into(),
         text_vocab: crate::vocab::SPECIAL_TOKENS.len() + crate::vocab::caption_words().len(),

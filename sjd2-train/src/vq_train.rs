@@ -1,4 +1,4 @@
-//! Stage 1: training the VQ autoencoder of [`crate::vq`] on the shapes dataset.
+//! Stage 1: training the VQ autoencoder ([`VqModel`], see [`crate::vq`]) on the shapes dataset.
 
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
@@ -9,19 +9,21 @@ use serde_json::json;
 use sjd2_core::error::tensor_to_vec;
 use sjd2_models::weights::StoredDtype;
 
-use crate::checkpoint::{load_module, save_module, write_named};
+use sjd2_models::vq::{VqConfig, VqModel};
+
+use crate::checkpoint::write_named;
 use crate::error::{Result, TrainError};
 use crate::run::{
     HELDOUT_SEED, RunDir, TRAIN_SEED, get_usize, images_tensor, ints, learning_rate, samples,
     scalar,
 };
-use crate::vq::{VqAutoencoder, VqTrainConfig};
+use crate::vq::{demo_vq, restart_codes, training_forward};
 
 /// Settings of the VQ stage.
 #[derive(Debug, Clone)]
 pub struct VqTrainOptions {
     /// Architecture.
-    pub model: VqTrainConfig,
+    pub model: VqConfig,
     /// Image side in pixels.
     pub image_size: usize,
     /// Optimizer steps in all.
@@ -41,7 +43,7 @@ pub struct VqTrainOptions {
 impl Default for VqTrainOptions {
     fn default() -> Self {
         Self {
-            model: VqTrainConfig::demo(),
+            model: demo_vq(),
             image_size: 64,
             steps: 1500,
             batch: 16,
@@ -99,13 +101,15 @@ pub fn train_vq(
         });
     }
     device.seed(opts.seed);
-    let mut model = VqAutoencoder::new(&opts.model, device);
     let mut start = 0;
-    if let Some(state) = dir.state()? {
-        model = load_module(model, &dir.checkpoint())?;
-        start = get_usize(&state, "step");
-        tracing::info!(step = start, "resuming the VQ stage");
-    }
+    let mut model = match dir.state()? {
+        Some(state) => {
+            start = get_usize(&state, "step");
+            tracing::info!(step = start, "resuming the VQ stage");
+            VqModel::load(dir.checkpoint(), opts.model.clone(), device)?
+        }
+        None => VqModel::new(opts.model.clone(), device)?,
+    };
     let mut optim = AdamWConfig::new().with_weight_decay(0.0).init();
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ start as u64);
     let k = opts.model.codebook_size;
@@ -119,7 +123,7 @@ pub fn train_vq(
         );
         let pix: Vec<&[u8]> = batch.iter().map(|s| s.pixels.as_slice()).collect();
         let x = images_tensor(&pix, opts.image_size, device);
-        let out = model.forward(x.clone());
+        let out = training_forward(&model, x.clone())?;
         let diff = out.recon - x;
         let recon = diff.clone().powf_scalar(2.0).mean() + diff.abs().mean();
         let loss = recon.clone() + out.vq_loss.clone();
@@ -152,14 +156,17 @@ pub fn train_vq(
                             .collect()
                     })
                     .collect();
-                model = model.restart_codes(&dead, &vectors)?;
+                model = restart_codes(model, &dead, &vectors)?;
             }
             usage.iter_mut().for_each(|u| *u = 0);
         }
         on_step(&report);
         dir.log(&json!({"step": step, "recon": report.recon, "vq": report.vq, "used": report.used, "lr": lr}))?;
         if (step + 1) % opts.checkpoint_every == 0 || step + 1 == opts.steps {
-            dir.atomically("checkpoint.safetensors", |p| save_module(&model, p))?;
+            let tensors = model.export()?;
+            dir.atomically("checkpoint.safetensors", |p| {
+                write_named(p, &tensors, StoredDtype::F32)
+            })?;
             dir.save_state(&json!({"stage": "vq", "step": step + 1, "steps": opts.steps}))?;
         }
     }
@@ -181,23 +188,18 @@ pub fn train_vq(
 ///
 /// # Errors
 /// Tensor errors.
-pub fn evaluate_vq(
-    model: &VqAutoencoder,
-    size: usize,
-    n: usize,
-    device: &Device,
-) -> Result<VqEval> {
+pub fn evaluate_vq(model: &VqModel, size: usize, n: usize, device: &Device) -> Result<VqEval> {
     let model = model.clone().to_device(device);
     let mut se = 0.0f64;
     let mut count = 0usize;
-    let mut hist = vec![0usize; model.normalized_codebook().dims()[0]];
+    let mut hist = vec![0usize; model.config().codebook_size];
     for chunk in 0..n.div_ceil(32) {
         let m = 32.min(n - chunk * 32);
         let batch = samples(HELDOUT_SEED, (chunk * 32) as u64, m, size);
         let pix: Vec<&[u8]> = batch.iter().map(|s| s.pixels.as_slice()).collect();
         let x = images_tensor(&pix, size, device);
-        let codes = model.codes(x.clone());
-        let g = size / (1 << (model.levels() - 1));
+        let codes = model.codes(x.clone())?;
+        let g = size / model.config().downsample();
         let recon = model.decode_codes(codes.clone(), g, g).clamp(-1.0, 1.0);
         let d = (recon - x) / 2.0;
         se += f64::from(scalar(d.powf_scalar(2.0).sum(), "squared error")?);

@@ -2,19 +2,21 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use burn::tensor::Device;
+use sjd2_models::vq::VqConfig;
 use sjd2_train::run::RunDir;
-use sjd2_train::vq::VqTrainConfig;
+use sjd2_train::vq::demo_vq;
 use sjd2_train::vq_train::{VqTrainOptions, train_vq};
 
 fn tiny() -> VqTrainOptions {
     VqTrainOptions {
-        model: VqTrainConfig {
+        model: VqConfig {
             ch: 4,
             ch_mult: vec![1, 2],
             num_res_blocks: 1,
             z_channels: 4,
             embed_dim: 4,
             codebook_size: 16,
+            ..demo_vq()
         },
         image_size: 16,
         steps: 3,

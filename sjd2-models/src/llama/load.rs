@@ -8,28 +8,11 @@
 //! pickled files with typed errors, LlamaGen's fused `[q; k; v]` projection (three row blocks of
 //! one stored tensor) and the interleaved-to-rotate-half reordering of q/k features (a row order).
 
-use std::collections::BTreeMap;
-
-use burn::store::{
-    ApplyError, FloatCastAdapter, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter,
-};
 use burn::tensor::Device;
 use sjd2_core::Error;
 
 use super::{Backbone, BackboneConfig, Init, KeyNames, rope};
-use crate::error::LoadError;
-use crate::weights::WeightLoader;
-
-/// One parameter to load: its module path, the stored tensor, which rows of it and in which
-/// order, and the stored shape expected (checkpoint layout).
-struct Wanted {
-    path: String,
-    name: String,
-    rows: Option<std::ops::Range<usize>>,
-    order: Option<Vec<usize>>,
-    /// Whether the parameter is a `Linear` weight (stored `[out, in]`, held `[in, out]`).
-    linear: bool,
-}
+use crate::weights::{Wanted, WeightLoader};
 
 impl Backbone {
     /// Loads the weights named by `names` onto `device` in the device's float dtype (problems are
@@ -67,13 +50,7 @@ impl Backbone {
 
         let mut wanted = Vec::new();
         let mut want = |path: String, name: String, linear: bool| {
-            wanted.push(Wanted {
-                path,
-                name,
-                rows: None,
-                order: None,
-                linear,
-            });
+            wanted.push(Wanted::new(path, name, linear));
         };
         want("embed_tokens.weight".into(), names.embed.clone(), false);
         want("norm.gamma".into(), names.final_norm.clone(), false);
@@ -139,11 +116,9 @@ impl Backbone {
             };
             for (proj, name, rows, order) in blocks {
                 projections.push(Wanted {
-                    path: at(&format!("self_attn.{proj}.weight")),
-                    name,
                     rows,
                     order,
-                    linear: true,
+                    ..Wanted::new(at(&format!("self_attn.{proj}.weight")), name, true)
                 });
             }
         }
@@ -152,60 +127,7 @@ impl Backbone {
             loader.record_mis_shaped(name, expected, found);
         }
 
-        // Module path → what it was read from, to report problems under the checkpoint's names.
-        let mut origin: BTreeMap<String, (String, bool)> = BTreeMap::new();
-        let mut tensors = Vec::with_capacity(wanted.len());
-        for w in wanted {
-            origin.insert(w.path.clone(), (w.name.clone(), w.linear));
-            match loader
-                .checkpoint()
-                .deferred(&w.name, w.path, w.rows, w.order)
-            {
-                Some(Ok(t)) => {
-                    loader.mark_used(&w.name);
-                    tensors.push(t);
-                }
-                Some(Err(e)) => loader.record_fatal(e),
-                None => {}
-            }
-        }
-        let adapter: Box<dyn ModuleAdapter> =
-            Box::new(PyTorchToBurnAdapter.chain(FloatCastAdapter::to(loader.dtype())));
-        let result = backbone.apply(tensors, None, Some(adapter), false);
-
-        let stored = |path: &str| origin.get(path).cloned();
-        let mut missing: Vec<String> = Vec::new();
-        for (path, _) in &result.missing {
-            if let Some((name, _)) = stored(path)
-                && !missing.contains(&name)
-                && loader.checkpoint().shape(&name).is_none()
-            {
-                missing.push(name);
-            }
-        }
-        loader.record_missing(missing);
-        for error in result.errors {
-            match error {
-                ApplyError::ShapeMismatch {
-                    path,
-                    expected,
-                    found,
-                } => {
-                    let (name, linear) = stored(&path).unwrap_or((path, false));
-                    let (mut expected, mut found) = (expected.to_vec(), found.to_vec());
-                    if linear {
-                        // Report in the checkpoint's `[out, in]` layout.
-                        expected.reverse();
-                        found.reverse();
-                    }
-                    loader.record_mis_shaped(name, expected, found);
-                }
-                other => loader.record_fatal(LoadError::Corrupt {
-                    path: loader.checkpoint().origin().into(),
-                    detail: other.to_string(),
-                }),
-            }
-        }
+        loader.apply(&mut backbone, wanted);
         Ok(backbone)
     }
 }

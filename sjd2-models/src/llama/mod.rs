@@ -249,8 +249,7 @@ pub struct BackboneOutput {
     pub layer_states: Vec<Tensor<3>>,
 }
 
-/// A tensor by name in a checkpoint layout: `(name, shape, row-major values)`.
-pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
+pub use crate::weights::NamedTensor;
 
 /// A tensor read back to the host under `name`.
 fn host<const D: usize>(name: String, t: Tensor<D>) -> Result<NamedTensor, Error> {

@@ -1,114 +1,70 @@
 //! The convolutional building blocks shared by the VQ image tokenizers (taming-transformers
-//! style): group norm, swish, ResNet blocks, single-head spatial attention, 2× up/down sampling.
+//! style) as burn modules: group norm, swish, ResNet blocks, single-head spatial attention, 2×
+//! up/down sampling.
 
-use burn::Tensor;
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig2d};
 use burn::tensor::activation::{sigmoid, softmax};
-use burn::tensor::module::conv2d;
-use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Device, Tensor};
 
-use crate::weights::WeightLoader;
-
-/// A 2-D convolution with bias.
-#[derive(Debug, Clone)]
-pub(crate) struct Conv {
-    weight: Tensor<4>,
-    bias: Tensor<1>,
-    stride: usize,
-    padding: usize,
+/// A `k × k` convolution with bias: stride 1 with "same" padding, or stride 2 with taming's one
+/// row and column of zeros at the bottom and right.
+pub(crate) fn conv(inp: usize, out: usize, k: usize, stride: usize, device: &Device) -> Conv2d {
+    let p = k / 2;
+    let padding = if stride == 1 {
+        PaddingConfig2d::Explicit(p, p, p, p)
+    } else {
+        PaddingConfig2d::Explicit(0, 0, 1, 1)
+    };
+    Conv2dConfig::new([inp, out], [k, k])
+        .with_stride([stride, stride])
+        .with_padding(padding)
+        .init(device)
 }
 
-impl Conv {
-    /// Loads `{name}.weight` `[out, in, k, k]` and `{name}.bias`.
-    pub(crate) fn load(
-        loader: &mut WeightLoader,
-        name: &str,
-        out: usize,
-        inp: usize,
-        k: usize,
-        stride: usize,
-    ) -> Self {
-        Self {
-            weight: loader.tensor(&format!("{name}.weight"), [out, inp, k, k]),
-            bias: loader.tensor(&format!("{name}.bias"), [out]),
-            stride,
-            padding: if stride == 1 { k / 2 } else { 0 },
-        }
-    }
-
-    pub(crate) fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        conv2d(
-            x,
-            self.weight.clone(),
-            Some(self.bias.clone()),
-            ConvOptions::new(
-                [self.stride, self.stride],
-                [self.padding, self.padding],
-                [1, 1],
-                1,
-            ),
-        )
-    }
+/// Group normalization with up to 32 groups, eps 1e-6, and an affine transform.
+pub(crate) fn group_norm(channels: usize, device: &Device) -> GroupNorm {
+    GroupNormConfig::new(32.min(channels).max(1), channels)
+        .with_epsilon(1e-6)
+        .init(device)
 }
 
-/// Group normalization with 32 groups, eps 1e-6, and an affine transform.
-#[derive(Debug, Clone)]
-pub(crate) struct GroupNorm {
-    weight: Tensor<1>,
-    bias: Tensor<1>,
-    groups: usize,
-}
-
-impl GroupNorm {
-    pub(crate) fn load(loader: &mut WeightLoader, name: &str, channels: usize) -> Self {
-        Self {
-            weight: loader.tensor(&format!("{name}.weight"), [channels]),
-            bias: loader.tensor(&format!("{name}.bias"), [channels]),
-            groups: 32.min(channels).max(1),
-        }
-    }
-
-    pub(crate) fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let [b, c, h, w] = x.dims();
-        let g = self.groups;
-        let grouped = x.reshape([b, g, (c / g) * h * w]);
-        let mean = grouped.clone().mean_dim(2);
-        let centered = grouped - mean;
-        let var = centered.clone().powf_scalar(2.0).mean_dim(2);
-        let normed = (centered / (var + 1e-6).sqrt()).reshape([b, c, h, w]);
-        normed * self.weight.clone().reshape([1, c, 1, 1]) + self.bias.clone().reshape([1, c, 1, 1])
-    }
-}
-
-pub(crate) fn swish(x: Tensor<4>) -> Tensor<4> {
+pub(crate) fn swish<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     x.clone() * sigmoid(x)
 }
 
 /// `x + conv2(swish(norm2(conv1(swish(norm1(x))))))`, with a 1×1 shortcut when channels change.
-#[derive(Debug, Clone)]
-pub(crate) struct ResBlock {
-    norm1: GroupNorm,
-    conv1: Conv,
-    norm2: GroupNorm,
-    conv2: Conv,
-    shortcut: Option<Conv>,
+#[derive(Module, Debug)]
+pub struct ResBlock {
+    /// First norm.
+    pub norm1: GroupNorm,
+    /// First 3×3 convolution.
+    pub conv1: Conv2d,
+    /// Second norm.
+    pub norm2: GroupNorm,
+    /// Second 3×3 convolution.
+    pub conv2: Conv2d,
+    /// 1×1 shortcut when the channels change.
+    pub nin_shortcut: Option<Conv2d>,
 }
 
 impl ResBlock {
-    pub(crate) fn load(loader: &mut WeightLoader, name: &str, inp: usize, out: usize) -> Self {
+    pub(crate) fn new(inp: usize, out: usize, device: &Device) -> Self {
         Self {
-            norm1: GroupNorm::load(loader, &format!("{name}.norm1"), inp),
-            conv1: Conv::load(loader, &format!("{name}.conv1"), out, inp, 3, 1),
-            norm2: GroupNorm::load(loader, &format!("{name}.norm2"), out),
-            conv2: Conv::load(loader, &format!("{name}.conv2"), out, out, 3, 1),
-            shortcut: (inp != out)
-                .then(|| Conv::load(loader, &format!("{name}.nin_shortcut"), out, inp, 1, 1)),
+            norm1: group_norm(inp, device),
+            conv1: conv(inp, out, 3, 1, device),
+            norm2: group_norm(out, device),
+            conv2: conv(out, out, 3, 1, device),
+            nin_shortcut: (inp != out).then(|| conv(inp, out, 1, 1, device)),
         }
     }
 
-    pub(crate) fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+    /// `[b, in, h, w]` → `[b, out, h, w]`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let h = self.conv1.forward(swish(self.norm1.forward(x.clone())));
         let h = self.conv2.forward(swish(self.norm2.forward(h)));
-        match &self.shortcut {
+        match &self.nin_shortcut {
             Some(s) => s.forward(x) + h,
             None => x + h,
         }
@@ -116,28 +72,33 @@ impl ResBlock {
 }
 
 /// Single-head self-attention over all spatial positions, with 1×1 q/k/v/out projections.
-#[derive(Debug, Clone)]
-pub(crate) struct AttnBlock {
-    norm: GroupNorm,
-    q: Conv,
-    k: Conv,
-    v: Conv,
-    proj_out: Conv,
+#[derive(Module, Debug)]
+pub struct AttnBlock {
+    /// Norm.
+    pub norm: GroupNorm,
+    /// Query projection.
+    pub q: Conv2d,
+    /// Key projection.
+    pub k: Conv2d,
+    /// Value projection.
+    pub v: Conv2d,
+    /// Output projection.
+    pub proj_out: Conv2d,
 }
 
 impl AttnBlock {
-    pub(crate) fn load(loader: &mut WeightLoader, name: &str, channels: usize) -> Self {
-        let c = channels;
+    pub(crate) fn new(c: usize, device: &Device) -> Self {
         Self {
-            norm: GroupNorm::load(loader, &format!("{name}.norm"), c),
-            q: Conv::load(loader, &format!("{name}.q"), c, c, 1, 1),
-            k: Conv::load(loader, &format!("{name}.k"), c, c, 1, 1),
-            v: Conv::load(loader, &format!("{name}.v"), c, c, 1, 1),
-            proj_out: Conv::load(loader, &format!("{name}.proj_out"), c, c, 1, 1),
+            norm: group_norm(c, device),
+            q: conv(c, c, 1, 1, device),
+            k: conv(c, c, 1, 1, device),
+            v: conv(c, c, 1, 1, device),
+            proj_out: conv(c, c, 1, 1, device),
         }
     }
 
-    pub(crate) fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+    /// `[b, c, h, w]` → `[b, c, h, w]`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, c, h, w] = x.dims();
         let n = self.norm.forward(x.clone());
         let q = self
@@ -153,23 +114,48 @@ impl AttnBlock {
     }
 }
 
-/// Nearest-neighbour 2× upsampling.
-pub(crate) fn upsample2x(x: Tensor<4>) -> Tensor<4> {
-    upsample(x, 2)
-}
-
-/// Pads one zero row at the bottom and one zero column at the right (taming's downsampling).
-pub(crate) fn pad_bottom_right(x: Tensor<4>) -> Tensor<4> {
-    let [b, c, h, w] = x.dims();
-    let device = x.device();
-    let x = Tensor::cat(vec![x, Tensor::zeros([b, c, h, 1], &device)], 3);
-    Tensor::cat(vec![x, Tensor::zeros([b, c, 1, w + 1], &device)], 2)
-}
-
 /// Nearest-neighbour upsampling by an integer factor.
 pub(crate) fn upsample(x: Tensor<4>, f: usize) -> Tensor<4> {
     let [b, c, h, w] = x.dims();
     x.reshape([b, c, h, 1, w, 1])
         .expand([b, c, h, f, w, f])
         .reshape([b, c, f * h, f * w])
+}
+
+/// A convolution whose weights (`{name}.weight` `[out, in, k, k]`, `{name}.bias`) come from
+/// `loader` (the MoVQ decoder's per-tensor loading).
+pub(crate) fn load_conv(
+    loader: &mut crate::weights::WeightLoader,
+    name: &str,
+    out: usize,
+    inp: usize,
+    k: usize,
+    stride: usize,
+) -> Conv2d {
+    let device = loader.device().clone();
+    let mut c = conv(inp, out, k, stride, &device);
+    c.weight = burn::module::Param::from_tensor(
+        loader.tensor(&format!("{name}.weight"), [out, inp, k, k]),
+    );
+    c.bias = Some(burn::module::Param::from_tensor(
+        loader.tensor(&format!("{name}.bias"), [out]),
+    ));
+    c
+}
+
+/// A group norm whose affine parameters (`{name}.weight`, `{name}.bias`) come from `loader`.
+pub(crate) fn load_group_norm(
+    loader: &mut crate::weights::WeightLoader,
+    name: &str,
+    channels: usize,
+) -> GroupNorm {
+    let device = loader.device().clone();
+    let mut n = group_norm(channels, &device);
+    n.gamma = Some(burn::module::Param::from_tensor(
+        loader.tensor(&format!("{name}.weight"), [channels]),
+    ));
+    n.beta = Some(burn::module::Param::from_tensor(
+        loader.tensor(&format!("{name}.bias"), [channels]),
+    ));
+    n
 }

@@ -29,12 +29,17 @@ pub use movq::{MovqConfig, MovqDecoder, MovqLayout};
 use std::path::Path;
 
 use burn::Tensor;
+use burn::module::{Module, Param};
+use burn::nn::conv::Conv2d;
+use burn::nn::{GroupNorm, Initializer};
+use burn::store::{ModuleSnapshot, bridge};
 use burn::tensor::{Device, Int, TensorData};
 use sjd2_core::Error;
 
 use crate::error::{LoadError, Result};
-use crate::weights::{Checkpoint, WeightLoader};
-use layers::{AttnBlock, Conv, GroupNorm, ResBlock, pad_bottom_right, swish, upsample2x};
+use crate::weights::{Checkpoint, NamedTensor, Wanted, WeightLoader};
+pub use layers::{AttnBlock, ResBlock};
+use layers::{conv, group_norm, swish, upsample};
 
 /// Key layout and conventions of a VQ checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,20 +149,36 @@ impl VqConfig {
     }
 }
 
-#[derive(Debug, Clone)]
-struct Level {
-    res: Vec<ResBlock>,
-    attn: Vec<AttnBlock>,
-    resample: Option<Conv>,
+/// One resolution level of an encoder or decoder: ResNet blocks (each followed by attention at
+/// attention levels) and the resampling convolution.
+#[derive(Module, Debug)]
+pub struct Level {
+    /// ResNet blocks.
+    pub res: Vec<ResBlock>,
+    /// Attention after each ResNet block (attention levels only).
+    pub attn: Vec<AttnBlock>,
+    /// Up- (decoder, after nearest 2×) or down-sampling (encoder, stride 2) convolution.
+    pub resample: Option<Conv2d>,
 }
 
-#[derive(Debug, Clone)]
-struct Stack {
-    conv_in: Conv,
-    mid: (ResBlock, AttnBlock, ResBlock),
-    levels: Vec<Level>,
-    norm_out: GroupNorm,
-    conv_out: Conv,
+/// An encoder or a decoder: `conv_in`, the levels (decoders walk them lowest resolution first),
+/// the middle block (ResNet, attention, ResNet), `norm_out`, `conv_out`.
+#[derive(Module, Debug)]
+pub struct Stack {
+    /// Input convolution.
+    pub conv_in: Conv2d,
+    /// Middle ResNet block before attention.
+    pub mid_block_1: ResBlock,
+    /// Middle attention.
+    pub mid_attn_1: AttnBlock,
+    /// Middle ResNet block after attention.
+    pub mid_block_2: ResBlock,
+    /// Resolution levels in the order they run.
+    pub levels: Vec<Level>,
+    /// Output norm.
+    pub norm_out: GroupNorm,
+    /// Output convolution.
+    pub conv_out: Conv2d,
 }
 
 /// Names of the parts of one encoder or decoder.
@@ -230,156 +251,161 @@ impl VqLayout {
     }
 }
 
-fn load_decoder(loader: &mut WeightLoader, c: &VqConfig) -> Stack {
-    let l = c.ch_mult.len();
-    let n = c.layout.names(true, l);
-    let mut block_in = c.ch * c.ch_mult[l - 1];
-    let conv_in = Conv::load(
-        loader,
-        &format!("{}.conv_in", n.root),
-        block_in,
-        c.z_channels,
-        3,
-        1,
-    );
-    let mid = (
-        ResBlock::load(
-            loader,
-            &format!("{}.{}", n.root, n.mid[0]),
-            block_in,
-            block_in,
-        ),
-        AttnBlock::load(loader, &format!("{}.{}", n.root, n.mid[1]), block_in),
-        ResBlock::load(
-            loader,
-            &format!("{}.{}", n.root, n.mid[2]),
-            block_in,
-            block_in,
-        ),
-    );
-    let mut levels = Vec::with_capacity(l);
-    for i in 0..l {
-        let r = l - 1 - i; // resolution level, 0 = highest
-        let name = (n.level)(i);
-        let block_out = c.ch * c.ch_mult[r];
-        let mut res = Vec::new();
-        let mut attn = Vec::new();
-        for j in 0..=c.num_res_blocks {
-            res.push(ResBlock::load(
-                loader,
-                &format!("{name}.{}.{j}", n.res),
-                block_in,
-                block_out,
-            ));
-            block_in = block_out;
-            if c.attn_levels.contains(&r) {
-                attn.push(AttnBlock::load(
-                    loader,
-                    &format!("{name}.attn.{j}"),
-                    block_in,
-                ));
-            }
-        }
-        let resample = (r != 0).then(|| {
-            Conv::load(
-                loader,
-                &format!("{name}.{}", n.resample),
-                block_in,
-                block_in,
-                3,
-                1,
-            )
-        });
-        levels.push(Level {
-            res,
-            attn,
-            resample,
-        });
-    }
-    Stack {
-        conv_in,
-        mid,
-        levels,
-        norm_out: GroupNorm::load(loader, &format!("{}.norm_out", n.root), block_in),
-        conv_out: Conv::load(loader, &format!("{}.conv_out", n.root), 3, block_in, 3, 1),
-    }
-}
+/// Module path ↔ checkpoint name of every parameter, built by walking the module itself.
+#[derive(Default)]
+struct NameTable(Vec<Wanted>);
 
-fn load_encoder(loader: &mut WeightLoader, c: &VqConfig) -> Stack {
-    let l = c.ch_mult.len();
-    let n = c.layout.names(false, l);
-    let conv_in = Conv::load(loader, &format!("{}.conv_in", n.root), c.ch, 3, 3, 1);
-    let mut block_in = c.ch;
-    let mut levels = Vec::with_capacity(l);
-    for r in 0..l {
-        let name = (n.level)(r);
-        let block_out = c.ch * c.ch_mult[r];
-        let mut res = Vec::new();
-        let mut attn = Vec::new();
-        for j in 0..c.num_res_blocks {
-            res.push(ResBlock::load(
-                loader,
-                &format!("{name}.{}.{j}", n.res),
-                block_in,
-                block_out,
+impl NameTable {
+    fn conv(&mut self, path: &str, file: &str) {
+        for p in ["weight", "bias"] {
+            self.0.push(Wanted::new(
+                format!("{path}.{p}"),
+                format!("{file}.{p}"),
+                false,
             ));
-            block_in = block_out;
-            if c.attn_levels.contains(&r) {
-                attn.push(AttnBlock::load(
-                    loader,
-                    &format!("{name}.attn.{j}"),
-                    block_in,
-                ));
+        }
+    }
+
+    fn norm(&mut self, path: &str, file: &str) {
+        for (p, f) in [("gamma", "weight"), ("beta", "bias")] {
+            self.0.push(Wanted::new(
+                format!("{path}.{p}"),
+                format!("{file}.{f}"),
+                false,
+            ));
+        }
+    }
+
+    fn res(&mut self, block: &ResBlock, path: &str, file: &str) {
+        self.norm(&format!("{path}.norm1"), &format!("{file}.norm1"));
+        self.conv(&format!("{path}.conv1"), &format!("{file}.conv1"));
+        self.norm(&format!("{path}.norm2"), &format!("{file}.norm2"));
+        self.conv(&format!("{path}.conv2"), &format!("{file}.conv2"));
+        if block.nin_shortcut.is_some() {
+            self.conv(
+                &format!("{path}.nin_shortcut"),
+                &format!("{file}.nin_shortcut"),
+            );
+        }
+    }
+
+    fn attn(&mut self, path: &str, file: &str) {
+        self.norm(&format!("{path}.norm"), &format!("{file}.norm"));
+        for p in ["q", "k", "v", "proj_out"] {
+            self.conv(&format!("{path}.{p}"), &format!("{file}.{p}"));
+        }
+    }
+
+    fn stack(&mut self, stack: &Stack, path: &str, n: &Names) {
+        let root = &n.root;
+        self.conv(&format!("{path}.conv_in"), &format!("{root}.conv_in"));
+        let mid = [&stack.mid_block_1, &stack.mid_block_2];
+        self.res(
+            mid[0],
+            &format!("{path}.mid_block_1"),
+            &format!("{root}.{}", n.mid[0]),
+        );
+        self.attn(
+            &format!("{path}.mid_attn_1"),
+            &format!("{root}.{}", n.mid[1]),
+        );
+        self.res(
+            mid[1],
+            &format!("{path}.mid_block_2"),
+            &format!("{root}.{}", n.mid[2]),
+        );
+        for (i, level) in stack.levels.iter().enumerate() {
+            let (lp, lf) = (format!("{path}.levels.{i}"), (n.level)(i));
+            for (j, res) in level.res.iter().enumerate() {
+                self.res(
+                    res,
+                    &format!("{lp}.res.{j}"),
+                    &format!("{lf}.{}.{j}", n.res),
+                );
+            }
+            for j in 0..level.attn.len() {
+                self.attn(&format!("{lp}.attn.{j}"), &format!("{lf}.attn.{j}"));
+            }
+            if level.resample.is_some() {
+                self.conv(&format!("{lp}.resample"), &format!("{lf}.{}", n.resample));
             }
         }
-        let resample = (r != l - 1).then(|| {
-            Conv::load(
-                loader,
-                &format!("{name}.{}", n.resample),
-                block_in,
-                block_in,
-                3,
-                2,
-            )
-        });
-        levels.push(Level {
-            res,
-            attn,
-            resample,
-        });
-    }
-    let mid = (
-        ResBlock::load(
-            loader,
-            &format!("{}.{}", n.root, n.mid[0]),
-            block_in,
-            block_in,
-        ),
-        AttnBlock::load(loader, &format!("{}.{}", n.root, n.mid[1]), block_in),
-        ResBlock::load(
-            loader,
-            &format!("{}.{}", n.root, n.mid[2]),
-            block_in,
-            block_in,
-        ),
-    );
-    Stack {
-        conv_in,
-        mid,
-        levels,
-        norm_out: GroupNorm::load(loader, &format!("{}.norm_out", n.root), block_in),
-        conv_out: Conv::load(
-            loader,
-            &format!("{}.conv_out", n.root),
-            c.z_channels,
-            block_in,
-            3,
-            1,
-        ),
+        self.norm(&format!("{path}.norm_out"), &format!("{root}.norm_out"));
+        self.conv(&format!("{path}.conv_out"), &format!("{root}.conv_out"));
     }
 }
 
 impl Stack {
+    fn decoder(c: &VqConfig, device: &Device) -> Self {
+        let l = c.ch_mult.len();
+        let mut block_in = c.ch * c.ch_mult[l - 1];
+        let conv_in = conv(c.z_channels, block_in, 3, 1, device);
+        let mid = block_in;
+        let mut levels = Vec::with_capacity(l);
+        for i in 0..l {
+            let r = l - 1 - i; // resolution level, 0 = highest
+            let block_out = c.ch * c.ch_mult[r];
+            let mut res = Vec::new();
+            let mut attn = Vec::new();
+            for _ in 0..=c.num_res_blocks {
+                res.push(ResBlock::new(block_in, block_out, device));
+                block_in = block_out;
+                if c.attn_levels.contains(&r) {
+                    attn.push(AttnBlock::new(block_in, device));
+                }
+            }
+            let resample = (r != 0).then(|| conv(block_in, block_in, 3, 1, device));
+            levels.push(Level {
+                res,
+                attn,
+                resample,
+            });
+        }
+        Self {
+            conv_in,
+            mid_block_1: ResBlock::new(mid, mid, device),
+            mid_attn_1: AttnBlock::new(mid, device),
+            mid_block_2: ResBlock::new(mid, mid, device),
+            levels,
+            norm_out: group_norm(block_in, device),
+            conv_out: conv(block_in, 3, 3, 1, device),
+        }
+    }
+
+    fn encoder(c: &VqConfig, device: &Device) -> Self {
+        let l = c.ch_mult.len();
+        let conv_in = conv(3, c.ch, 3, 1, device);
+        let mut block_in = c.ch;
+        let mut levels = Vec::with_capacity(l);
+        for r in 0..l {
+            let block_out = c.ch * c.ch_mult[r];
+            let mut res = Vec::new();
+            let mut attn = Vec::new();
+            for _ in 0..c.num_res_blocks {
+                res.push(ResBlock::new(block_in, block_out, device));
+                block_in = block_out;
+                if c.attn_levels.contains(&r) {
+                    attn.push(AttnBlock::new(block_in, device));
+                }
+            }
+            let resample = (r != l - 1).then(|| conv(block_in, block_in, 3, 2, device));
+            levels.push(Level {
+                res,
+                attn,
+                resample,
+            });
+        }
+        Self {
+            conv_in,
+            mid_block_1: ResBlock::new(block_in, block_in, device),
+            mid_attn_1: AttnBlock::new(block_in, device),
+            mid_block_2: ResBlock::new(block_in, block_in, device),
+            levels,
+            norm_out: group_norm(block_in, device),
+            conv_out: conv(block_in, c.z_channels, 3, 1, device),
+        }
+    }
+
     fn run_levels(&self, mut h: Tensor<4>, decoder: bool) -> Tensor<4> {
         for level in &self.levels {
             for (j, res) in level.res.iter().enumerate() {
@@ -390,9 +416,9 @@ impl Stack {
             }
             if let Some(conv) = &level.resample {
                 h = if decoder {
-                    conv.forward(upsample2x(h))
+                    conv.forward(upsample(h, 2))
                 } else {
-                    conv.forward(pad_bottom_right(h))
+                    conv.forward(h)
                 };
             }
         }
@@ -400,9 +426,8 @@ impl Stack {
     }
 
     fn mid(&self, h: Tensor<4>) -> Tensor<4> {
-        self.mid
-            .2
-            .forward(self.mid.1.forward(self.mid.0.forward(h)))
+        self.mid_block_2
+            .forward(self.mid_attn_1.forward(self.mid_block_1.forward(h)))
     }
 
     fn out(&self, h: Tensor<4>) -> Tensor<4> {
@@ -466,57 +491,85 @@ pub trait ImageDecoder {
     ) -> std::result::Result<Tensor<4>, Error>;
 }
 
-/// A VQ autoencoder: codebook, decoder and (optionally) encoder.
-#[derive(Debug, Clone)]
+/// A VQ autoencoder as a burn module: codebook, decoder and (optionally) encoder. The same module
+/// is loaded for inference ([`VqModel::load`]) and trained by `sjd2-train` ([`VqModel::new`] on an
+/// autodiff device).
+#[derive(Module, Debug)]
 pub struct VqModel {
+    /// Codebook `[codebook_size, embed_dim]` as stored (l2-normalized on use for VQ-16).
+    pub codebook: Param<Tensor<2>>,
+    /// Latent → codebook width (encoder side).
+    pub quant_conv: Option<Conv2d>,
+    /// Codebook width → latent (decoder side).
+    pub post_quant_conv: Conv2d,
+    /// Image → latent.
+    pub encoder: Option<Stack>,
+    /// Latent → image.
+    pub decoder: Stack,
+    #[module(skip)]
     config: VqConfig,
-    device: Device,
-    codebook: Tensor<2>,
-    post_quant: Conv,
-    quant: Option<Conv>,
-    decoder: Stack,
-    encoder: Option<Stack>,
 }
 
 impl VqModel {
+    /// A VQ model with fresh parameters (burn's default convolution initialization, codebook
+    /// N(0, 1)), on `device` (an autodiff device to train it). Parameters are initialized lazily,
+    /// so loading over them allocates nothing twice.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for zero sizes.
+    pub fn new(config: VqConfig, device: &Device) -> std::result::Result<Self, Error> {
+        config.validate()?;
+        let c = &config;
+        let codebook = Initializer::Normal {
+            mean: 0.0,
+            std: 1.0,
+        }
+        .init([c.codebook_size, c.embed_dim], device);
+        Ok(Self {
+            codebook,
+            quant_conv: c
+                .with_encoder
+                .then(|| conv(c.z_channels, c.embed_dim, 1, 1, device)),
+            post_quant_conv: conv(c.embed_dim, c.z_channels, 1, 1, device),
+            encoder: c.with_encoder.then(|| Stack::encoder(c, device)),
+            decoder: Stack::decoder(c, device),
+            config,
+        })
+    }
+
+    /// Module path ↔ checkpoint name of every parameter in the configured layout.
+    fn name_table(&self) -> Vec<Wanted> {
+        let c = &self.config;
+        let p = c.layout.prefix();
+        let l = c.ch_mult.len();
+        let mut t = NameTable::default();
+        t.0.push(Wanted::new(
+            "codebook".into(),
+            format!("{p}quantize.embedding.weight"),
+            false,
+        ));
+        t.conv("post_quant_conv", &format!("{p}post_quant_conv"));
+        t.stack(&self.decoder, "decoder", &c.layout.names(true, l));
+        if let Some(encoder) = &self.encoder {
+            t.conv("quant_conv", &format!("{p}quant_conv"));
+            t.stack(encoder, "encoder", &c.layout.names(false, l));
+        }
+        t.0
+    }
+
     /// Loads a VQ model from a checkpoint (safetensors or `.pt`; the tensors under the layout's
-    /// prefix must match exactly, tensors outside it are left to other loaders).
+    /// prefix must match exactly, tensors outside it are left to other loaders), through
+    /// burn-store in the device's float dtype.
     ///
     /// # Errors
     /// [`LoadError`] naming the file or tensors at fault.
     pub fn load(path: impl AsRef<Path>, config: VqConfig, device: &Device) -> Result<Self> {
-        config.validate()?;
         let mut loader = WeightLoader::new(Checkpoint::open(path)?, device);
-        let c = &config;
+        let mut model = Self::new(config, device)?;
+        let table = model.name_table();
+        loader.apply(&mut model, table);
+        let c = &model.config;
         let p = c.layout.prefix().to_string();
-        let codebook = loader.tensor(
-            &format!("{p}quantize.embedding.weight"),
-            [c.codebook_size, c.embed_dim],
-        );
-        let post_quant = Conv::load(
-            &mut loader,
-            &format!("{p}post_quant_conv"),
-            c.z_channels,
-            c.embed_dim,
-            1,
-            1,
-        );
-        let decoder = load_decoder(&mut loader, c);
-        let (quant, encoder) = if c.with_encoder {
-            (
-                Some(Conv::load(
-                    &mut loader,
-                    &format!("{p}quant_conv"),
-                    c.embed_dim,
-                    c.z_channels,
-                    1,
-                    1,
-                )),
-                Some(load_encoder(&mut loader, c)),
-            )
-        } else {
-            (None, None)
-        };
         let with_encoder = c.with_encoder;
         loader.finish(|n| {
             !n.starts_with(&p)
@@ -526,25 +579,55 @@ impl VqModel {
                         || n == format!("{p}quant_conv.weight")
                         || n == format!("{p}quant_conv.bias")))
         })?;
-        let codebook = if c.l2_normalized {
-            l2_normalize(codebook)
-        } else {
-            codebook
-        };
-        Ok(Self {
-            config,
-            device: device.clone(),
-            codebook,
-            post_quant,
-            quant,
-            decoder,
-            encoder,
-        })
+        Ok(model)
+    }
+
+    /// Every parameter under its checkpoint name in the configured layout, as `f32` host values:
+    /// what [`VqModel::load`] reads back.
+    ///
+    /// # Errors
+    /// [`Error::TensorData`] when a parameter cannot be read back.
+    pub fn export(&self) -> std::result::Result<Vec<NamedTensor>, Error> {
+        let mut by_path: std::collections::BTreeMap<String, _> = self
+            .collect(None, None, false)
+            .into_iter()
+            .map(|t| (t.name.clone(), t))
+            .collect();
+        let mut out = Vec::new();
+        for w in self.name_table() {
+            let Some(t) = by_path.remove(&w.path) else {
+                continue;
+            };
+            let data = bridge::into_data(t).map_err(|e| Error::TensorData {
+                what: w.path.clone(),
+                detail: e.to_string(),
+            })?;
+            let shape = data.shape().to_vec();
+            let values =
+                data.convert::<f32>()
+                    .try_into_vec::<f32>()
+                    .map_err(|e| Error::TensorData {
+                        what: w.path.clone(),
+                        detail: format!("{e:?}"),
+                    })?;
+            out.push((w.name, shape, values));
+        }
+        Ok(out)
     }
 
     /// The configuration.
     pub fn config(&self) -> &VqConfig {
         &self.config
+    }
+
+    /// The codebook vectors as used: l2-normalized for VQ-16, as stored otherwise.
+    pub fn codebook_vectors(&self) -> Tensor<2> {
+        let cb = self.codebook.val();
+        if self.config.l2_normalized {
+            l2_normalize(cb)
+        } else {
+            cb
+        }
     }
 
     /// The codebook vectors of `codes` as a latent `[1, embed_dim, rows, cols]` (normalized for
@@ -560,14 +643,74 @@ impl VqModel {
     ) -> std::result::Result<Tensor<4>, Error> {
         check_codes(codes, rows, cols, self.config.codebook_size)?;
         let idx: Vec<i64> = codes.iter().map(|&c| i64::from(c)).collect();
-        let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [codes.len()]), &self.device);
+        let device = self.post_quant_conv.weight.device();
+        let idx = Tensor::<2, Int>::from_data(TensorData::new(idx, [1, codes.len()]), &device);
+        Ok(self.lookup(idx, rows, cols).permute([0, 3, 1, 2]))
+    }
+
+    /// Codebook vectors `[b, rows, cols, embed_dim]` of codes `[b, rows·cols]` (raster order).
+    fn lookup(&self, codes: Tensor<2, Int>, rows: usize, cols: usize) -> Tensor<4> {
+        let [b, n] = codes.dims();
         let e = self.config.embed_dim;
-        Ok(self
-            .codebook
+        self.codebook_vectors()
+            .select(0, codes.reshape([b * n]))
+            .reshape([b, rows, cols, e])
+    }
+
+    /// Encoder latents `[b, h, w, embed_dim]` (l2-normalized for VQ-16) of images `[b, 3, H, W]`
+    /// in `[-1, 1]`.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] without an encoder.
+    pub fn latents(&self, images: Tensor<4>) -> std::result::Result<Tensor<4>, Error> {
+        let (Some(encoder), Some(quant)) = (&self.encoder, &self.quant_conv) else {
+            return Err(Error::Unsupported(
+                "this VQ model was loaded without its encoder".into(),
+            ));
+        };
+        let z = quant.forward(encoder.encode(images)); // [b, e, h, w]
+        let [b, e, h, w] = z.dims();
+        let z = z.permute([0, 2, 3, 1]);
+        Ok(if self.config.l2_normalized {
+            l2_normalize(z.reshape([b * h * w, e])).reshape([b, h, w, e])
+        } else {
+            z
+        })
+    }
+
+    /// The nearest codebook entry of each latent `[n, embed_dim]`: `argmin ‖z − e‖²`.
+    pub fn nearest(&self, latents: Tensor<2>) -> Tensor<1, Int> {
+        let n = latents.dims()[0];
+        let cb = self.codebook_vectors();
+        let dist = cb
             .clone()
-            .select(0, idx)
-            .reshape([1, rows, cols, e])
-            .permute([0, 3, 1, 2]))
+            .powf_scalar(2.0)
+            .sum_dim(1)
+            .reshape([1, self.config.codebook_size])
+            - latents.matmul(cb.transpose()) * 2.0;
+        dist.argmin(1).reshape([n])
+    }
+
+    /// Codes `[b, h·w]` (raster order) of images `[b, 3, H, W]` in `[-1, 1]`.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] without an encoder.
+    pub fn codes(&self, images: Tensor<4>) -> std::result::Result<Tensor<2, Int>, Error> {
+        let z = self.latents(images)?;
+        let [b, h, w, e] = z.dims();
+        Ok(self.nearest(z.reshape([b * h * w, e])).reshape([b, h * w]))
+    }
+
+    /// Images `[b, 3, H, W]` of latents `[b, h, w, embed_dim]`.
+    pub fn decode_latents(&self, latents: Tensor<4>) -> Tensor<4> {
+        let z = self.post_quant_conv.forward(latents.permute([0, 3, 1, 2]));
+        self.decoder.decode(z)
+    }
+
+    /// Images `[b, 3, H, W]` of codes `[b, rows·cols]` (raster order, not range-checked: see
+    /// [`ImageDecoder::decode`] for checked decoding).
+    pub fn decode_codes(&self, codes: Tensor<2, Int>, rows: usize, cols: usize) -> Tensor<4> {
+        self.decode_latents(self.lookup(codes, rows, cols))
     }
 
     /// Encodes an image `[1, 3, H, W]` (values in `[-1, 1]`, sides multiples of the downsampling
@@ -576,11 +719,6 @@ impl VqModel {
     /// # Errors
     /// [`Error::Unsupported`] without an encoder, [`Error::Shape`] for a bad image size.
     pub fn encode(&self, image: Tensor<4>) -> std::result::Result<(Vec<u32>, usize, usize), Error> {
-        let (Some(encoder), Some(quant)) = (&self.encoder, &self.quant) else {
-            return Err(Error::Unsupported(
-                "this VQ model was loaded without its encoder".into(),
-            ));
-        };
         let [b, c, h, w] = image.dims();
         let f = self.config.downsample();
         if b != 1 || c != 3 || h == 0 || w == 0 || h % f != 0 || w % f != 0 {
@@ -590,21 +728,7 @@ impl VqModel {
                 got: vec![b, c, h, w],
             });
         }
-        let z = quant.forward(encoder.encode(image)); // [1, e, h', w']
-        let [_, e, hh, ww] = z.dims();
-        let mut z = z.permute([0, 2, 3, 1]).reshape([hh * ww, e]);
-        if self.config.l2_normalized {
-            z = l2_normalize(z);
-        }
-        // argmin ‖z − e‖² = argmin (‖e‖² − 2 z·e)
-        let cb = self.codebook.clone();
-        let dist = cb
-            .clone()
-            .powf_scalar(2.0)
-            .sum_dim(1)
-            .reshape([1, self.config.codebook_size])
-            - z.matmul(cb.transpose()) * 2.0;
-        let codes = dist.argmin(1).reshape([hh * ww]);
+        let codes = self.codes(image)?;
         let codes = codes
             .into_data()
             .convert::<i64>()
@@ -613,7 +737,7 @@ impl VqModel {
                 what: "VQ codes".into(),
                 detail: format!("{e:?}"),
             })?;
-        Ok((codes.into_iter().map(|c| c as u32).collect(), hh, ww))
+        Ok((codes.into_iter().map(|c| c as u32).collect(), h / f, w / f))
     }
 }
 
@@ -642,7 +766,9 @@ impl ImageDecoder for VqModel {
         rows: usize,
         cols: usize,
     ) -> std::result::Result<Tensor<4>, Error> {
-        let z = self.post_quant.forward(self.quantized(codes, rows, cols)?);
+        let z = self
+            .post_quant_conv
+            .forward(self.quantized(codes, rows, cols)?);
         Ok(self.decoder.decode(z))
     }
 }

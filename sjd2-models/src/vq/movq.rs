@@ -12,7 +12,10 @@ use burn::tensor::{Device, Int, TensorData};
 use sjd2_core::Error;
 
 use super::ImageDecoder;
-use super::layers::{Conv, GroupNorm, swish, upsample, upsample2x};
+use burn::nn::GroupNorm;
+use burn::nn::conv::Conv2d;
+
+use super::layers::{load_conv, load_group_norm, swish, upsample};
 use crate::error::Result;
 use crate::weights::{Checkpoint, WeightLoader};
 
@@ -77,16 +80,16 @@ impl MovqConfig {
 #[derive(Debug, Clone)]
 struct SpatialNorm {
     norm: GroupNorm,
-    conv_y: Conv,
-    conv_b: Conv,
+    conv_y: Conv2d,
+    conv_b: Conv2d,
 }
 
 impl SpatialNorm {
     fn load(l: &mut WeightLoader, name: &str, zq: usize, c: usize) -> Self {
         Self {
-            norm: GroupNorm::load(l, &format!("{name}.norm_layer"), c),
-            conv_y: Conv::load(l, &format!("{name}.conv_y"), c, zq, 1, 1),
-            conv_b: Conv::load(l, &format!("{name}.conv_b"), c, zq, 1, 1),
+            norm: load_group_norm(l, &format!("{name}.norm_layer"), c),
+            conv_y: load_conv(l, &format!("{name}.conv_y"), c, zq, 1, 1),
+            conv_b: load_conv(l, &format!("{name}.conv_b"), c, zq, 1, 1),
         }
     }
 
@@ -100,21 +103,21 @@ impl SpatialNorm {
 #[derive(Debug, Clone)]
 struct ResBlock {
     norm1: SpatialNorm,
-    conv1: Conv,
+    conv1: Conv2d,
     norm2: SpatialNorm,
-    conv2: Conv,
-    shortcut: Option<Conv>,
+    conv2: Conv2d,
+    shortcut: Option<Conv2d>,
 }
 
 impl ResBlock {
     fn load(l: &mut WeightLoader, name: &str, zq: usize, inp: usize, out: usize) -> Self {
         Self {
             norm1: SpatialNorm::load(l, &format!("{name}.norm1"), zq, inp),
-            conv1: Conv::load(l, &format!("{name}.conv1"), out, inp, 3, 1),
+            conv1: load_conv(l, &format!("{name}.conv1"), out, inp, 3, 1),
             norm2: SpatialNorm::load(l, &format!("{name}.norm2"), zq, out),
-            conv2: Conv::load(l, &format!("{name}.conv2"), out, out, 3, 1),
+            conv2: load_conv(l, &format!("{name}.conv2"), out, out, 3, 1),
             shortcut: (inp != out)
-                .then(|| Conv::load(l, &format!("{name}.nin_shortcut"), out, inp, 1, 1)),
+                .then(|| load_conv(l, &format!("{name}.nin_shortcut"), out, inp, 1, 1)),
         }
     }
 
@@ -255,7 +258,7 @@ struct TimeRes {
 struct Level {
     res: Vec<ResBlock>,
     attn: Vec<Attn>,
-    upsample: Option<Conv>,
+    upsample: Option<Conv2d>,
 }
 
 /// Emu3's vision tokenizer decoder.
@@ -267,11 +270,11 @@ pub struct MovqDecoder {
     post_quant: CausalConv3d,
     time_res: Vec<TimeRes>,
     time_conv: Vec<CausalConv3d>,
-    conv_in: Conv,
+    conv_in: Conv2d,
     mid: (ResBlock, Attn, ResBlock),
     levels: Vec<Level>,
     norm_out: SpatialNorm,
-    conv_out: Conv,
+    conv_out: Conv2d,
 }
 
 impl MovqDecoder {
@@ -319,7 +322,7 @@ impl MovqDecoder {
             .collect();
         let levels_n = c.ch_mult.len();
         let mut block_in = c.ch * c.ch_mult[levels_n - 1];
-        let conv_in = Conv::load(&mut l, &format!("{d}.conv_in"), block_in, z, 3, 1);
+        let conv_in = load_conv(&mut l, &format!("{d}.conv_in"), block_in, z, 3, 1);
         let attn = |l: &mut WeightLoader, base: &str, norm: String, ch: usize| {
             let names = if hf {
                 ["q_proj", "k_proj", "v_proj", "out_proj"]
@@ -388,7 +391,7 @@ impl MovqDecoder {
                 }
             }
             let upsample = (r != 0).then(|| {
-                Conv::load(
+                load_conv(
                     &mut l,
                     &format!("{name}.upsample.conv"),
                     block_in,
@@ -404,7 +407,7 @@ impl MovqDecoder {
             });
         }
         let norm_out = SpatialNorm::load(&mut l, &format!("{d}.norm_out"), e, block_in);
-        let conv_out = Conv::load(&mut l, &format!("{d}.conv_out"), 3, block_in, 3, 1);
+        let conv_out = load_conv(&mut l, &format!("{d}.conv_out"), 3, block_in, 3, 1);
         l.finish(|n| {
             !n.starts_with(&p)
                 || n.starts_with(&format!("{p}encoder."))
@@ -484,7 +487,7 @@ impl ImageDecoder for MovqDecoder {
                 }
             }
             if let Some(conv) = &level.upsample {
-                h = conv.forward(upsample2x(h));
+                h = conv.forward(upsample(h, 2));
             }
         }
         Ok(self.conv_out.forward(swish(self.norm_out.forward(h, &zq))))
