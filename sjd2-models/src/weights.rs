@@ -13,9 +13,7 @@ use std::path::{Path, PathBuf};
 
 use burn::Tensor;
 use burn::store::burn_pack::{Error as PackError, Tensor as PackTensor};
-use burn::store::{
-    ApplyError, FloatCastAdapter, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter, bridge,
-};
+use burn::store::{ApplyError, ModuleSnapshot, bridge};
 use burn::tensor::{Bytes, DType, Device, TensorData};
 use serde::Deserialize;
 
@@ -50,10 +48,133 @@ pub struct Checkpoint {
 
 /// Where the bytes of a deferred tensor come from.
 enum Source {
-    /// A byte range of a safetensors file.
-    File { start: u64, end: u64 },
+    /// A safetensors file, from this byte on.
+    File { start: u64 },
     /// A tensor of a PyTorch pickle.
     Pickle(pytorch_reader::Tensor),
+}
+
+/// Which part of a stored tensor to load, and how.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RowView {
+    /// A block of rows of the first dimension (all when `None`).
+    pub rows: Option<std::ops::Range<usize>>,
+    /// The order of the rows of that block.
+    pub order: Option<Vec<usize>>,
+    /// Transpose a 2-D tensor (`[out, in]` stored, `[in, out]` loaded).
+    pub transpose: bool,
+}
+
+/// A float element type, stored or loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Element {
+    F16,
+    BF16,
+    F32,
+    F64,
+}
+
+impl Element {
+    fn of(dtype: &str) -> Option<Self> {
+        match dtype {
+            "F16" => Some(Self::F16),
+            "BF16" => Some(Self::BF16),
+            "F32" => Some(Self::F32),
+            "F64" => Some(Self::F64),
+            _ => None,
+        }
+    }
+
+    fn of_dtype(dtype: DType) -> Option<Self> {
+        match dtype {
+            DType::F16 => Some(Self::F16),
+            DType::BF16 => Some(Self::BF16),
+            DType::F32 | DType::Flex32 => Some(Self::F32),
+            DType::F64 => Some(Self::F64),
+            _ => None,
+        }
+    }
+
+    fn size(self) -> usize {
+        match self {
+            Self::F16 | Self::BF16 => 2,
+            Self::F32 => 4,
+            Self::F64 => 8,
+        }
+    }
+}
+
+/// The buffer a deferred tensor is read into, typed so that it is aligned for its elements and
+/// becomes the tensor's storage without a copy.
+enum Buffer {
+    Half(Vec<u16>, Element),
+    Single(Vec<u32>),
+    Double(Vec<u64>),
+}
+
+impl Buffer {
+    fn new(element: Element, len: usize) -> Self {
+        match element {
+            Element::F16 | Element::BF16 => Self::Half(vec![0; len], element),
+            Element::F32 => Self::Single(vec![0; len]),
+            Element::F64 => Self::Double(vec![0; len]),
+        }
+    }
+
+    /// Writes the little-endian elements of `row` (stored as `from`) at `place(j)`, converting
+    /// when the element types differ.
+    fn put_row(&mut self, row: &[u8], from: Element, place: impl Fn(usize) -> usize) {
+        let n = row.len() / from.size();
+        let value = |j: usize| -> f64 {
+            let b = &row[j * from.size()..(j + 1) * from.size()];
+            match from {
+                Element::F16 => f64::from(half::f16::from_le_bytes([b[0], b[1]]).to_f32()),
+                Element::BF16 => f64::from(half::bf16::from_le_bytes([b[0], b[1]]).to_f32()),
+                Element::F32 => f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                Element::F64 => {
+                    f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+                }
+            }
+        };
+        match self {
+            Self::Half(v, to) if *to == from => {
+                for j in 0..n {
+                    v[place(j)] = u16::from_le_bytes([row[2 * j], row[2 * j + 1]]);
+                }
+            }
+            Self::Half(v, to) => {
+                let to = *to;
+                for j in 0..n {
+                    // Through f32 for f16/bf16/f32 sources (exact), as PyTorch casts.
+                    let x = value(j);
+                    v[place(j)] = match (to, from) {
+                        (Element::F16, Element::F64) => half::f16::from_f64(x).to_bits(),
+                        (Element::F16, _) => half::f16::from_f32(x as f32).to_bits(),
+                        (_, Element::F64) => half::bf16::from_f64(x).to_bits(),
+                        _ => half::bf16::from_f32(x as f32).to_bits(),
+                    };
+                }
+            }
+            Self::Single(v) => {
+                for j in 0..n {
+                    v[place(j)] = (value(j) as f32).to_bits();
+                }
+            }
+            Self::Double(v) => {
+                for j in 0..n {
+                    v[place(j)] = value(j).to_bits();
+                }
+            }
+        }
+    }
+
+    fn into_bytes(self) -> Bytes {
+        match self {
+            Self::Half(v, _) => Bytes::from_elems(v),
+            Self::Single(v) => Bytes::from_elems(v),
+            Self::Double(v) => Bytes::from_elems(v),
+        }
+    }
 }
 
 fn pickled_dtype(dtype: pytorch_reader::DType) -> &'static str {
@@ -453,9 +574,11 @@ impl Checkpoint {
     }
 
     /// Tensor `name` (or the block `rows` of its first dimension, with the rows of that block
-    /// reordered by `order` when given) as a deferred burn-pack tensor named `path`, in its
-    /// stored dtype: nothing is read until burn-store applies it to a module, and then only
-    /// this tensor's bytes. `None` if the checkpoint has no tensor `name`.
+    /// reordered by `order` when given, transposed when `transpose` and it is 2-D) as a deferred
+    /// burn-pack tensor named `path` in dtype `target`: nothing is read until burn-store applies
+    /// it to a module, and then the rows are streamed from the file straight into the one buffer
+    /// that becomes the tensor (a pickled tensor is read whole first), converted element by
+    /// element only if the stored dtype differs. `None` if the checkpoint has no tensor `name`.
     ///
     /// # Errors
     /// [`LoadError::UnsupportedDtype`] for a non-float tensor, [`LoadError::Corrupt`] for a
@@ -464,8 +587,8 @@ impl Checkpoint {
         &self,
         name: &str,
         path: String,
-        rows: Option<std::ops::Range<usize>>,
-        order: Option<Vec<usize>>,
+        view: RowView,
+        target: DType,
     ) -> Option<Result<PackTensor>> {
         let shape = self.shape(name)?.to_vec();
         let origin = self.origin();
@@ -473,10 +596,7 @@ impl Checkpoint {
             (Some(e), _) => (
                 e.dtype.clone(),
                 self.files[e.file].clone(),
-                Source::File {
-                    start: e.start,
-                    end: e.end,
-                },
+                Source::File { start: e.start },
             ),
             (None, Some((f, t))) => (
                 pickled_dtype(t.dtype()).to_string(),
@@ -485,24 +605,25 @@ impl Checkpoint {
             ),
             (None, None) => return None,
         };
-        let burn_dtype = match dtype.as_str() {
-            "F32" => DType::F32,
-            "F16" => DType::F16,
-            "BF16" => DType::BF16,
-            "F64" => DType::F64,
-            _ => {
-                return Some(Err(LoadError::UnsupportedDtype {
-                    path: file,
-                    name: name.to_string(),
-                    dtype,
-                }));
-            }
+        let Some(stored) = Element::of(&dtype) else {
+            return Some(Err(LoadError::UnsupportedDtype {
+                path: file,
+                name: name.to_string(),
+                dtype,
+            }));
+        };
+        let Some(out) = Element::of_dtype(target) else {
+            return Some(Err(corrupt(
+                &file,
+                format!("cannot load `{name}` as {target:?}"),
+            )));
         };
         let first = shape.first().copied().unwrap_or(1);
         let row_elems: usize = shape.iter().skip(1).product();
-        let rows = rows.unwrap_or(0..first);
+        let rows = view.rows.clone().unwrap_or(0..first);
         let fits = rows.end <= first
-            && order
+            && view
+                .order
                 .as_ref()
                 .is_none_or(|o| o.len() == rows.len() && o.iter().all(|&r| r < rows.len()));
         if !fits {
@@ -511,14 +632,20 @@ impl Checkpoint {
                 format!("`{name}` {shape:?} has no row block {rows:?} (in {origin})"),
             )));
         }
-        let mut out_shape = shape.clone();
-        if let Some(d) = out_shape.first_mut() {
-            *d = rows.len();
-        }
-        let size = burn_dtype.size();
-        let row_bytes = row_elems * size;
+        let transpose = view.transpose && shape.len() == 2;
+        let out_shape = match (transpose, shape.as_slice()) {
+            (true, [_, cols]) => vec![*cols, rows.len()],
+            _ => {
+                let mut s = shape.clone();
+                if let Some(d) = s.first_mut() {
+                    *d = rows.len();
+                }
+                s
+            }
+        };
         let tensor_name = name.to_string();
         let data_shape = out_shape.clone();
+        let order = view.order;
         let read = move || -> std::result::Result<TensorData, PackError> {
             let fail = |detail: String| {
                 PackError::IoError(format!(
@@ -526,39 +653,59 @@ impl Checkpoint {
                     file.display()
                 ))
             };
-            let bytes = match &source {
-                Source::File { start, end } => {
-                    let from = start + (rows.start * row_bytes) as u64;
-                    let to = (start + (rows.end * row_bytes) as u64).min(*end);
-                    let mut f = File::open(&file).map_err(|e| fail(e.to_string()))?;
-                    f.seek(SeekFrom::Start(from))
-                        .map_err(|e| fail(e.to_string()))?;
-                    let mut bytes = vec![0u8; (to - from) as usize];
-                    f.read_exact(&mut bytes).map_err(|e| fail(e.to_string()))?;
-                    bytes
+            let n_rows = rows.len();
+            let mut buffer = Buffer::new(out, n_rows * row_elems);
+            let row_bytes = row_elems * stored.size();
+            // Output position of element `j` of block row `i`.
+            let place = |i: usize, j: usize| {
+                if transpose {
+                    j * n_rows + i
+                } else {
+                    i * row_elems + j
+                }
+            };
+            let source_row = |i: usize| rows.start + order.as_ref().map_or(i, |o| o[i]);
+            match &source {
+                Source::File { start } => {
+                    let f = File::open(&file).map_err(|e| fail(e.to_string()))?;
+                    let mut reader = std::io::BufReader::with_capacity(1 << 22, f);
+                    let mut row = vec![0u8; row_bytes];
+                    let mut at = None;
+                    for i in 0..n_rows {
+                        let r = source_row(i);
+                        if at != Some(r) {
+                            reader
+                                .seek(SeekFrom::Start(start + (r * row_bytes) as u64))
+                                .map_err(|e| fail(e.to_string()))?;
+                        }
+                        reader
+                            .read_exact(&mut row)
+                            .map_err(|e| fail(e.to_string()))?;
+                        at = Some(r + 1);
+                        buffer.put_row(&row, stored, |j| place(i, j));
+                    }
                 }
                 Source::Pickle(t) => {
                     let all = t.read().map_err(|e| fail(e.to_string()))?;
-                    let (a, b) = (rows.start * row_bytes, rows.end * row_bytes);
-                    all.get(a..b)
-                        .ok_or_else(|| fail(format!("holds {} bytes, not {b}", all.len())))?
-                        .to_vec()
+                    for i in 0..n_rows {
+                        let r = source_row(i);
+                        let row = all.get(r * row_bytes..(r + 1) * row_bytes).ok_or_else(|| {
+                            fail(format!(
+                                "holds {} bytes, not {}",
+                                all.len(),
+                                (r + 1) * row_bytes
+                            ))
+                        })?;
+                        buffer.put_row(row, stored, |j| place(i, j));
+                    }
                 }
-            };
-            let bytes = match &order {
-                Some(order) => order
-                    .iter()
-                    .flat_map(|&r| &bytes[r * row_bytes..(r + 1) * row_bytes])
-                    .copied()
-                    .collect(),
-                None => bytes,
-            };
-            TensorData::try_from_bytes(Bytes::from_bytes_vec(bytes), data_shape.clone(), burn_dtype)
+            }
+            TensorData::try_from_bytes(buffer.into_bytes(), data_shape.clone(), target)
                 .map_err(|e| fail(e.to_string()))
         };
         Some(Ok(bridge::deferred(
             path,
-            burn_dtype,
+            target,
             out_shape.into(),
             None,
             read,
@@ -756,9 +903,11 @@ impl Wanted {
 }
 
 impl WeightLoader {
-    /// Loads `wanted` into `module` through burn-store's applier: every tensor is read when it is
-    /// applied, in its stored dtype, cast to [`WeightLoader::dtype`] only where it differs, with
-    /// `Linear` weights transposed. Problems are recorded under the checkpoint's names (shapes in
+    /// Loads `wanted` into `module` through burn-store's applier (which matches tensors to
+    /// parameters by path, checks shapes and kinds, and reports what is missing or unused):
+    /// every tensor is read when it is applied, one at a time, straight into its final buffer in
+    /// [`WeightLoader::dtype`] (converted element by element only where the stored dtype
+    /// differs), with `Linear` weights transposed on the way. Problems are recorded under the checkpoint's names (shapes in
     /// the checkpoint's layout) for [`WeightLoader::finish`]; parameters left unloaded keep their
     /// lazy initialization.
     pub(crate) fn apply<M: ModuleSnapshot>(&mut self, module: &mut M, wanted: Vec<Wanted>) {
@@ -767,7 +916,15 @@ impl WeightLoader {
         let mut tensors = Vec::with_capacity(wanted.len());
         for w in wanted {
             origin.insert(w.path.clone(), (w.name.clone(), w.linear));
-            match self.checkpoint.deferred(&w.name, w.path, w.rows, w.order) {
+            let view = RowView {
+                rows: w.rows,
+                order: w.order,
+                transpose: w.linear,
+            };
+            match self
+                .checkpoint
+                .deferred(&w.name, w.path, view, self.dtype())
+            {
                 Some(Ok(t)) => {
                     self.used.insert(w.name);
                     tensors.push(t);
@@ -778,9 +935,7 @@ impl WeightLoader {
                 None => {}
             }
         }
-        let adapter: Box<dyn ModuleAdapter> =
-            Box::new(PyTorchToBurnAdapter.chain(FloatCastAdapter::to(self.dtype())));
-        let result = module.apply(tensors, None, Some(adapter), false);
+        let result = module.apply(tensors, None, None, false);
         for (path, _) in &result.missing {
             let name = origin.get(path).map_or(path, |(n, _)| n).clone();
             if !self.missing.contains(&name) && self.checkpoint.shape(&name).is_none() {
