@@ -82,6 +82,11 @@ enum Stage {
         /// instead of a random initialization, when the run directory has no checkpoint yet.
         #[arg(long)]
         init: Option<PathBuf>,
+        /// The step `--init` was trained to: training continues from it (learning-rate schedule
+        /// and data position), e.g. `--init assets/demo/base.safetensors --init-step 6000
+        /// --steps 10000` continues the shipped base.
+        #[arg(long, default_value_t = 0)]
+        init_step: usize,
     },
     /// Stage 3: the SJD2 next-clean-token fine-tune of the stage-2 model.
     Finetune {
@@ -203,6 +208,7 @@ fn main() -> anyhow::Result<()> {
             batch,
             lr,
             init,
+            init_step,
         } => {
             let run = RunDir::open(&dir)?;
             let vq = load_vq(&vq, &inner)?;
@@ -217,6 +223,7 @@ fn main() -> anyhow::Result<()> {
                 checkpoint_every: 100,
                 seed: 0,
                 data_offset: 0,
+                init_step,
             };
             train_lm(&opts, &run, &vq, init.as_deref(), &device, progress(t0))
                 .context("AR training")?;
@@ -271,6 +278,7 @@ fn main() -> anyhow::Result<()> {
                 checkpoint_every: 50,
                 seed: 1,
                 data_offset: seen,
+                init_step: 0,
             };
             let init = base.join("checkpoint.safetensors");
             train_lm(&opts, &run, &vq, Some(&init), &device, progress(t0))

@@ -9,8 +9,9 @@ pub struct DeviceArgs {
     /// Device: cpu, wgpu[:N] or cuda[:N] (GPU backends need `--features wgpu` or `cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Precision of weights and computation: f32, f16 or bf16 (bf16 is refused where unsupported).
-    #[arg(long, default_value = "f32")]
+    /// Precision of weights and computation: f32, f16, bf16 (refused where unsupported), or auto:
+    /// f32 on the CPU, f16 on wgpu, bf16 on CUDA.
+    #[arg(long, default_value = "auto")]
     pub dtype: String,
 }
 
@@ -18,7 +19,11 @@ impl DeviceArgs {
     /// The device, switched to the requested precision.
     pub fn device(&self) -> anyhow::Result<Device> {
         let mut device = sjd2::core::parse_device(&self.device)?;
-        sjd2::core::configure_precision(&mut device, self.dtype.parse()?)?;
+        let precision = match self.dtype.as_str() {
+            "auto" => sjd2::core::Precision::default_for(&self.device),
+            other => other.parse()?,
+        };
+        sjd2::core::configure_precision(&mut device, precision)?;
         Ok(device)
     }
 }

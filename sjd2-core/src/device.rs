@@ -29,6 +29,28 @@ impl Precision {
     }
 }
 
+impl Precision {
+    /// The default precision of a device named as [`parse_device`] reads it: f32 on the CPU, f16
+    /// on wgpu (bf16 is not supported there), bf16 on CUDA, where 7-8 B checkpoints are stored in
+    /// bf16 and f32 would double their memory.
+    ///
+    /// ```
+    /// use sjd2_core::Precision;
+    ///
+    /// assert_eq!(Precision::default_for("cpu"), Precision::F32);
+    /// assert_eq!(Precision::default_for("wgpu:1"), Precision::F16);
+    /// assert_eq!(Precision::default_for("cuda:0"), Precision::BF16);
+    /// ```
+    pub fn default_for(device: &str) -> Self {
+        let name = device.split(':').next().unwrap_or_default();
+        match name.to_ascii_lowercase().as_str() {
+            "wgpu" => Precision::F16,
+            "cuda" => Precision::BF16,
+            _ => Precision::F32,
+        }
+    }
+}
+
 impl FromStr for Precision {
     type Err = Error;
 

@@ -969,6 +969,73 @@ impl WeightLoader {
     }
 }
 
+/// Every parameter of `module` that `table` names, under its checkpoint name and in the
+/// checkpoint's layout (row blocks of one stored tensor joined, row orders undone, `Linear`
+/// weights transposed back), as `f32` host values: what [`WeightLoader::apply`] reads back.
+///
+/// # Errors
+/// [`sjd2_core::Error::TensorData`] when a parameter cannot be read back.
+pub(crate) fn export_table<M: ModuleSnapshot>(
+    module: &M,
+    table: Vec<Wanted>,
+) -> std::result::Result<Vec<NamedTensor>, sjd2_core::Error> {
+    let mut by_path: BTreeMap<String, PackTensor> = module
+        .collect(None, None, false)
+        .into_iter()
+        .map(|t| (t.name.clone(), t))
+        .collect();
+    // Checkpoint name → (shape after the first dimension, row blocks by first row).
+    let mut order: Vec<String> = Vec::new();
+    let mut blocks: BTreeMap<String, (Vec<usize>, BTreeMap<usize, Vec<f32>>)> = BTreeMap::new();
+    for w in table {
+        let Some(t) = by_path.remove(&w.path) else {
+            continue;
+        };
+        let bad = |detail: String| sjd2_core::Error::TensorData {
+            what: w.path.clone(),
+            detail,
+        };
+        let data = bridge::into_data(t).map_err(|e| bad(e.to_string()))?;
+        let mut shape = data.shape().to_vec();
+        let mut values = data
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|e| bad(format!("{e:?}")))?;
+        if let (true, [r, c]) = (w.linear, shape.as_slice()) {
+            let (r, c) = (*r, *c);
+            values = (0..c * r).map(|k| values[(k % r) * c + k / r]).collect();
+            shape = vec![c, r];
+        }
+        let row: usize = shape.iter().skip(1).product();
+        if let Some(o) = &w.order {
+            let mut undone = vec![0.0; values.len()];
+            for (i, &src) in o.iter().enumerate() {
+                undone[src * row..(src + 1) * row].copy_from_slice(&values[i * row..(i + 1) * row]);
+            }
+            values = undone;
+        }
+        let first = w.rows.map_or(0, |r| r.start);
+        if !blocks.contains_key(&w.name) {
+            order.push(w.name.clone());
+        }
+        let entry = blocks
+            .entry(w.name)
+            .or_insert_with(|| (shape[1..].to_vec(), BTreeMap::new()));
+        entry.1.insert(first, values);
+    }
+    Ok(order
+        .into_iter()
+        .filter_map(|name| {
+            let (rest, parts) = blocks.remove(&name)?;
+            let values: Vec<f32> = parts.into_values().flatten().collect();
+            let row: usize = rest.iter().product::<usize>().max(1);
+            let mut shape = vec![values.len() / row];
+            shape.extend(rest);
+            Some((name, shape, values))
+        })
+        .collect())
+}
+
 /// A tensor by name in a checkpoint layout: `(name, shape, row-major values)`.
 pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
 

@@ -306,3 +306,63 @@ fn hostile_safetensors_headers_are_corrupt_not_panics() {
     ));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn exported_backbones_load_back_in_every_layout() {
+    use sjd2_models::llama::{Backbone, BackboneConfig, KeyNames, NormPlacement, RopeKind};
+    use sjd2_models::weights::WeightLoader;
+    let device = Device::flex();
+    let config = BackboneConfig {
+        hidden: 16,
+        layers: 2,
+        heads: 4,
+        kv_heads: 2,
+        head_dim: 4,
+        intermediate: 24,
+        vocab: 11,
+        output_vocab: 9,
+        rms_eps: 1e-5,
+        rope: RopeKind::Sequence { theta: 10000.0 },
+        max_positions: 16,
+        qk_norm_eps: Some(1e-5),
+        norm: NormPlacement::Pre,
+    };
+    let dir = temp_dir("export");
+    let ids = ids_tensor(&[1, 5, 7, 2, 9, 3], &device);
+    for (tag, names, qk_norm) in [
+        (
+            "hf",
+            KeyNames::hugging_face("model.", "lm_head.weight"),
+            true,
+        ),
+        ("llamagen", KeyNames::llamagen(), false),
+    ] {
+        let config = BackboneConfig {
+            qk_norm_eps: qk_norm.then_some(1e-5),
+            ..config.clone()
+        };
+        device.seed(4);
+        let a = Backbone::random(config.clone(), &device).unwrap();
+        let tensors = a.export(&names).unwrap();
+        if tag == "llamagen" {
+            // One fused projection per layer, stored `[q; k; v]` rows by `in`.
+            let (_, shape, _) = tensors
+                .iter()
+                .find(|(n, _, _)| n == "layers.0.attention.wqkv.weight")
+                .unwrap();
+            assert_eq!(shape, &vec![(4 + 2 + 2) * 4, 16]);
+        }
+        let refs: Vec<(&str, &[usize], &[f32])> = tensors
+            .iter()
+            .map(|(n, s, v)| (n.as_str(), s.as_slice(), v.as_slice()))
+            .collect();
+        let file = dir.join(format!("{tag}.safetensors"));
+        write_safetensors(&file, &refs, StoredDtype::F32).unwrap();
+        let mut loader = WeightLoader::new(Checkpoint::open(&file).unwrap(), &device);
+        let b = Backbone::load(config, &names, &mut loader, &device).unwrap();
+        loader.finish(|_| false).unwrap();
+        let out = |m: &Backbone| host(m.logits(m.forward_sequence(m.embed(ids.clone())).unwrap()));
+        assert_eq!(max_abs(&out(&a), &out(&b)), 0.0, "{tag}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}

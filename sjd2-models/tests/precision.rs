@@ -52,7 +52,9 @@ fn bf16_checkpoint_on_a_bf16_device_stays_bf16() {
     let ids = r.ids("input_ids");
     let (_, want) = r.f32("logits_raw");
     let mut cache = m.new_cache(1, ids.len()).unwrap();
-    let logits = m.forward_tokens(&mut cache, ids_tensor(&ids, &device)).unwrap();
+    let logits = m
+        .forward_tokens(&mut cache, ids_tensor(&ids, &device))
+        .unwrap();
     let got = host(logits);
     let err = max_abs(&got, &want);
     let scale = want.iter().fold(0.0f32, |a, x| a.max(x.abs()));

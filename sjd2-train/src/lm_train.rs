@@ -100,6 +100,9 @@ pub struct LmTrainOptions {
     pub seed: u64,
     /// First dataset index (the fine-tune continues on images the base model has not seen).
     pub data_offset: u64,
+    /// With an initialization and no checkpoint yet: the step it was trained to, where training
+    /// continues (its learning-rate schedule and data position); 0 starts a new schedule.
+    pub init_step: usize,
 }
 
 /// One logged step.
@@ -317,6 +320,7 @@ pub fn train_lm(
         tracing::info!(step = start, "resuming");
         c.load_backbone(dir.checkpoint(), device)?
     } else if let Some(p) = init {
+        start = opts.init_step.min(opts.steps);
         c.load_backbone(p, device)?
     } else {
         Backbone::new(c.backbone(), device)?

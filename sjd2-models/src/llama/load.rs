@@ -47,87 +47,107 @@ impl Backbone {
             }
         };
         let mut backbone = Self::initialized(config, Init::Zeros, &head_rows, device)?;
-
-        let mut wanted = Vec::new();
-        let mut want = |path: String, name: String, linear: bool| {
-            wanted.push(Wanted::new(path, name, linear));
-        };
-        want("embed_tokens.weight".into(), names.embed.clone(), false);
-        want("norm.gamma".into(), names.final_norm.clone(), false);
-        want("lm_head.weight".into(), names.head.clone(), true);
-        let mut fused_mis_shaped = Vec::new();
-        let mut projections = Vec::new();
-        for i in 0..c.layers {
-            let n = |p: &str| KeyNames::layer(p, i);
-            let at = |p: &str| format!("layers.{i}.{p}");
-            want(at("input_layernorm.gamma"), n(&names.attn_norm), false);
-            want(
-                at("post_attention_layernorm.gamma"),
-                n(&names.mlp_norm),
-                false,
-            );
-            want(at("self_attn.o_proj.weight"), n(&names.o), true);
-            want(at("mlp.gate_proj.weight"), n(&names.gate), true);
-            want(at("mlp.up_proj.weight"), n(&names.up), true);
-            want(at("mlp.down_proj.weight"), n(&names.down), true);
-            if c.qk_norm_eps.is_some() {
-                for (norm, prefix) in [("q_norm", &names.q_norm), ("k_norm", &names.k_norm)] {
-                    for p in ["weight", "bias"] {
-                        want(
-                            at(&format!("self_attn.{norm}.{p}")),
-                            format!("{}.{p}", n(prefix)),
-                            false,
-                        );
-                    }
+        let mut wanted = name_table(&c, names);
+        if let Some(fused) = &names.fused_qkv {
+            // The three row blocks of a mis-shaped fused projection would be misread: report the
+            // stored tensor once instead.
+            let expected = vec![qn + 2 * kvn, d];
+            for i in 0..c.layers {
+                let name = KeyNames::layer(fused, i);
+                if let Some(found) = loader.checkpoint().shape(&name)
+                    && found != expected.as_slice()
+                {
+                    let found = found.to_vec();
+                    wanted.retain(|w| w.name != name);
+                    loader.record_mis_shaped(name, expected.clone(), found);
                 }
             }
-            let order = |heads: usize| {
-                names
-                    .interleaved_rope
-                    .then(|| rope::permutation(heads, hd, true))
-            };
-            let blocks = match &names.fused_qkv {
-                Some(fused) => {
-                    let name = n(fused);
-                    let expected = vec![qn + 2 * kvn, d];
-                    match loader.checkpoint().shape(&name) {
-                        Some(found) if found != expected.as_slice() => {
-                            fused_mis_shaped.push((name, expected, found.to_vec()));
-                            continue;
-                        }
-                        _ => {}
-                    }
-                    [
-                        ("q_proj", name.clone(), Some(0..qn), order(c.heads)),
-                        (
-                            "k_proj",
-                            name.clone(),
-                            Some(qn..qn + kvn),
-                            order(c.kv_heads),
-                        ),
-                        ("v_proj", name, Some(qn + kvn..qn + 2 * kvn), None),
-                    ]
-                }
-                None => [
-                    ("q_proj", n(&names.q), None, order(c.heads)),
-                    ("k_proj", n(&names.k), None, order(c.kv_heads)),
-                    ("v_proj", n(&names.v), None, None),
-                ],
-            };
-            for (proj, name, rows, order) in blocks {
-                projections.push(Wanted {
-                    rows,
-                    order,
-                    ..Wanted::new(at(&format!("self_attn.{proj}.weight")), name, true)
-                });
-            }
         }
-        wanted.extend(projections);
-        for (name, expected, found) in fused_mis_shaped {
-            loader.record_mis_shaped(name, expected, found);
-        }
-
         loader.apply(&mut backbone, wanted);
         Ok(backbone)
     }
+}
+
+/// Module path ↔ checkpoint name of every parameter of a backbone of `c` in the layout `names`,
+/// with the row blocks of a fused projection and the RoPE row orders: what loading reads and
+/// [`Backbone::export`] writes back.
+pub(super) fn name_table(c: &BackboneConfig, names: &KeyNames) -> Vec<Wanted> {
+    let hd = c.head_dim;
+    let (qn, kvn) = (c.heads * hd, c.kv_heads * hd);
+    let mut w = vec![Wanted::new(
+        "embed_tokens.weight".into(),
+        names.embed.clone(),
+        false,
+    )];
+    let order = |heads: usize| {
+        names
+            .interleaved_rope
+            .then(|| rope::permutation(heads, hd, true))
+    };
+    for i in 0..c.layers {
+        let n = |p: &str| KeyNames::layer(p, i);
+        let at = |p: &str| format!("layers.{i}.{p}");
+        w.push(Wanted::new(
+            at("input_layernorm.gamma"),
+            n(&names.attn_norm),
+            false,
+        ));
+        let blocks = match &names.fused_qkv {
+            Some(fused) => [
+                ("q_proj", n(fused), Some(0..qn), order(c.heads)),
+                ("k_proj", n(fused), Some(qn..qn + kvn), order(c.kv_heads)),
+                ("v_proj", n(fused), Some(qn + kvn..qn + 2 * kvn), None),
+            ],
+            None => [
+                ("q_proj", n(&names.q), None, order(c.heads)),
+                ("k_proj", n(&names.k), None, order(c.kv_heads)),
+                ("v_proj", n(&names.v), None, None),
+            ],
+        };
+        for (proj, name, rows, order) in blocks {
+            let path = at(&format!("self_attn.{proj}.weight"));
+            w.push(Wanted {
+                rows,
+                order,
+                ..Wanted::new(path, name, true)
+            });
+        }
+        w.push(Wanted::new(
+            at("self_attn.o_proj.weight"),
+            n(&names.o),
+            true,
+        ));
+        if c.qk_norm_eps.is_some() {
+            for (norm, prefix) in [("q_norm", &names.q_norm), ("k_norm", &names.k_norm)] {
+                for p in ["weight", "bias"] {
+                    let path = at(&format!("self_attn.{norm}.{p}"));
+                    w.push(Wanted::new(path, format!("{}.{p}", n(prefix)), false));
+                }
+            }
+        }
+        let mlp_norm = at("post_attention_layernorm.gamma");
+        w.push(Wanted::new(mlp_norm, n(&names.mlp_norm), false));
+        for (proj, name) in [
+            ("gate_proj", &names.gate),
+            ("up_proj", &names.up),
+            ("down_proj", &names.down),
+        ] {
+            w.push(Wanted::new(
+                at(&format!("mlp.{proj}.weight")),
+                n(name),
+                true,
+            ));
+        }
+    }
+    w.push(Wanted::new(
+        "norm.gamma".into(),
+        names.final_norm.clone(),
+        false,
+    ));
+    w.push(Wanted::new(
+        "lm_head.weight".into(),
+        names.head.clone(),
+        true,
+    ));
+    w
 }

@@ -21,7 +21,6 @@ use burn::Tensor;
 use burn::module::Module;
 use burn::nn::{Embedding, Initializer, Linear, LinearConfig, RmsNorm};
 use burn::tensor::{Device, Int, TensorData};
-use sjd2_core::error::tensor_to_vec;
 use sjd2_core::{DecodeCache, Error, KvCache, WindowPlan, causal_mask};
 
 use layers::KeyValues;
@@ -251,13 +250,6 @@ pub struct BackboneOutput {
 
 pub use crate::weights::NamedTensor;
 
-/// A tensor read back to the host under `name`.
-fn host<const D: usize>(name: String, t: Tensor<D>) -> Result<NamedTensor, Error> {
-    let shape = t.dims().to_vec();
-    let values = tensor_to_vec(t, &name)?;
-    Ok((name, shape, values))
-}
-
 /// How the parameters of a new [`Backbone`] are drawn.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Init {
@@ -377,61 +369,7 @@ impl Backbone {
     /// # Errors
     /// [`Error::Backend`] when a parameter cannot be read back.
     pub fn export(&self, names: &KeyNames) -> Result<Vec<NamedTensor>, Error> {
-        let c = &self.config;
-        let (d, hd) = (c.hidden, c.head_dim);
-        let (qn, kvn) = (c.heads * hd, c.kv_heads * hd);
-        let mut out: Vec<NamedTensor> = Vec::new();
-        // A `Linear` back to `[out, in]`.
-        let lin = |l: &Linear| l.weight.val().transpose();
-        out.push(host(names.embed.clone(), self.embed_tokens.weight.val())?);
-        for (i, layer) in self.layers.iter().enumerate() {
-            let n = |p: &str| KeyNames::layer(p, i);
-            let att = &layer.self_attn;
-            let mut q = tensor_to_vec(lin(&att.q_proj), "q_proj")?;
-            let mut k = tensor_to_vec(lin(&att.k_proj), "k_proj")?;
-            let v = tensor_to_vec(lin(&att.v_proj), "v_proj")?;
-            if names.interleaved_rope {
-                q = rope::permute_rows(&q, d, c.heads, hd, false);
-                k = rope::permute_rows(&k, d, c.kv_heads, hd, false);
-            }
-            match &names.fused_qkv {
-                Some(fused) => {
-                    let mut all = q;
-                    all.extend(k);
-                    all.extend(v);
-                    out.push((n(fused), vec![qn + 2 * kvn, d], all));
-                }
-                None => {
-                    out.push((n(&names.q), vec![qn, d], q));
-                    out.push((n(&names.k), vec![kvn, d], k));
-                    out.push((n(&names.v), vec![kvn, d], v));
-                }
-            }
-            out.push(host(n(&names.o), lin(&att.o_proj))?);
-            for (prefix, norm) in [(&names.q_norm, &att.q_norm), (&names.k_norm, &att.k_norm)] {
-                if let Some(norm) = norm {
-                    out.push(host(format!("{}.weight", n(prefix)), norm.weight.val())?);
-                    out.push(host(format!("{}.bias", n(prefix)), norm.bias.val())?);
-                }
-            }
-            let gammas = [
-                (&names.attn_norm, &layer.input_layernorm),
-                (&names.mlp_norm, &layer.post_attention_layernorm),
-            ];
-            for (name, norm) in gammas {
-                out.push(host(n(name), norm.gamma.val())?);
-            }
-            for (name, l) in [
-                (&names.gate, &layer.mlp.gate_proj),
-                (&names.up, &layer.mlp.up_proj),
-                (&names.down, &layer.mlp.down_proj),
-            ] {
-                out.push(host(n(name), lin(l))?);
-            }
-        }
-        out.push(host(names.final_norm.clone(), self.norm.gamma.val())?);
-        out.push(host(names.head.clone(), lin(&self.lm_head))?);
-        Ok(out)
+        crate::weights::export_table(self, load::name_table(&self.config, names))
     }
 
     /// The configuration.

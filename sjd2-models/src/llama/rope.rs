@@ -77,7 +77,8 @@ pub(crate) fn tables(
 
 /// The source feature of each output feature when `heads` heads of `head_dim` features are
 /// reordered from interleaved pairs `(2k, 2k+1)` to the rotate-half layout `(k, k + head_dim/2)`
-/// (`to_half`), or back.
+/// (`to_half`), or back. Applied to the rows of both the q and k projections it leaves attention
+/// scores unchanged while one RoPE implementation serves both checkpoint layouts.
 pub(crate) fn permutation(heads: usize, head_dim: usize, to_half: bool) -> Vec<usize> {
     let half = head_dim / 2;
     (0..heads)
@@ -96,36 +97,20 @@ pub(crate) fn permutation(heads: usize, head_dim: usize, to_half: bool) -> Vec<u
         .collect()
 }
 
-/// Reorders the rows (output features) of a `[heads·head_dim, in]` projection stored in the
-/// interleaved-pair layout (Meta, LlamaGen) into the rotate-half layout (`to_half`), or back.
-/// Applied to both q and k it leaves attention scores unchanged.
-pub(crate) fn permute_rows(
-    values: &[f32],
-    in_features: usize,
-    heads: usize,
-    head_dim: usize,
-    to_half: bool,
-) -> Vec<f32> {
-    let mut out = Vec::with_capacity(values.len());
-    for src in permutation(heads, head_dim, to_half) {
-        out.extend_from_slice(&values[src * in_features..(src + 1) * in_features]);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn the_two_permutations_are_inverse() {
-        let (heads, hd, inp) = (3, 8, 2);
-        let v: Vec<f32> = (0..heads * hd * inp).map(|x| x as f32).collect();
-        let half = permute_rows(&v, inp, heads, hd, true);
-        assert_ne!(half, v);
-        // Row 1 of head 0 in the rotate-half layout is interleaved row 2.
-        assert_eq!(&half[inp..2 * inp], &v[2 * inp..3 * inp]);
-        assert_eq!(permute_rows(&half, inp, heads, hd, false), v);
+        let (heads, hd) = (3, 8);
+        let to_half = permutation(heads, hd, true);
+        let back = permutation(heads, hd, false);
+        // Rotate-half feature 1 of head 0 is interleaved feature 2; feature 4 (= half) is 1.
+        assert_eq!(&to_half[..5], &[0, 2, 4, 6, 1]);
+        assert_eq!(to_half[hd], hd);
+        let round_trip: Vec<usize> = back.iter().map(|&i| to_half[i]).collect();
+        assert_eq!(round_trip, (0..heads * hd).collect::<Vec<_>>());
     }
 
     #[test]

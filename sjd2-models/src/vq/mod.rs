@@ -32,7 +32,6 @@ use burn::Tensor;
 use burn::module::{Module, Param};
 use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, Initializer};
-use burn::store::{ModuleSnapshot, bridge};
 use burn::tensor::{Device, Int, TensorData};
 use sjd2_core::Error;
 
@@ -588,31 +587,7 @@ impl VqModel {
     /// # Errors
     /// [`Error::TensorData`] when a parameter cannot be read back.
     pub fn export(&self) -> std::result::Result<Vec<NamedTensor>, Error> {
-        let mut by_path: std::collections::BTreeMap<String, _> = self
-            .collect(None, None, false)
-            .into_iter()
-            .map(|t| (t.name.clone(), t))
-            .collect();
-        let mut out = Vec::new();
-        for w in self.name_table() {
-            let Some(t) = by_path.remove(&w.path) else {
-                continue;
-            };
-            let data = bridge::into_data(t).map_err(|e| Error::TensorData {
-                what: w.path.clone(),
-                detail: e.to_string(),
-            })?;
-            let shape = data.shape().to_vec();
-            let values =
-                data.convert::<f32>()
-                    .try_into_vec::<f32>()
-                    .map_err(|e| Error::TensorData {
-                        what: w.path.clone(),
-                        detail: format!("{e:?}"),
-                    })?;
-            out.push((w.name, shape, values));
-        }
-        Ok(out)
+        crate::weights::export_table(self, self.name_table())
     }
 
     /// The configuration.
