@@ -191,53 +191,42 @@ struct Names {
 
 impl VqLayout {
     fn names(&self, decoder: bool, levels: usize) -> Names {
-        let part = if decoder { "decoder" } else { "encoder" };
+        const MID: [&str; 3] = ["mid.block_1", "mid.attn_1", "mid.block_2"];
+        let root = format!(
+            "{}{}",
+            self.prefix(),
+            if decoder { "decoder" } else { "encoder" }
+        );
+        let r = root.clone();
+        let (level, res, mid): (Box<dyn Fn(usize) -> String>, _, _) = match self {
+            VqLayout::Vq16 { .. } => (
+                Box::new(move |i| format!("{r}.conv_blocks.{i}")),
+                "res",
+                ["mid.0", "mid.1", "mid.2"],
+            ),
+            VqLayout::Vq16Hf { .. } => {
+                let blocks = if decoder { "up" } else { "down" };
+                (Box::new(move |i| format!("{r}.{blocks}.{i}")), "block", MID)
+            }
+            // Taming numbers decoder levels by resolution (0 = highest); we walk lowest first.
+            VqLayout::Taming { .. } if decoder => (
+                Box::new(move |i| format!("{r}.up.{}", levels - 1 - i)),
+                "block",
+                MID,
+            ),
+            VqLayout::Taming { .. } => (Box::new(move |i| format!("{r}.down.{i}")), "block", MID),
+        };
         let resample = if decoder {
             "upsample.conv"
         } else {
             "downsample.conv"
         };
-        match self {
-            VqLayout::Vq16 { prefix } => {
-                let root = format!("{prefix}{part}");
-                let r = root.clone();
-                Names {
-                    level: Box::new(move |i| format!("{r}.conv_blocks.{i}")),
-                    root,
-                    res: "res",
-                    mid: ["mid.0", "mid.1", "mid.2"],
-                    resample,
-                }
-            }
-            VqLayout::Vq16Hf { prefix } => {
-                let root = format!("{prefix}{part}");
-                let r = root.clone();
-                let blocks = if decoder { "up" } else { "down" };
-                Names {
-                    level: Box::new(move |i| format!("{r}.{blocks}.{i}")),
-                    root,
-                    res: "block",
-                    mid: ["mid.block_1", "mid.attn_1", "mid.block_2"],
-                    resample,
-                }
-            }
-            VqLayout::Taming { prefix } => {
-                let root = format!("{prefix}{part}");
-                let r = root.clone();
-                // Taming numbers decoder levels by resolution (0 = highest); we walk lowest first.
-                let level: Box<dyn Fn(usize) -> String> = if decoder {
-                    Box::new(move |i| format!("{r}.up.{}", levels - 1 - i))
-                } else {
-                    Box::new(move |i| format!("{r}.down.{i}"))
-                };
-                Names {
-                    level,
-                    root,
-                    res: "block",
-                    mid: ["mid.block_1", "mid.attn_1", "mid.block_2"],
-                    resample,
-                }
-            }
+        Names {
+            root,
+            level,
+            res,
+            mid,
+            resample,
         }
     }
 
