@@ -136,5 +136,24 @@ fn a_damaged_model_directory_is_a_clear_error() {
     .unwrap();
     let err = DemoModel::load(&tmp, DemoWeights::Base, &Device::flex()).unwrap_err();
     assert!(err.to_string().contains("sjd2-demo"), "{err}");
+    std::fs::write(tmp.join("config.json"), text).unwrap();
+    // The image tokenizer's file in place of the transformer: through `sjd2::Error` the
+    // mismatch still lists every tensor, not a flattened message.
+    std::fs::copy(dir().join("vq.safetensors"), tmp.join("base.safetensors")).unwrap();
+    let load = || -> sjd2::Result<DemoModel> {
+        Ok(DemoModel::load(&tmp, DemoWeights::Base, &Device::flex())?)
+    };
+    match load() {
+        Err(sjd2::Error::Load(sjd2::LoadError::Mismatch {
+            missing,
+            unexpected,
+            ..
+        })) => {
+            assert!(missing.contains(&"model.embed_tokens.weight".to_string()));
+            assert!(missing.contains(&"lm_head.weight".to_string()));
+            assert!(unexpected.contains(&"quantize.embedding.weight".to_string()));
+        }
+        other => panic!("expected a listed mismatch, got {other:?}"),
+    }
     let _ = std::fs::remove_dir_all(&tmp);
 }

@@ -367,7 +367,7 @@ impl Backbone {
     /// `f32` host values: what [`Backbone::load`] reads back.
     ///
     /// # Errors
-    /// [`Error::Backend`] when a parameter cannot be read back.
+    /// [`Error::TensorData`] when a parameter cannot be read back.
     pub fn export(&self, names: &KeyNames) -> Result<Vec<NamedTensor>, Error> {
         crate::weights::export_table(self, load::name_table(&self.config, names))
     }

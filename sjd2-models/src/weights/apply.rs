@@ -104,6 +104,9 @@ impl WeightLoader {
     }
 }
 
+/// Row blocks of one stored tensor by first row.
+type RowBlocks = BTreeMap<usize, Vec<f32>>;
+
 /// Every parameter of `module` that `table` names, under its checkpoint name and in the
 /// checkpoint's layout (row blocks of one stored tensor joined, row orders undone, `Linear`
 /// weights transposed back), as `f32` host values: what [`WeightLoader::apply`] reads back.
@@ -121,7 +124,7 @@ pub(crate) fn export_table<M: ModuleSnapshot>(
         .collect();
     // Checkpoint name → (shape after the first dimension, row blocks by first row).
     let mut order: Vec<String> = Vec::new();
-    let mut blocks: BTreeMap<String, (Vec<usize>, BTreeMap<usize, Vec<f32>>)> = BTreeMap::new();
+    let mut blocks: BTreeMap<String, (Vec<usize>, RowBlocks)> = BTreeMap::new();
     for w in table {
         let Some(t) = by_path.remove(&w.path) else {
             continue;
