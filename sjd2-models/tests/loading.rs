@@ -366,3 +366,45 @@ fn exported_backbones_load_back_in_every_layout() {
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn integer_weights_are_an_unsupported_dtype() {
+    use safetensors::{Dtype, tensor::TensorView};
+    let dir = temp_dir("int");
+    let tensors = chameleon_tensors();
+    let encoded: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(n, s, v)| match n.as_str() {
+            // The final norm as integers.
+            "model.norm.weight" => (
+                n.clone(),
+                Dtype::I64,
+                s.clone(),
+                v.iter().flat_map(|&x| (x as i64).to_le_bytes()).collect(),
+            ),
+            _ => (
+                n.clone(),
+                Dtype::F32,
+                s.clone(),
+                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            ),
+        })
+        .collect();
+    let views = encoded
+        .iter()
+        .map(|(n, d, s, b)| (n.as_str(), TensorView::new(*d, s.clone(), b).unwrap()));
+    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
+    std::fs::copy(
+        fixtures().join("chameleon/hf/config.json"),
+        dir.join("config.json"),
+    )
+    .unwrap();
+    match load(&dir) {
+        Err(LoadError::UnsupportedDtype { name, dtype, .. }) => {
+            assert_eq!(name, "model.norm.weight");
+            assert!(dtype.contains("I64"), "{dtype}");
+        }
+        other => panic!("expected an unsupported dtype, got {other:?}"),
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
