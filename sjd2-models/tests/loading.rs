@@ -22,21 +22,11 @@ fn temp_dir(tag: &str) -> PathBuf {
 }
 
 fn chameleon_tensors() -> Tensors {
-    let ck = Checkpoint::open(fixtures().join("chameleon/hf")).unwrap();
-    ck.names()
-        .map(|n| {
-            let (s, d) = ck.read_f32(n).unwrap();
-            (n.to_string(), s, d)
-        })
-        .collect()
+    common::all_tensors(&fixtures().join("chameleon/hf"))
 }
 
 fn write(dir: &Path, file: &str, tensors: &Tensors, dtype: StoredDtype) {
-    let refs: Vec<(&str, &[usize], &[f32])> = tensors
-        .iter()
-        .map(|(n, s, d)| (n.as_str(), s.as_slice(), d.as_slice()))
-        .collect();
-    write_safetensors(dir.join(file), &refs, dtype).unwrap();
+    common::write_tensors(&dir.join(file), tensors, dtype);
     std::fs::copy(
         fixtures().join("chameleon/hf/config.json"),
         dir.join("config.json"),

@@ -9,7 +9,7 @@ use burn::tensor::{DType, Device};
 use common::{Reference, fixtures, host, ids_tensor, max_abs};
 use sjd2_core::{JacobiDenoiser, Precision, configure_precision};
 use sjd2_models::chameleon::Chameleon;
-use sjd2_models::weights::{Checkpoint, StoredDtype, write_safetensors};
+use sjd2_models::weights::StoredDtype;
 
 #[test]
 fn bf16_checkpoint_on_a_bf16_device_stays_bf16() {
@@ -19,19 +19,8 @@ fn bf16_checkpoint_on_a_bf16_device_stays_bf16() {
     // The chameleon fixture rewritten in bf16.
     let dir = std::env::temp_dir().join(format!("sjd2-precision-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let source = Checkpoint::open(fixtures().join("chameleon/hf")).unwrap();
-    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = source
-        .names()
-        .map(|n| {
-            let (s, d) = source.read_f32(n).unwrap();
-            (n.to_string(), s, d)
-        })
-        .collect();
-    let refs: Vec<(&str, &[usize], &[f32])> = tensors
-        .iter()
-        .map(|(n, s, d)| (n.as_str(), s.as_slice(), d.as_slice()))
-        .collect();
-    write_safetensors(dir.join("model.safetensors"), &refs, StoredDtype::BF16).unwrap();
+    let tensors = common::all_tensors(&fixtures().join("chameleon/hf"));
+    common::write_tensors(&dir.join("model.safetensors"), &tensors, StoredDtype::BF16);
     std::fs::copy(
         fixtures().join("chameleon/hf/config.json"),
         dir.join("config.json"),

@@ -157,26 +157,13 @@ fn bad_codes_and_grids_are_errors() {
 
 #[test]
 fn missing_vq_weights_are_named() {
-    let src =
-        sjd2_models::weights::Checkpoint::open(fixtures().join("llamagen_vq/weights.safetensors"))
-            .unwrap();
-    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = src
-        .names()
-        .filter(|n| *n != "decoder.conv_out.weight")
-        .map(|n| {
-            let (s, d) = src.read_f32(n).unwrap();
-            (n.to_string(), s, d)
-        })
-        .collect();
-    let refs: Vec<(&str, &[usize], &[f32])> = tensors
-        .iter()
-        .map(|(n, s, d)| (n.as_str(), s.as_slice(), d.as_slice()))
-        .collect();
+    let mut tensors = common::all_tensors(&fixtures().join("llamagen_vq/weights.safetensors"));
+    tensors.retain(|(n, _, _)| n != "decoder.conv_out.weight");
     let path = std::env::temp_dir().join(format!(
         "sjd2-vq-missing-{}.safetensors",
         std::process::id()
     ));
-    sjd2_models::weights::write_safetensors(&path, &refs, Default::default()).unwrap();
+    common::write_tensors(&path, &tensors, Default::default());
     let cfg = tiny(
         VqConfig::vq16(),
         64,

@@ -176,3 +176,27 @@ pub fn check_window(
         &format!("{what} guided window"),
     );
 }
+
+/// Every tensor of a checkpoint as `f32`, by name.
+pub fn all_tensors(path: &std::path::Path) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let ck = Checkpoint::open(path).unwrap();
+    ck.names()
+        .map(|n| {
+            let (s, d) = ck.read_f32(n).unwrap();
+            (n.to_string(), s, d)
+        })
+        .collect()
+}
+
+/// Writes `tensors` as a safetensors file in `dtype`.
+pub fn write_tensors(
+    path: &std::path::Path,
+    tensors: &[(String, Vec<usize>, Vec<f32>)],
+    dtype: sjd2_models::weights::StoredDtype,
+) {
+    let refs: Vec<(&str, &[usize], &[f32])> = tensors
+        .iter()
+        .map(|(n, s, d)| (n.as_str(), s.as_slice(), d.as_slice()))
+        .collect();
+    sjd2_models::weights::write_safetensors(path, &refs, dtype).unwrap();
+}
