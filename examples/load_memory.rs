@@ -12,15 +12,16 @@
 //! within 1.2× the file plus 200 MB (the weights are never expanded), an f32 load within 2.2×.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use sjd2_core::{Precision, configure_precision};
 use sjd2_models::llama::{Backbone, BackboneConfig, KeyNames, NormPlacement, RopeKind};
-use sjd2_models::weights::{Checkpoint, WeightLoader};
+use sjd2_models::weights::{Checkpoint, StoredDtype, WeightLoader, write_safetensors};
 
 #[derive(Parser)]
 struct Args {
@@ -77,46 +78,28 @@ fn tensors(c: &BackboneConfig) -> Vec<(String, Vec<usize>)> {
     ]
 }
 
-/// Streams a bf16 safetensors file with small pseudo-random weights (norms 1).
+/// Writes the bf16 checkpoint: uniform weights in ±0.02, norms 1.
 fn write_checkpoint(path: &Path, c: &BackboneConfig) -> Result<()> {
-    let list = tensors(c);
-    let mut header = serde_json::Map::new();
-    let mut offset = 0usize;
-    for (name, shape) in &list {
-        let end = offset + 2 * shape.iter().product::<usize>();
-        header.insert(
-            name.clone(),
-            serde_json::json!({"dtype": "BF16", "shape": shape, "data_offsets": [offset, end]}),
-        );
-        offset = end;
-    }
-    let mut h = serde_json::to_vec(&header)?;
-    while h.len() % 8 != 0 {
-        h.push(b' ');
-    }
+    let mut rng = StdRng::seed_from_u64(0);
+    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = tensors(c)
+        .into_iter()
+        .map(|(name, shape)| {
+            let n = shape.iter().product();
+            let values = if name.ends_with("norm.weight") {
+                vec![1.0; n]
+            } else {
+                (0..n).map(|_| rng.random_range(-0.02..0.02)).collect()
+            };
+            (name, shape, values)
+        })
+        .collect();
+    let refs: Vec<(&str, &[usize], &[f32])> = tensors
+        .iter()
+        .map(|(n, s, v)| (n.as_str(), s.as_slice(), v.as_slice()))
+        .collect();
     std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
     let tmp = path.with_extension("partial");
-    let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-    f.write_all(&(h.len() as u64).to_le_bytes())?;
-    f.write_all(&h)?;
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    for (name, shape) in &list {
-        let n: usize = shape.iter().product();
-        let norm = name.ends_with("norm.weight");
-        for _ in 0..n {
-            let v = if norm {
-                1.0
-            } else {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.04
-            };
-            f.write_all(&half::bf16::from_f32(v).to_le_bytes())?;
-        }
-    }
-    f.flush()?;
-    drop(f);
+    write_safetensors(&tmp, &refs, StoredDtype::BF16)?;
     std::fs::rename(&tmp, path)?;
     Ok(())
 }

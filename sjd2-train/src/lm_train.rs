@@ -411,10 +411,7 @@ pub fn train_lm(
             &json!({"step": step, "loss": report.loss, "clean_loss": report.clean_loss, "lr": lr}),
         )?;
         if (step + 1) % opts.checkpoint_every == 0 || step + 1 == opts.steps {
-            let tensors = model.export(&names)?;
-            dir.atomically("checkpoint.safetensors", |p| {
-                write_named(p, &tensors, StoredDtype::F32)
-            })?;
+            dir.save_checkpoint(&model.export(&names)?)?;
             dir.save_state(&json!({"step": step + 1, "steps": opts.steps}))?;
         }
     }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde_json::Value;
+use sjd2_models::weights::StoredDtype;
 
 use crate::error::{Result, TrainError, io};
 use crate::shapes::Sample;
@@ -14,7 +15,8 @@ pub const TRAIN_SEED: u64 = 1;
 /// Seed of the held-out images and prompts (never trained on).
 pub const HELDOUT_SEED: u64 = 2;
 
-/// A stage's working directory: `checkpoint.safetensors` (the trainer's parameters),
+/// A stage's working directory: `checkpoint.safetensors` (the model's parameters, in its
+/// inference layout),
 /// `state.json` (the step reached and the stage's settings) and `log.jsonl` (one line per
 /// logged step).
 #[derive(Debug, Clone)]
@@ -41,6 +43,17 @@ impl RunDir {
     /// The trainer checkpoint path.
     pub fn checkpoint(&self) -> PathBuf {
         self.file("checkpoint.safetensors")
+    }
+
+    /// Writes the checkpoint atomically: `tensors` in an inference layout (the model's `export`),
+    /// f32, so that the inference loaders read it back.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn save_checkpoint(&self, tensors: &[crate::checkpoint::NamedTensor]) -> Result<()> {
+        self.atomically("checkpoint.safetensors", |p| {
+            crate::checkpoint::write_named(p, tensors, StoredDtype::F32)
+        })
     }
 
     /// The saved state, if any.

@@ -163,10 +163,7 @@ pub fn train_vq(
         on_step(&report);
         dir.log(&json!({"step": step, "recon": report.recon, "vq": report.vq, "used": report.used, "lr": lr}))?;
         if (step + 1) % opts.checkpoint_every == 0 || step + 1 == opts.steps {
-            let tensors = model.export()?;
-            dir.atomically("checkpoint.safetensors", |p| {
-                write_named(p, &tensors, StoredDtype::F32)
-            })?;
+            dir.save_checkpoint(&model.export()?)?;
             dir.save_state(&json!({"stage": "vq", "step": step + 1, "steps": opts.steps}))?;
         }
     }

@@ -1,27 +1,22 @@
-//! Loading a [`Backbone`] through burn-store.
-//!
-//! The checkpoint's tensors are handed to burn-store's applier as deferred tensors named by
-//! module path; burn-store matches them to the module's parameters, transposes `Linear` weights
-//! (`PyTorchToBurnAdapter`), converts dtypes (`FloatCastAdapter`, only where the stored dtype
-//! differs from the device's) and reports what is missing, unused or mis-shaped. What burn-store
-//! cannot express stays in our reader ([`crate::weights::Checkpoint::deferred`]): sharded and
-//! pickled files with typed errors, LlamaGen's fused `[q; k; v]` projection (three row blocks of
-//! one stored tensor) and the interleaved-to-rotate-half reordering of q/k features (a row order).
+//! Loading a [`Backbone`] through burn-store: the backbone's name table (module path ↔ checkpoint
+//! name, with LlamaGen's fused `[q; k; v]` as three row blocks of one stored tensor and the
+//! interleaved-to-rotate-half q/k reordering as a row order) is applied by
+//! [`WeightLoader::apply`], and the same table writes the backbone back ([`Backbone::export`]).
 
 use burn::tensor::Device;
 use sjd2_core::Error;
 
 use super::{Backbone, BackboneConfig, Init, KeyNames, rope};
-use crate::weights::{Wanted, WeightLoader};
+use crate::weights::{RowView, Wanted, WeightLoader};
 
 impl Backbone {
     /// Loads the weights named by `names` onto `device` in the device's float dtype (problems are
     /// collected by `loader`, which reports them all at [`WeightLoader::finish`]). On an
     /// autodiff device the result is trainable.
     ///
-    /// Every tensor is read once, straight from the file in its stored dtype: a bf16
+    /// Every tensor is read once, streamed from the file into its parameter's buffer: a bf16
     /// checkpoint loaded onto a bf16 device is never expanded to f32, and one stored in another
-    /// dtype is converted one tensor at a time. Per-head q/k norms may be stored
+    /// dtype is converted element by element as it is read. Per-head q/k norms may be stored
     /// `[heads, head_dim]` (Hugging Face) or `[1, head_dim]` (Lumina-mGPT's fork, shared by every
     /// head). A fused `[q; k; v]` projection is split and interleaved-pair RoPE features are
     /// reordered to the rotate-half layout.
@@ -82,7 +77,7 @@ pub(super) fn name_table(c: &BackboneConfig, names: &KeyNames) -> Vec<Wanted> {
     let order = |heads: usize| {
         names
             .interleaved_rope
-            .then(|| rope::permutation(heads, hd, true))
+            .then(|| rope::to_rotate_half(heads, hd))
     };
     for i in 0..c.layers {
         let n = |p: &str| KeyNames::layer(p, i);
@@ -106,11 +101,12 @@ pub(super) fn name_table(c: &BackboneConfig, names: &KeyNames) -> Vec<Wanted> {
         };
         for (proj, name, rows, order) in blocks {
             let path = at(&format!("self_attn.{proj}.weight"));
-            w.push(Wanted {
+            let view = RowView {
                 rows,
                 order,
-                ..Wanted::new(path, name, true)
-            });
+                transpose: true,
+            };
+            w.push(Wanted { path, name, view });
         }
         w.push(Wanted::new(
             at("self_attn.o_proj.weight"),

@@ -23,6 +23,7 @@ use burn::nn::{Embedding, Initializer, Linear, LinearConfig, RmsNorm};
 use burn::tensor::{Device, Int, TensorData};
 use sjd2_core::{DecodeCache, Error, KvCache, WindowPlan, causal_mask};
 
+pub use crate::weights::NamedTensor;
 use layers::KeyValues;
 pub use layers::{Block, HeadNorm, SelfAttention, SwiGlu};
 
@@ -248,8 +249,6 @@ pub struct BackboneOutput {
     pub layer_states: Vec<Tensor<3>>,
 }
 
-pub use crate::weights::NamedTensor;
-
 /// How the parameters of a new [`Backbone`] are drawn.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Init {
@@ -345,9 +344,7 @@ impl Backbone {
     /// # Errors
     /// [`Error::InvalidConfig`] for inconsistent sizes.
     pub fn new(config: BackboneConfig, device: &Device) -> Result<Self, Error> {
-        let (heads, kv_heads) = (config.heads, config.kv_heads);
-        let rows = move |_, query| if query { heads } else { kv_heads };
-        Self::initialized(config, Init::Train, &rows, device)
+        Self::initialized_per_head(config, Init::Train, device)
     }
 
     /// A backbone with random weights (normal, std 0.02; norms 1), created on the device in its
@@ -357,9 +354,18 @@ impl Backbone {
     /// # Errors
     /// [`Error::InvalidConfig`] for inconsistent sizes.
     pub fn random(config: BackboneConfig, device: &Device) -> Result<Self, Error> {
+        Self::initialized_per_head(config, Init::Normal, device)
+    }
+
+    /// [`Backbone::initialized`] with one q/k norm row per head.
+    fn initialized_per_head(
+        config: BackboneConfig,
+        init: Init,
+        device: &Device,
+    ) -> Result<Self, Error> {
         let (heads, kv_heads) = (config.heads, config.kv_heads);
         let rows = move |_, query| if query { heads } else { kv_heads };
-        Self::initialized(config, Init::Normal, &rows, device)
+        Self::initialized(config, init, &rows, device)
     }
 
     /// Every parameter under the names of `names` in the checkpoint layout (`[out, in]` linear

@@ -1,5 +1,5 @@
-//! Rotary position tables (1-D and LlamaGen's 2-D) and the interleaved ↔ rotate-half feature
-//! permutation that lets one RoPE implementation serve both checkpoint layouts.
+//! Rotary position tables (1-D and LlamaGen's 2-D) and the interleaved → rotate-half feature
+//! order that lets one RoPE implementation serve both checkpoint layouts.
 
 use burn::Tensor;
 use burn::tensor::{Device, TensorData};
@@ -76,23 +76,16 @@ pub(crate) fn tables(
 }
 
 /// The source feature of each output feature when `heads` heads of `head_dim` features are
-/// reordered from interleaved pairs `(2k, 2k+1)` to the rotate-half layout `(k, k + head_dim/2)`
-/// (`to_half`), or back. Applied to the rows of both the q and k projections it leaves attention
-/// scores unchanged while one RoPE implementation serves both checkpoint layouts.
-pub(crate) fn permutation(heads: usize, head_dim: usize, to_half: bool) -> Vec<usize> {
+/// reordered from interleaved pairs `(2k, 2k+1)` to the rotate-half layout `(k, k + head_dim/2)`.
+/// Applied to the rows of both the q and k projections it leaves attention scores unchanged while
+/// one RoPE implementation serves both checkpoint layouts.
+pub(crate) fn to_rotate_half(heads: usize, head_dim: usize) -> Vec<usize> {
     let half = head_dim / 2;
     (0..heads)
         .flat_map(|h| {
-            let base = h * head_dim;
-            (0..head_dim).map(move |j| {
-                if to_half {
-                    // Output j = k (first half) reads 2k; j = half + k reads 2k + 1.
-                    base + if j < half { 2 * j } else { 2 * (j - half) + 1 }
-                } else {
-                    // Output 2k reads k; 2k + 1 reads half + k.
-                    base + if j % 2 == 0 { j / 2 } else { half + j / 2 }
-                }
-            })
+            // Output j = k (first half) reads 2k; j = half + k reads 2k + 1.
+            (0..head_dim)
+                .map(move |j| h * head_dim + if j < half { 2 * j } else { 2 * (j - half) + 1 })
         })
         .collect()
 }
@@ -102,15 +95,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_two_permutations_are_inverse() {
+    fn rotate_half_order_is_a_permutation_per_head() {
         let (heads, hd) = (3, 8);
-        let to_half = permutation(heads, hd, true);
-        let back = permutation(heads, hd, false);
+        let order = to_rotate_half(heads, hd);
         // Rotate-half feature 1 of head 0 is interleaved feature 2; feature 4 (= half) is 1.
-        assert_eq!(&to_half[..5], &[0, 2, 4, 6, 1]);
-        assert_eq!(to_half[hd], hd);
-        let round_trip: Vec<usize> = back.iter().map(|&i| to_half[i]).collect();
-        assert_eq!(round_trip, (0..heads * hd).collect::<Vec<_>>());
+        assert_eq!(&order[..hd], &[0, 2, 4, 6, 1, 3, 5, 7]);
+        assert_eq!(order[hd], hd);
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..heads * hd).collect::<Vec<_>>());
     }
 
     #[test]

@@ -287,9 +287,8 @@ impl NameTable {
     fn stack(&mut self, stack: &Stack, path: &str, n: &Names) {
         let root = &n.root;
         self.conv(&format!("{path}.conv_in"), &format!("{root}.conv_in"));
-        let mid = [&stack.mid_block_1, &stack.mid_block_2];
         self.res(
-            mid[0],
+            &stack.mid_block_1,
             &format!("{path}.mid_block_1"),
             &format!("{root}.{}", n.mid[0]),
         );
@@ -298,7 +297,7 @@ impl NameTable {
             &format!("{root}.{}", n.mid[1]),
         );
         self.res(
-            mid[1],
+            &stack.mid_block_2,
             &format!("{path}.mid_block_2"),
             &format!("{root}.{}", n.mid[2]),
         );
@@ -324,31 +323,47 @@ impl NameTable {
 }
 
 impl Stack {
-    fn decoder(c: &VqConfig, device: &Device) -> Self {
+    /// A decoder (levels from the lowest resolution up, `num_res_blocks + 1` ResNet blocks each,
+    /// nearest 2× upsampling after all but the last) or an encoder (from the highest resolution
+    /// down, `num_res_blocks` blocks each, strided downsampling after all but the last).
+    fn build(c: &VqConfig, decoder: bool, device: &Device) -> Self {
         let l = c.ch_mult.len();
-        let mut block_in = c.ch * c.ch_mult[l - 1];
-        let conv_in = conv(c.z_channels, block_in, 3, 1, device);
-        let mid = block_in;
+        let (order, blocks, mut block_in, (inp, out)): (Vec<usize>, _, _, _) = if decoder {
+            let top = c.ch * c.ch_mult[l - 1];
+            (
+                (0..l).rev().collect(),
+                c.num_res_blocks + 1,
+                top,
+                (c.z_channels, 3),
+            )
+        } else {
+            ((0..l).collect(), c.num_res_blocks, c.ch, (3, c.z_channels))
+        };
+        let conv_in = conv(inp, block_in, 3, 1, device);
+        // The decoder's middle block runs before its levels, the encoder's after.
+        let mid_before = block_in;
         let mut levels = Vec::with_capacity(l);
-        for i in 0..l {
-            let r = l - 1 - i; // resolution level, 0 = highest
+        for r in order {
             let block_out = c.ch * c.ch_mult[r];
-            let mut res = Vec::new();
-            let mut attn = Vec::new();
-            for _ in 0..=c.num_res_blocks {
+            let (mut res, mut attn) = (Vec::new(), Vec::new());
+            for _ in 0..blocks {
                 res.push(ResBlock::new(block_in, block_out, device));
                 block_in = block_out;
                 if c.attn_levels.contains(&r) {
                     attn.push(AttnBlock::new(block_in, device));
                 }
             }
-            let resample = (r != 0).then(|| conv(block_in, block_in, 3, 1, device));
+            let resample = match decoder {
+                true => (r != 0).then(|| conv(block_in, block_in, 3, 1, device)),
+                false => (r != l - 1).then(|| conv(block_in, block_in, 3, 2, device)),
+            };
             levels.push(Level {
                 res,
                 attn,
                 resample,
             });
         }
+        let mid = if decoder { mid_before } else { block_in };
         Self {
             conv_in,
             mid_block_1: ResBlock::new(mid, mid, device),
@@ -356,41 +371,7 @@ impl Stack {
             mid_block_2: ResBlock::new(mid, mid, device),
             levels,
             norm_out: group_norm(block_in, device),
-            conv_out: conv(block_in, 3, 3, 1, device),
-        }
-    }
-
-    fn encoder(c: &VqConfig, device: &Device) -> Self {
-        let l = c.ch_mult.len();
-        let conv_in = conv(3, c.ch, 3, 1, device);
-        let mut block_in = c.ch;
-        let mut levels = Vec::with_capacity(l);
-        for r in 0..l {
-            let block_out = c.ch * c.ch_mult[r];
-            let mut res = Vec::new();
-            let mut attn = Vec::new();
-            for _ in 0..c.num_res_blocks {
-                res.push(ResBlock::new(block_in, block_out, device));
-                block_in = block_out;
-                if c.attn_levels.contains(&r) {
-                    attn.push(AttnBlock::new(block_in, device));
-                }
-            }
-            let resample = (r != l - 1).then(|| conv(block_in, block_in, 3, 2, device));
-            levels.push(Level {
-                res,
-                attn,
-                resample,
-            });
-        }
-        Self {
-            conv_in,
-            mid_block_1: ResBlock::new(block_in, block_in, device),
-            mid_attn_1: AttnBlock::new(block_in, device),
-            mid_block_2: ResBlock::new(block_in, block_in, device),
-            levels,
-            norm_out: group_norm(block_in, device),
-            conv_out: conv(block_in, c.z_channels, 3, 1, device),
+            conv_out: conv(block_in, out, 3, 1, device),
         }
     }
 
@@ -519,8 +500,8 @@ impl VqModel {
                 .with_encoder
                 .then(|| conv(c.z_channels, c.embed_dim, 1, 1, device)),
             post_quant_conv: conv(c.embed_dim, c.z_channels, 1, 1, device),
-            encoder: c.with_encoder.then(|| Stack::encoder(c, device)),
-            decoder: Stack::decoder(c, device),
+            encoder: c.with_encoder.then(|| Stack::build(c, false, device)),
+            decoder: Stack::build(c, true, device),
             config,
         })
     }

@@ -9,31 +9,24 @@ use super::{NamedTensor, RowView, WeightLoader};
 use crate::error::LoadError;
 
 /// A module parameter to load through burn-store: its module path, the stored tensor it comes
-/// from, which rows of that tensor and in which order, and whether it is a `Linear` weight
-/// (stored `[out, in]`, held `[in, out]`).
+/// from, and which part of that tensor, in which layout.
 pub(crate) struct Wanted {
     /// Module path (`layers.0.self_attn.q_proj.weight`).
     pub path: String,
     /// Checkpoint name.
     pub name: String,
-    /// A block of the stored tensor's rows (all when `None`).
-    pub rows: Option<std::ops::Range<usize>>,
-    /// The order of the rows of that block.
-    pub order: Option<Vec<usize>>,
-    /// Whether it is a `Linear` weight.
-    pub linear: bool,
+    /// Rows, row order and transpose (a `Linear` weight: stored `[out, in]`, held `[in, out]`).
+    pub view: RowView,
 }
 
 impl Wanted {
-    /// The whole tensor `name` into parameter `path`.
+    /// The whole tensor `name` into parameter `path`, transposed for a `Linear` weight.
     pub(crate) fn new(path: String, name: String, linear: bool) -> Self {
-        Self {
-            path,
-            name,
-            rows: None,
-            order: None,
-            linear,
-        }
+        let view = RowView {
+            transpose: linear,
+            ..RowView::default()
+        };
+        Self { path, name, view }
     }
 }
 
@@ -50,15 +43,10 @@ impl WeightLoader {
         let mut origin: BTreeMap<String, (String, bool)> = BTreeMap::new();
         let mut tensors = Vec::with_capacity(wanted.len());
         for w in wanted {
-            origin.insert(w.path.clone(), (w.name.clone(), w.linear));
-            let view = RowView {
-                rows: w.rows,
-                order: w.order,
-                transpose: w.linear,
-            };
+            origin.insert(w.path.clone(), (w.name.clone(), w.view.transpose));
             match self
                 .checkpoint
-                .deferred(&w.name, w.path, view, self.dtype())
+                .deferred(&w.name, w.path, w.view, self.dtype())
             {
                 Some(Ok(t)) => {
                     self.used.insert(w.name);
@@ -139,20 +127,20 @@ pub(crate) fn export_table<M: ModuleSnapshot>(
             .convert::<f32>()
             .try_into_vec::<f32>()
             .map_err(|e| bad(format!("{e:?}")))?;
-        if let (true, [r, c]) = (w.linear, shape.as_slice()) {
+        if let (true, [r, c]) = (w.view.transpose, shape.as_slice()) {
             let (r, c) = (*r, *c);
             values = (0..c * r).map(|k| values[(k % r) * c + k / r]).collect();
             shape = vec![c, r];
         }
         let row: usize = shape.iter().skip(1).product();
-        if let Some(o) = &w.order {
+        if let Some(o) = &w.view.order {
             let mut undone = vec![0.0; values.len()];
             for (i, &src) in o.iter().enumerate() {
                 undone[src * row..(src + 1) * row].copy_from_slice(&values[i * row..(i + 1) * row]);
             }
             values = undone;
         }
-        let first = w.rows.map_or(0, |r| r.start);
+        let first = w.view.rows.map_or(0, |r| r.start);
         if !blocks.contains_key(&w.name) {
             order.push(w.name.clone());
         }

@@ -17,7 +17,8 @@ mod deferred;
 mod write;
 
 pub(crate) use apply::{Wanted, export_table};
-use deferred::{Element, RowView};
+use deferred::Element;
+pub(crate) use deferred::RowView;
 pub use write::{StoredDtype, write_safetensors};
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,7 +28,7 @@ use std::path::{Path, PathBuf};
 
 use burn::Tensor;
 use burn::store::bridge;
-use burn::tensor::{DType, Device};
+use burn::tensor::{DType, Device, TensorData};
 use serde::Deserialize;
 
 use crate::error::{LoadError, Result};
@@ -350,6 +351,16 @@ impl Checkpoint {
         name: &str,
         dtype: DType,
     ) -> Result<(Vec<usize>, Vec<E>)> {
+        let data = self.read_data(name, dtype)?;
+        let shape = data.shape().to_vec();
+        let values = data
+            .try_into_vec::<E>()
+            .map_err(|e| corrupt(Path::new(&self.origin()), format!("{e:?}")))?;
+        Ok((shape, values))
+    }
+
+    /// Tensor `name` whole, read into `dtype` (the deferred read, run now).
+    fn read_data(&self, name: &str, dtype: DType) -> Result<TensorData> {
         let missing = || LoadError::Mismatch {
             origin: self.origin(),
             missing: vec![name.to_string()],
@@ -359,13 +370,7 @@ impl Checkpoint {
         let tensor = self
             .deferred(name, name.to_string(), RowView::default(), dtype)
             .ok_or_else(missing)??;
-        let bad = |e: String| corrupt(Path::new(&self.origin()), e);
-        let data = bridge::into_data(tensor).map_err(|e| bad(e.to_string()))?;
-        let shape = data.shape().to_vec();
-        let values = data
-            .try_into_vec::<E>()
-            .map_err(|e| bad(format!("{e:?}")))?;
-        Ok((shape, values))
+        bridge::into_data(tensor).map_err(|e| corrupt(Path::new(&self.origin()), e.to_string()))
     }
 }
 
@@ -417,17 +422,7 @@ impl WeightLoader {
                 .push((name.to_string(), shape.to_vec(), found));
             return zeros();
         }
-        let origin = PathBuf::from(self.checkpoint.origin());
-        let data =
-            match self
-                .checkpoint
-                .deferred(name, name.to_string(), RowView::default(), self.dtype())
-            {
-                Some(Ok(t)) => bridge::into_data(t).map_err(|e| corrupt(&origin, e.to_string())),
-                Some(Err(e)) => Err(e),
-                None => return zeros(), // not reached: its shape was found
-            };
-        match data {
+        match self.checkpoint.read_data(name, self.dtype()) {
             Ok(data) => Tensor::from_data(data, &self.device),
             Err(e) => {
                 self.fatal.get_or_insert(e);
