@@ -12,7 +12,7 @@
 //! cargo run --release --example generate -- --family llamagen-c2i --weights c2i_XL_384.pt \
 //!     --vq vq_ds16_c2i.pt --class 207 --size 384
 //! # The tiny random-weight fixtures (noise images, but the whole pipeline):
-//! cargo run --release --example generate -- --family emu3 --fixtures ../shared/fixtures/reference-models --prompt-ids 1,20,21
+//! cargo run --release --example generate -- --family emu3 --fixtures sjd2-models/tests/fixtures/reference-models --prompt-ids 1,20,21
 //! ```
 //!
 //! Expected files per family (upstream names):

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! # A fixture model, checked against its stored reference logits:
-//! cargo run --release --example inspect -- --family chameleon --fixture ../shared/fixtures/reference-models/chameleon
+//! cargo run --release --example inspect -- --family chameleon --fixture sjd2-models/tests/fixtures/reference-models/chameleon
 //! # Your own weights and ids:
 //! cargo run --release --example inspect -- --family lumina-mgpt --weights Lumina-mGPT-7B-768 --ids 1,3,4,5 --out logits.safetensors
 //! cargo run --release --example inspect -- --family llamagen-c2i --weights c2i_XL_384.safetensors --llamagen xl --grid 24 --ids 207,1,2,3
@@ -64,7 +64,7 @@ struct Args {
     /// config.json (Janus; defaults to WEIGHTS/config.json).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// A fixture case directory of ../shared/fixtures/reference-models: weights, inputs and the
+    /// A fixture case directory of sjd2-models/tests/fixtures/reference-models: weights, inputs and the
     /// reference logits to compare with.
     #[arg(long)]
     fixture: Option<PathBuf>,

@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 SECONDS_EACH=${1:-600}
-FIX=${SJD2_FIXTURES:-../../shared/fixtures/reference-models}
+FIX=${SJD2_FIXTURES:-../sjd2-models/tests/fixtures/reference-models}
 export RUSTC_BOOTSTRAP=1
 cargo fuzz build --sanitizer none -O
 BIN=target/x86_64-unknown-linux-gnu/release

@@ -26,9 +26,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null
 run() { local t=$1; shift; echo "== $*"; timeout "$t" "$@" 2>&1 | tee -a "$OUT/gpu-check.log"; }
 # The test binary was built elsewhere: point it at this checkout's model and fixtures.
 export SJD2_DEMO_DIR="$PWD/assets/demo"
-for f in shared/fixtures/reference-models ../shared/fixtures/reference-models; do
-  if [ -d "$f" ]; then export SJD2_FIXTURES="$PWD/$f"; break; fi
-done
+export SJD2_FIXTURES="$PWD/sjd2-models/tests/fixtures/reference-models"
 SJD2_TEST_DEVICE=wgpu run 100 "$BIN/backend" --nocapture --test-threads 1
 for mode in ar sjd sjd2; do
   run 35 "$BIN/generate" --device wgpu --model assets/demo --mode "$mode" --seed 3 \

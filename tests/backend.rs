@@ -126,7 +126,8 @@ fn fixtures() -> PathBuf {
     std::env::var_os("SJD2_FIXTURES")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/reference-models")
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("sjd2-models/tests/fixtures/reference-models")
         })
 }
 

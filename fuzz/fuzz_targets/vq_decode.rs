@@ -15,7 +15,7 @@ fn vq() -> &'static VqModel {
         c.z_channels = 32;
         c.codebook_size = 64;
         c.layout = VqLayout::Vq16 { prefix: String::new() };
-        let dir = std::env::var("SJD2_FIXTURES").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/reference-models").into());
+        let dir = std::env::var("SJD2_FIXTURES").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../sjd2-models/tests/fixtures/reference-models").into());
         VqModel::load(format!("{dir}/llamagen_vq/weights.safetensors"), c, &Device::flex()).expect("the VQ fixture loads")
     })
 }

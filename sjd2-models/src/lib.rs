@@ -18,7 +18,7 @@
 //! 5. [`prompt`]: prompt text to token ids with each family's template (`tokenizer.json`).
 //!
 //! Every adapter is checked against the reference outputs in
-//! `../shared/fixtures/reference-models/` (`tests/parity.rs`).
+//! `sjd2-models/tests/fixtures/reference-models/` (`tests/parity.rs`).
 
 pub mod adapter;
 pub mod chameleon;

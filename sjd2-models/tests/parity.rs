@@ -321,10 +321,7 @@ fn janus_parity_hf_layout() {
 
 #[test]
 fn janus_parity_original_layout() {
-    check_janus(
-        &fixtures().join("janus/weights_orig_layout_gen_path.safetensors"),
-        "janus (gen_*)",
-    );
+    check_janus(&common::janus_original_layout(), "janus (gen_*)");
 }
 
 fn llamagen(case: &str, task: LlamaGenTask) -> LlamaT2I {

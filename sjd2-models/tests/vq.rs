@@ -98,24 +98,24 @@ fn janus_vq_parity_both_layouts() {
     let (_, want) = r.f32("decoded_image");
     for (file, layout) in [
         (
-            "janus/hf/model.safetensors",
+            fixtures().join("janus/hf/model.safetensors"),
             VqLayout::Vq16Hf {
                 prefix: "model.vqmodel.".into(),
             },
         ),
         (
-            "janus/weights_orig_layout_gen_path.safetensors",
+            common::janus_original_layout(),
             VqLayout::Vq16 {
                 prefix: "gen_vision_model.".into(),
             },
         ),
     ] {
         let cfg = tiny(VqConfig::vq16(), 64, 8, layout);
-        let m = VqModel::load(fixtures().join(file), cfg, &Device::flex()).unwrap();
+        let m = VqModel::load(&file, cfg, &Device::flex()).unwrap();
         assert_close(
             &host(m.decode(&codes, 3, 3).unwrap()),
             &want,
-            &format!("{file} decoded_image"),
+            &format!("{} decoded_image", file.display()),
         );
     }
 }
@@ -185,13 +185,13 @@ fn emu3_movq_parity_both_layouts() {
     let (_, want) = r.f32("decoded_image");
     for (file, layout) in [
         (
-            "emu3/hf/model.safetensors",
+            fixtures().join("emu3/hf/model.safetensors"),
             MovqLayout::HuggingFace {
                 prefix: "vqmodel.".into(),
             },
         ),
         (
-            "emu3/vq_weights_orig_layout.safetensors",
+            common::emu3_original_vq(),
             MovqLayout::Original {
                 prefix: String::new(),
             },
@@ -203,11 +203,57 @@ fn emu3_movq_parity_both_layouts() {
             layout,
             ..MovqConfig::emu3()
         };
-        let m = MovqDecoder::load(fixtures().join(file), cfg, &Device::flex()).unwrap();
+        let m = MovqDecoder::load(&file, cfg, &Device::flex()).unwrap();
         assert_close(
             &host(m.decode(&codes, 3, 4).unwrap()),
             &want,
-            &format!("{file} decoded_image"),
+            &format!("{} decoded_image", file.display()),
         );
+    }
+}
+
+#[test]
+fn emu3_movq_exports_the_checkpoint_it_loaded() {
+    use sjd2_models::vq::{MovqConfig, MovqDecoder, MovqLayout};
+    for (file, prefix, layout) in [
+        (
+            fixtures().join("emu3/hf/model.safetensors"),
+            "vqmodel.",
+            MovqLayout::HuggingFace {
+                prefix: "vqmodel.".into(),
+            },
+        ),
+        (
+            common::emu3_original_vq(),
+            "",
+            MovqLayout::Original {
+                prefix: String::new(),
+            },
+        ),
+    ] {
+        let cfg = MovqConfig {
+            ch: 32,
+            codebook_size: 64,
+            layout,
+            ..MovqConfig::emu3()
+        };
+        let m = MovqDecoder::load(&file, cfg, &Device::flex()).unwrap();
+        let mut exported = m.export().unwrap();
+        // What the decoder reads: everything under the prefix but the encoder side.
+        let mut stored: Vec<_> = common::all_tensors(&file)
+            .into_iter()
+            .filter(|(n, _, _)| {
+                n.strip_prefix(prefix).is_some_and(|n| {
+                    !n.starts_with("encoder.") && !n.starts_with("quant_conv.")
+                })
+            })
+            .collect();
+        exported.sort_by(|a, b| a.0.cmp(&b.0));
+        stored.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(exported.len(), stored.len(), "{}", file.display());
+        for (e, s) in exported.iter().zip(&stored) {
+            assert_eq!((&e.0, &e.1), (&s.0, &s.1), "{}", file.display());
+            assert_eq!(e.2, s.2, "{}", e.0);
+        }
     }
 }

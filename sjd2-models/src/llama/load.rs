@@ -105,6 +105,7 @@ pub(super) fn name_table(c: &BackboneConfig, names: &KeyNames) -> Vec<Wanted> {
                 rows,
                 order,
                 transpose: true,
+                ..RowView::default()
             };
             w.push(Wanted { path, name, view });
         }

@@ -1,38 +1,54 @@
-//! Emu3's vision tokenizer decoder (MoVQ-style): a causal temporal stack run on both the
-//! post-quantization latent and the quantized codes, then a 2-D decoder whose every norm is a
-//! SpatialNorm conditioned on the codes. Frame 0 of the temporally upsampled video is the image.
+//! Emu3's vision tokenizer decoder (MoVQ-style) as a burn module: a causal temporal stack run on
+//! both the post-quantization latent and the quantized codes, then a 2-D decoder whose every norm
+//! is a SpatialNorm conditioned on the codes. Frame 0 of the temporally upsampled video is the
+//! image.
+//!
+//! Module paths are BAAI's original key names (`decoder.up.3.attn.0.q.weight`), so the original
+//! layout loads by prefix alone; transformers' names (`decoder.up_block.up.3.attn.0.q_proj`,
+//! `attn_norms`, `middle_block`) are derived from them by [`hf_name`].
 
 use std::path::Path;
 
 use burn::Tensor;
-use burn::tensor::activation::{sigmoid, softmax};
-use burn::tensor::module::conv3d;
-use burn::tensor::ops::ConvOptions;
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv3d, Conv3dConfig};
+use burn::nn::{
+    BatchNorm, BatchNormConfig, Embedding, EmbeddingConfig, GroupNorm, Linear, LinearConfig,
+    PaddingConfig3d,
+};
+use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, TensorData};
 use sjd2_core::Error;
 
 use super::ImageDecoder;
-use burn::nn::GroupNorm;
-use burn::nn::conv::Conv2d;
-
-use super::layers::{load_conv, load_group_norm, swish, upsample};
+use super::layers::{conv, group_norm, swish, upsample};
 use crate::error::Result;
-use crate::weights::{Checkpoint, WeightLoader};
+use crate::weights::{Checkpoint, NamedTensor, RowView, Wanted, WeightLoader, param_paths};
 
 /// Key layout of an Emu3 vision tokenizer checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MovqLayout {
-    /// BAAI's original names (`decoder.mid.attn_1.{q,k,v,proj_out,norm}`, `decoder.up.{i}`).
+    /// BAAI's original names (`decoder.mid.attn_1.{q,k,v,proj_out,norm}`, `decoder.up.{i}`),
+    /// attention projections stored as 1×1 convolutions.
     Original {
         /// Key prefix.
         prefix: String,
     },
     /// transformers' names (`decoder.middle_block`, `decoder.up_block.up.{i}`, `attn.{j}.q_proj`,
-    /// `attn_norms.{j}`), `vqmodel.` in a full Emu3 checkpoint.
+    /// `attn_norms.{j}`), `vqmodel.` in a full Emu3 checkpoint; attention projections stored as
+    /// `Linear` weights.
     HuggingFace {
         /// Key prefix.
         prefix: String,
     },
+}
+
+impl MovqLayout {
+    fn prefix(&self) -> &str {
+        match self {
+            Self::Original { prefix } | Self::HuggingFace { prefix } => prefix,
+        }
+    }
 }
 
 /// Sizes of the Emu3 vision tokenizer.
@@ -75,97 +91,119 @@ impl MovqConfig {
             },
         }
     }
+
+    fn validate(&self) -> std::result::Result<(), Error> {
+        if self.ch == 0 || self.ch_mult.is_empty() || self.ch_mult.contains(&0) {
+            return Err(Error::config(
+                "ch_mult",
+                "channels and multipliers must be >= 1",
+            ));
+        }
+        if self.codebook_size == 0 || self.embed_dim == 0 || self.z_channels == 0 {
+            return Err(Error::config(
+                "codebook_size",
+                "codebook size, embed_dim and z_channels must be >= 1",
+            ));
+        }
+        if !self.temporal_factor.is_power_of_two() {
+            return Err(Error::config(
+                "temporal_factor",
+                "the temporal upsampling factor must be a power of two",
+            ));
+        }
+        Ok(())
+    }
 }
 
-#[derive(Debug, Clone)]
-struct SpatialNorm {
-    norm: GroupNorm,
-    conv_y: Conv2d,
-    conv_b: Conv2d,
+/// Group norm modulated by the codes: `norm(x) · conv_y(zq) + conv_b(zq)`, with `zq` upsampled
+/// to `x`'s size.
+#[derive(Module, Debug)]
+pub struct SpatialNorm {
+    /// Group norm of `x`.
+    pub norm_layer: GroupNorm,
+    /// 1×1 scale from the codes.
+    pub conv_y: Conv2d,
+    /// 1×1 shift from the codes.
+    pub conv_b: Conv2d,
 }
 
 impl SpatialNorm {
-    fn load(l: &mut WeightLoader, name: &str, zq: usize, c: usize) -> Self {
+    fn new(zq: usize, c: usize, device: &Device) -> Self {
         Self {
-            norm: load_group_norm(l, &format!("{name}.norm_layer"), c),
-            conv_y: load_conv(l, &format!("{name}.conv_y"), c, zq, 1, 1),
-            conv_b: load_conv(l, &format!("{name}.conv_b"), c, zq, 1, 1),
+            norm_layer: group_norm(c, device),
+            conv_y: conv(zq, c, 1, 1, device),
+            conv_b: conv(zq, c, 1, 1, device),
         }
     }
 
     fn forward(&self, x: Tensor<4>, zq: &Tensor<4>) -> Tensor<4> {
         let f = x.dims()[2] / zq.dims()[2].max(1);
         let zq = upsample(zq.clone(), f.max(1));
-        self.norm.forward(x) * self.conv_y.forward(zq.clone()) + self.conv_b.forward(zq)
+        self.norm_layer.forward(x) * self.conv_y.forward(zq.clone()) + self.conv_b.forward(zq)
     }
 }
 
-#[derive(Debug, Clone)]
-struct ResBlock {
-    norm1: SpatialNorm,
-    conv1: Conv2d,
-    norm2: SpatialNorm,
-    conv2: Conv2d,
-    shortcut: Option<Conv2d>,
+/// A ResNet block with SpatialNorms.
+#[derive(Module, Debug)]
+pub struct MovqResBlock {
+    /// First norm.
+    pub norm1: SpatialNorm,
+    /// First 3×3 convolution.
+    pub conv1: Conv2d,
+    /// Second norm.
+    pub norm2: SpatialNorm,
+    /// Second 3×3 convolution.
+    pub conv2: Conv2d,
+    /// 1×1 shortcut when the channels change.
+    pub nin_shortcut: Option<Conv2d>,
 }
 
-impl ResBlock {
-    fn load(l: &mut WeightLoader, name: &str, zq: usize, inp: usize, out: usize) -> Self {
+impl MovqResBlock {
+    fn new(zq: usize, inp: usize, out: usize, device: &Device) -> Self {
         Self {
-            norm1: SpatialNorm::load(l, &format!("{name}.norm1"), zq, inp),
-            conv1: load_conv(l, &format!("{name}.conv1"), out, inp, 3, 1),
-            norm2: SpatialNorm::load(l, &format!("{name}.norm2"), zq, out),
-            conv2: load_conv(l, &format!("{name}.conv2"), out, out, 3, 1),
-            shortcut: (inp != out)
-                .then(|| load_conv(l, &format!("{name}.nin_shortcut"), out, inp, 1, 1)),
+            norm1: SpatialNorm::new(zq, inp, device),
+            conv1: conv(inp, out, 3, 1, device),
+            norm2: SpatialNorm::new(zq, out, device),
+            conv2: conv(out, out, 3, 1, device),
+            nin_shortcut: (inp != out).then(|| conv(inp, out, 1, 1, device)),
         }
     }
 
     fn forward(&self, x: Tensor<4>, zq: &Tensor<4>) -> Tensor<4> {
         let h = self.conv1.forward(swish(self.norm1.forward(x.clone(), zq)));
         let h = self.conv2.forward(swish(self.norm2.forward(h, zq)));
-        match &self.shortcut {
+        match &self.nin_shortcut {
             Some(s) => s.forward(x) + h,
             None => x + h,
         }
     }
 }
 
-/// Single-head attention over positions; projections stored as `[in, out]` matrices.
-#[derive(Debug, Clone)]
-struct Attn {
-    norm: SpatialNorm,
-    proj: [(Tensor<2>, Tensor<1>); 4],
+/// Single-head attention over positions with a SpatialNorm; the projections are `Linear`
+/// (stored as 1×1 convolutions in the original layout).
+#[derive(Module, Debug)]
+pub struct MovqAttn {
+    /// Norm.
+    pub norm: SpatialNorm,
+    /// Query projection.
+    pub q: Linear,
+    /// Key projection.
+    pub k: Linear,
+    /// Value projection.
+    pub v: Linear,
+    /// Output projection.
+    pub proj_out: Linear,
 }
 
-impl Attn {
-    /// `names` = (norm, [q, k, v, out]); `linear` = transformers' `Linear` weights, else 1×1 convs.
-    fn load(
-        l: &mut WeightLoader,
-        norm: &str,
-        projs: [String; 4],
-        linear: bool,
-        zq: usize,
-        c: usize,
-    ) -> Self {
-        let mut load = |name: &String| {
-            let w = if linear {
-                l.tensor(&format!("{name}.weight"), [c, c])
-            } else {
-                l.tensor::<4>(&format!("{name}.weight"), [c, c, 1, 1])
-                    .reshape([c, c])
-            };
-            (w.transpose(), l.tensor(&format!("{name}.bias"), [c]))
-        };
-        let proj = [
-            load(&projs[0]),
-            load(&projs[1]),
-            load(&projs[2]),
-            load(&projs[3]),
-        ];
+impl MovqAttn {
+    fn new(zq: usize, c: usize, device: &Device) -> Self {
+        let linear = || LinearConfig::new(c, c).init(device);
         Self {
-            norm: SpatialNorm::load(l, norm, zq, c),
-            proj,
+            norm: SpatialNorm::new(zq, c, device),
+            q: linear(),
+            k: linear(),
+            v: linear(),
+            proj_out: linear(),
         }
     }
 
@@ -176,256 +214,355 @@ impl Attn {
             .forward(x.clone(), zq)
             .reshape([b, c, h * w])
             .swap_dims(1, 2); // [b, hw, c]
-        let lin = |i: usize, t: Tensor<3>| {
-            t.matmul(self.proj[i].0.clone().unsqueeze()) + self.proj[i].1.clone().unsqueeze::<3>()
-        };
-        let (q, k, v) = (lin(0, n.clone()), lin(1, n.clone()), lin(2, n));
+        let (q, k, v) = (
+            self.q.forward(n.clone()),
+            self.k.forward(n.clone()),
+            self.v.forward(n),
+        );
         let att = softmax(q.matmul(k.swap_dims(1, 2)) / (c as f64).sqrt(), 2);
-        let out = lin(3, att.matmul(v)); // [b, hw, c]
+        let out = self.proj_out.forward(att.matmul(v)); // [b, hw, c]
         x + out.swap_dims(1, 2).reshape([b, c, h, w])
     }
 }
 
-/// A causal 3-D convolution: two zero frames in front, spatial padding `k/2`.
-#[derive(Debug, Clone)]
-struct CausalConv3d {
-    weight: Tensor<5>,
-    bias: Tensor<1>,
+/// A causal 3-D convolution: `k_t − 1` zero frames in front, spatial padding `k / 2`.
+#[derive(Module, Debug)]
+pub struct CausalConv3d {
+    /// The convolution (temporal padding added by hand).
+    pub conv: Conv3d,
 }
 
 impl CausalConv3d {
-    fn load(l: &mut WeightLoader, name: &str, out: usize, inp: usize, k: [usize; 3]) -> Self {
+    fn new(inp: usize, out: usize, k: [usize; 3], device: &Device) -> Self {
         Self {
-            weight: l.tensor(&format!("{name}.weight"), [out, inp, k[0], k[1], k[2]]),
-            bias: l.tensor(&format!("{name}.bias"), [out]),
+            conv: Conv3dConfig::new([inp, out], k)
+                .with_padding(PaddingConfig3d::Explicit(0, k[1] / 2, k[2] / 2))
+                .init(device),
         }
     }
 
     fn forward(&self, x: Tensor<5>) -> Tensor<5> {
         let [b, c, _, h, w] = x.dims();
-        let [_, _, kt, kh, kw] = self.weight.dims();
-        let x = Tensor::cat(vec![Tensor::zeros([b, c, kt - 1, h, w], &x.device()), x], 2);
-        conv3d(
-            x,
-            self.weight.clone(),
-            Some(self.bias.clone()),
-            ConvOptions::new([1, 1, 1], [0, kh / 2, kw / 2], [1, 1, 1], 1),
-        )
+        let kt = self.conv.weight.dims()[2];
+        let front = Tensor::zeros([b, c, kt - 1, h, w], &x.device());
+        self.conv.forward(Tensor::cat(vec![front, x], 2))
     }
 }
 
-#[derive(Debug, Clone)]
-struct BatchNorm {
-    scale: Tensor<1>,
-    shift: Tensor<1>,
+/// A residual block of the temporal stack: BatchNorm3d (running statistics), swish, causal conv,
+/// twice.
+#[derive(Module, Debug)]
+pub struct TimeRes {
+    /// First norm.
+    pub norm1: BatchNorm,
+    /// First convolution.
+    pub conv1: CausalConv3d,
+    /// Second norm.
+    pub norm2: BatchNorm,
+    /// Second convolution.
+    pub conv2: CausalConv3d,
 }
 
-impl BatchNorm {
-    /// Eval-mode BatchNorm3d (running statistics, eps 1e-5) folded into scale and shift.
-    fn load(l: &mut WeightLoader, name: &str, c: usize) -> Self {
-        let w: Tensor<1> = l.tensor(&format!("{name}.weight"), [c]);
-        let b: Tensor<1> = l.tensor(&format!("{name}.bias"), [c]);
-        let mean: Tensor<1> = l.tensor(&format!("{name}.running_mean"), [c]);
-        let var: Tensor<1> = l.tensor(&format!("{name}.running_var"), [c]);
-        l.skip(&format!("{name}.num_batches_tracked"));
-        let scale = w / (var + 1e-5).sqrt();
+impl TimeRes {
+    fn new(z: usize, device: &Device) -> Self {
+        let norm = || BatchNormConfig::new(z).init(device).valid();
         Self {
-            shift: b - mean * scale.clone(),
-            scale,
+            norm1: norm(),
+            conv1: CausalConv3d::new(z, z, [3, 3, 3], device),
+            norm2: norm(),
+            conv2: CausalConv3d::new(z, z, [3, 3, 3], device),
         }
     }
 
     fn forward(&self, x: Tensor<5>) -> Tensor<5> {
-        let c = self.scale.dims()[0];
-        x * self.scale.clone().reshape([1, c, 1, 1, 1])
-            + self.shift.clone().reshape([1, c, 1, 1, 1])
+        let h = self.conv1.forward(swish(self.norm1.forward(x.clone())));
+        x + self.conv2.forward(swish(self.norm2.forward(h)))
     }
 }
 
-fn swish5(x: Tensor<5>) -> Tensor<5> {
-    x.clone() * sigmoid(x)
+/// 2× temporal upsampling: frames repeated, then a causal convolution and swish.
+#[derive(Module, Debug)]
+pub struct TimeUpsample {
+    /// The convolution.
+    pub conv: CausalConv3d,
 }
 
-#[derive(Debug, Clone)]
-struct TimeRes {
-    norm1: BatchNorm,
-    conv1: CausalConv3d,
-    norm2: BatchNorm,
-    conv2: CausalConv3d,
+/// A 2× nearest upsampling followed by a 3×3 convolution.
+#[derive(Module, Debug)]
+pub struct Upsample {
+    /// The convolution.
+    pub conv: Conv2d,
 }
 
-#[derive(Debug, Clone)]
-struct Level {
-    res: Vec<ResBlock>,
-    attn: Vec<Attn>,
-    upsample: Option<Conv2d>,
+/// One resolution level of the decoder.
+#[derive(Module, Debug)]
+pub struct MovqLevel {
+    /// ResNet blocks.
+    pub block: Vec<MovqResBlock>,
+    /// Attention after each ResNet block (attention levels only).
+    pub attn: Vec<MovqAttn>,
+    /// Upsampling (all levels but the highest resolution).
+    pub upsample: Option<Upsample>,
 }
 
-/// Emu3's vision tokenizer decoder.
-#[derive(Debug, Clone)]
+/// The middle block: ResNet, attention, ResNet.
+#[derive(Module, Debug)]
+pub struct MovqMid {
+    /// ResNet block before attention.
+    pub block_1: MovqResBlock,
+    /// Attention.
+    pub attn_1: MovqAttn,
+    /// ResNet block after attention.
+    pub block_2: MovqResBlock,
+}
+
+/// The decoder proper: temporal stack, then the 2-D decoder.
+#[derive(Module, Debug)]
+pub struct MovqStack {
+    /// Temporal residual blocks.
+    pub time_res_stack: Vec<TimeRes>,
+    /// Temporal 2× upsamplings.
+    pub time_conv: Vec<TimeUpsample>,
+    /// Input convolution.
+    pub conv_in: Conv2d,
+    /// Middle block.
+    pub mid: MovqMid,
+    /// Levels indexed by resolution (0 = highest); run from the last.
+    pub up: Vec<MovqLevel>,
+    /// Output norm.
+    pub norm_out: SpatialNorm,
+    /// Output convolution.
+    pub conv_out: Conv2d,
+}
+
+/// The codebook.
+#[derive(Module, Debug)]
+pub struct Quantize {
+    /// Codebook vectors `[codebook_size, embed_dim]`.
+    pub embedding: Embedding,
+}
+
+/// Emu3's vision tokenizer decoder as a burn module. [`MovqDecoder::load`] reads either layout
+/// through burn-store in the device's float dtype (BatchNorm statistics included);
+/// [`MovqDecoder::export`] writes it back.
+#[derive(Module, Debug)]
 pub struct MovqDecoder {
+    /// Codebook.
+    pub quantize: Quantize,
+    /// Causal 3-D convolution from the codebook width to the latent.
+    pub post_quant_conv: CausalConv3d,
+    /// Decoder.
+    pub decoder: MovqStack,
+    #[module(skip)]
     config: MovqConfig,
-    device: Device,
-    codebook: Tensor<2>,
-    post_quant: CausalConv3d,
-    time_res: Vec<TimeRes>,
-    time_conv: Vec<CausalConv3d>,
-    conv_in: Conv2d,
-    mid: (ResBlock, Attn, ResBlock),
-    levels: Vec<Level>,
-    norm_out: SpatialNorm,
-    conv_out: Conv2d,
+}
+
+/// transformers' name of an original-layout key (after the prefix).
+fn hf_name(original: &str) -> String {
+    let mut parts: Vec<&str> = original.split('.').collect();
+    let mut out: Vec<String> = Vec::with_capacity(parts.len() + 1);
+    // decoder.mid.attn_1.norm.* → decoder.middle_block.attn_norm.*;
+    // decoder.up.{i}.attn.{j}.norm.* → decoder.up_block.up.{i}.attn_norms.{j}.*
+    if parts.len() > 3 && parts[0] == "decoder" && parts[1] == "mid" {
+        out.push("decoder".into());
+        out.push("middle_block".into());
+        if parts[2] == "attn_1" && parts[3] == "norm" {
+            out.push("attn_norm".into());
+            parts.drain(..4);
+        } else {
+            parts.drain(..2);
+        }
+    } else if parts.len() > 5 && parts[0] == "decoder" && parts[1] == "up" {
+        out.extend(["decoder", "up_block", "up", parts[2]].map(String::from));
+        if parts[3] == "attn" && parts[5] == "norm" {
+            out.extend(["attn_norms", parts[4]].map(String::from));
+            parts.drain(..6);
+        } else {
+            parts.drain(..3);
+        }
+    }
+    let renamed = parts.iter().enumerate().map(|(i, p)| {
+        let in_attn =
+            i > 0 && matches!(parts[i - 1], "attn_1") || (i > 1 && parts[i - 2] == "attn");
+        match *p {
+            "q" | "k" | "v" if in_attn => format!("{p}_proj"),
+            "proj_out" if in_attn => "out_proj".to_string(),
+            other => other.to_string(),
+        }
+    });
+    out.extend(renamed);
+    out.join(".")
 }
 
 impl MovqDecoder {
-    /// Loads the decoder (the encoder and `quant_conv` in the same file are ignored).
+    /// A decoder with fresh parameters (burn's default initialization, BatchNorm statistics 0 and
+    /// 1) on `device`, initialized lazily.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for zero sizes or a temporal factor that is not a power of two.
+    pub fn new(config: MovqConfig, device: &Device) -> std::result::Result<Self, Error> {
+        config.validate()?;
+        let c = &config;
+        let (z, e) = (c.z_channels, c.embed_dim);
+        let levels = c.ch_mult.len();
+        let mut block_in = c.ch * c.ch_mult[levels - 1];
+        let conv_in = conv(z, block_in, 3, 1, device);
+        let mid = MovqMid {
+            block_1: MovqResBlock::new(e, block_in, block_in, device),
+            attn_1: MovqAttn::new(e, block_in, device),
+            block_2: MovqResBlock::new(e, block_in, block_in, device),
+        };
+        let mut up: Vec<MovqLevel> = Vec::with_capacity(levels);
+        for r in (0..levels).rev() {
+            let block_out = c.ch * c.ch_mult[r];
+            let (mut block, mut attn) = (Vec::new(), Vec::new());
+            for _ in 0..=c.num_res_blocks {
+                block.push(MovqResBlock::new(e, block_in, block_out, device));
+                block_in = block_out;
+                if c.attn_levels.contains(&r) {
+                    attn.push(MovqAttn::new(e, block_in, device));
+                }
+            }
+            let upsample = (r != 0).then(|| Upsample {
+                conv: conv(block_in, block_in, 3, 1, device),
+            });
+            up.push(MovqLevel {
+                block,
+                attn,
+                upsample,
+            });
+        }
+        up.reverse();
+        let decoder = MovqStack {
+            time_res_stack: (0..c.num_res_blocks)
+                .map(|_| TimeRes::new(z, device))
+                .collect(),
+            time_conv: (0..c.temporal_factor.ilog2())
+                .map(|_| TimeUpsample {
+                    conv: CausalConv3d::new(z, z, [3, 3, 3], device),
+                })
+                .collect(),
+            conv_in,
+            mid,
+            up,
+            norm_out: SpatialNorm::new(e, block_in, device),
+            conv_out: conv(block_in, 3, 3, 1, device),
+        };
+        Ok(Self {
+            quantize: Quantize {
+                embedding: EmbeddingConfig::new(c.codebook_size, e).init(device),
+            },
+            post_quant_conv: CausalConv3d::new(e, z, [3, 1, 1], device),
+            decoder,
+            config,
+        })
+    }
+
+    /// Module path ↔ checkpoint name of every parameter in the configured layout: the module
+    /// path is the original name (norm `gamma` / `beta` stored as `weight` / `bias`), renamed
+    /// for transformers' layout; attention projections are `Linear` weights, stored as 1×1
+    /// convolutions in the original layout.
+    fn name_table(&self) -> Vec<Wanted> {
+        let hf = matches!(self.config.layout, MovqLayout::HuggingFace { .. });
+        let prefix = self.config.layout.prefix();
+        param_paths(self)
+            .into_iter()
+            .map(|path| {
+                let original = path
+                    .strip_suffix(".gamma")
+                    .map(|p| format!("{p}.weight"))
+                    .or_else(|| path.strip_suffix(".beta").map(|p| format!("{p}.bias")))
+                    .unwrap_or_else(|| path.clone());
+                let projection = ["q", "k", "v", "proj_out"]
+                    .iter()
+                    .any(|p| original.ends_with(&format!(".{p}.weight")))
+                    && original.contains(".attn");
+                let name = if hf { hf_name(&original) } else { original };
+                let view = RowView {
+                    transpose: projection,
+                    conv1x1: projection && !hf,
+                    ..RowView::default()
+                };
+                Wanted {
+                    path,
+                    name: format!("{prefix}{name}"),
+                    view,
+                }
+            })
+            .collect()
+    }
+
+    /// Loads the decoder from a checkpoint (the encoder and `quant_conv` in the same file, and
+    /// BatchNorm `num_batches_tracked`, are ignored; anything else under the layout's prefix
+    /// must match exactly).
     ///
     /// # Errors
     /// [`crate::LoadError`] naming the file or tensors at fault.
     pub fn load(path: impl AsRef<Path>, config: MovqConfig, device: &Device) -> Result<Self> {
-        let mut l = WeightLoader::new(Checkpoint::open(path)?, device);
-        let c = &config;
-        let (p, hf) = match &c.layout {
-            MovqLayout::Original { prefix } => (prefix.clone(), false),
-            MovqLayout::HuggingFace { prefix } => (prefix.clone(), true),
-        };
-        let d = format!("{p}decoder");
-        let (z, e) = (c.z_channels, c.embed_dim);
-        let codebook = l.tensor(
-            &format!("{p}quantize.embedding.weight"),
-            [c.codebook_size, e],
-        );
-        let post_quant =
-            CausalConv3d::load(&mut l, &format!("{p}post_quant_conv.conv"), z, e, [3, 1, 1]);
-        let time_res = (0..c.num_res_blocks)
-            .map(|i| {
-                let n = format!("{d}.time_res_stack.{i}");
-                TimeRes {
-                    norm1: BatchNorm::load(&mut l, &format!("{n}.norm1"), z),
-                    conv1: CausalConv3d::load(&mut l, &format!("{n}.conv1.conv"), z, z, [3, 3, 3]),
-                    norm2: BatchNorm::load(&mut l, &format!("{n}.norm2"), z),
-                    conv2: CausalConv3d::load(&mut l, &format!("{n}.conv2.conv"), z, z, [3, 3, 3]),
-                }
-            })
-            .collect();
-        let steps = c.temporal_factor.max(1).ilog2() as usize;
-        let time_conv = (0..steps)
-            .map(|i| {
-                CausalConv3d::load(
-                    &mut l,
-                    &format!("{d}.time_conv.{i}.conv.conv"),
-                    z,
-                    z,
-                    [3, 3, 3],
-                )
-            })
-            .collect();
-        let levels_n = c.ch_mult.len();
-        let mut block_in = c.ch * c.ch_mult[levels_n - 1];
-        let conv_in = load_conv(&mut l, &format!("{d}.conv_in"), block_in, z, 3, 1);
-        let attn = |l: &mut WeightLoader, base: &str, norm: String, ch: usize| {
-            let names = if hf {
-                ["q_proj", "k_proj", "v_proj", "out_proj"]
-            } else {
-                ["q", "k", "v", "proj_out"]
-            };
-            Attn::load(l, &norm, names.map(|n| format!("{base}.{n}")), hf, e, ch)
-        };
-        let (mid_root, mid_attn_norm) = if hf {
-            (
-                format!("{d}.middle_block"),
-                format!("{d}.middle_block.attn_norm"),
-            )
-        } else {
-            (format!("{d}.mid"), format!("{d}.mid.attn_1.norm"))
-        };
-        let mid = (
-            ResBlock::load(
-                &mut l,
-                &format!("{mid_root}.block_1"),
-                e,
-                block_in,
-                block_in,
-            ),
-            attn(
-                &mut l,
-                &format!("{mid_root}.attn_1"),
-                mid_attn_norm,
-                block_in,
-            ),
-            ResBlock::load(
-                &mut l,
-                &format!("{mid_root}.block_2"),
-                e,
-                block_in,
-                block_in,
-            ),
-        );
-        let up = if hf {
-            format!("{d}.up_block.up")
-        } else {
-            format!("{d}.up")
-        };
-        let mut levels = Vec::with_capacity(levels_n);
-        for r in (0..levels_n).rev() {
-            let name = format!("{up}.{r}");
-            let block_out = c.ch * c.ch_mult[r];
-            let mut res = Vec::new();
-            let mut attns = Vec::new();
-            for j in 0..=c.num_res_blocks {
-                res.push(ResBlock::load(
-                    &mut l,
-                    &format!("{name}.block.{j}"),
-                    e,
-                    block_in,
-                    block_out,
-                ));
-                block_in = block_out;
-                if c.attn_levels.contains(&r) {
-                    let norm = if hf {
-                        format!("{name}.attn_norms.{j}")
-                    } else {
-                        format!("{name}.attn.{j}.norm")
-                    };
-                    attns.push(attn(&mut l, &format!("{name}.attn.{j}"), norm, block_in));
-                }
-            }
-            let upsample = (r != 0).then(|| {
-                load_conv(
-                    &mut l,
-                    &format!("{name}.upsample.conv"),
-                    block_in,
-                    block_in,
-                    3,
-                    1,
-                )
-            });
-            levels.push(Level {
-                res,
-                attn: attns,
-                upsample,
-            });
-        }
-        let norm_out = SpatialNorm::load(&mut l, &format!("{d}.norm_out"), e, block_in);
-        let conv_out = load_conv(&mut l, &format!("{d}.conv_out"), 3, block_in, 3, 1);
-        l.finish(|n| {
+        let mut loader = WeightLoader::new(Checkpoint::open(path)?, device);
+        let mut model = Self::new(config, device)?;
+        let table = model.name_table();
+        loader.apply(&mut model, table);
+        let p = model.config.layout.prefix().to_string();
+        loader.finish(|n| {
             !n.starts_with(&p)
                 || n.starts_with(&format!("{p}encoder."))
                 || n.starts_with(&format!("{p}quant_conv."))
+                || n.ends_with(".num_batches_tracked")
         })?;
-        Ok(Self {
-            config,
-            device: device.clone(),
-            codebook,
-            post_quant,
-            time_res,
-            time_conv,
-            conv_in,
-            mid,
-            levels,
-            norm_out,
-            conv_out,
-        })
+        Ok(model)
+    }
+
+    /// Every parameter under its checkpoint name in the configured layout, as `f32` host
+    /// values: what [`MovqDecoder::load`] reads back.
+    ///
+    /// # Errors
+    /// [`Error::TensorData`] when a parameter cannot be read back.
+    pub fn export(&self) -> std::result::Result<Vec<NamedTensor>, Error> {
+        crate::weights::export_table(self, self.name_table())
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &MovqConfig {
+        &self.config
+    }
+}
+
+impl MovqStack {
+    fn forward(&self, quant: Tensor<5>, post: Tensor<5>) -> Tensor<4> {
+        // Both streams through the temporal stack, as upstream (batch [post; quant]).
+        let mut x = Tensor::cat(vec![post, quant], 0);
+        for block in &self.time_res_stack {
+            x = block.forward(x);
+        }
+        for up in &self.time_conv {
+            let [b, c, f, h, w] = x.dims();
+            x = x
+                .reshape([b, c, f, 1, h, w])
+                .expand([b, c, f, 2, h, w])
+                .reshape([b, c, 2 * f, h, w]);
+            x = swish(up.conv.forward(x));
+        }
+        // Frame 0 of each stream.
+        let frame0 = x.narrow(2, 0, 1).squeeze_dim::<4>(2); // [2, c, h, w]
+        let z = frame0.clone().narrow(0, 0, 1);
+        let zq = frame0.narrow(0, 1, 1);
+        let mut h = self.conv_in.forward(z);
+        h = self.mid.block_1.forward(h, &zq);
+        h = self.mid.attn_1.forward(h, &zq);
+        h = self.mid.block_2.forward(h, &zq);
+        for level in self.up.iter().rev() {
+            for (j, res) in level.block.iter().enumerate() {
+                h = res.forward(h, &zq);
+                if let Some(a) = level.attn.get(j) {
+                    h = a.forward(h, &zq);
+                }
+            }
+            if let Some(up) = &level.upsample {
+                h = up.conv.forward(upsample(h, 2));
+            }
+        }
+        self.conv_out.forward(swish(self.norm_out.forward(h, &zq)))
     }
 }
 
@@ -446,50 +583,61 @@ impl ImageDecoder for MovqDecoder {
     ) -> std::result::Result<Tensor<4>, Error> {
         super::check_codes(codes, rows, cols, self.config.codebook_size)?;
         let e = self.config.embed_dim;
+        let table = self.quantize.embedding.weight.val();
         let idx: Vec<i64> = codes.iter().map(|&c| i64::from(c)).collect();
-        let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [codes.len()]), &self.device);
-        let quant = self
-            .codebook
-            .clone()
+        let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [codes.len()]), &table.device());
+        let quant = table
             .select(0, idx)
             .reshape([1, rows, cols, e])
             .permute([0, 3, 1, 2])
             .reshape([1, e, 1, rows, cols]);
-        let post = self.post_quant.forward(quant.clone());
-        // Both streams through the temporal stack, as upstream (batch [post; quant]).
-        let mut x = Tensor::cat(vec![post, quant], 0);
-        for t in &self.time_res {
-            let h = t.conv1.forward(swish5(t.norm1.forward(x.clone())));
-            let h = t.conv2.forward(swish5(t.norm2.forward(h)));
-            x = x + h;
+        let post = self.post_quant_conv.forward(quant.clone());
+        Ok(self.decoder.forward(quant, post))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hf_name;
+
+    #[test]
+    fn transformers_names_follow_the_conversion_rules() {
+        for (original, hf) in [
+            (
+                "decoder.mid.attn_1.norm.conv_y.weight",
+                "decoder.middle_block.attn_norm.conv_y.weight",
+            ),
+            (
+                "decoder.mid.attn_1.q.weight",
+                "decoder.middle_block.attn_1.q_proj.weight",
+            ),
+            (
+                "decoder.mid.block_1.norm1.norm_layer.bias",
+                "decoder.middle_block.block_1.norm1.norm_layer.bias",
+            ),
+            (
+                "decoder.up.3.attn.2.norm.conv_b.bias",
+                "decoder.up_block.up.3.attn_norms.2.conv_b.bias",
+            ),
+            (
+                "decoder.up.3.attn.2.proj_out.weight",
+                "decoder.up_block.up.3.attn.2.out_proj.weight",
+            ),
+            (
+                "decoder.up.1.block.0.nin_shortcut.weight",
+                "decoder.up_block.up.1.block.0.nin_shortcut.weight",
+            ),
+            (
+                "decoder.up.1.upsample.conv.weight",
+                "decoder.up_block.up.1.upsample.conv.weight",
+            ),
+            (
+                "decoder.time_conv.0.conv.conv.bias",
+                "decoder.time_conv.0.conv.conv.bias",
+            ),
+            ("quantize.embedding.weight", "quantize.embedding.weight"),
+        ] {
+            assert_eq!(hf_name(original), hf, "{original}");
         }
-        for conv in &self.time_conv {
-            let [b, c, f, h, w] = x.dims();
-            x = x
-                .reshape([b, c, f, 1, h, w])
-                .expand([b, c, f, 2, h, w])
-                .reshape([b, c, 2 * f, h, w]);
-            x = swish5(conv.forward(x));
-        }
-        // Frame 0 of each stream.
-        let frame0 = x.narrow(2, 0, 1).squeeze_dim::<4>(2); // [2, c, h, w]
-        let z = frame0.clone().narrow(0, 0, 1);
-        let zq = frame0.narrow(0, 1, 1);
-        let mut h = self.conv_in.forward(z);
-        h = self.mid.0.forward(h, &zq);
-        h = self.mid.1.forward(h, &zq);
-        h = self.mid.2.forward(h, &zq);
-        for level in &self.levels {
-            for (j, res) in level.res.iter().enumerate() {
-                h = res.forward(h, &zq);
-                if let Some(a) = level.attn.get(j) {
-                    h = a.forward(h, &zq);
-                }
-            }
-            if let Some(conv) = &level.upsample {
-                h = conv.forward(upsample(h, 2));
-            }
-        }
-        Ok(self.conv_out.forward(swish(self.norm_out.forward(h, &zq))))
     }
 }

@@ -132,6 +132,9 @@ pub(crate) fn export_table<M: ModuleSnapshot>(
             values = (0..c * r).map(|k| values[(k % r) * c + k / r]).collect();
             shape = vec![c, r];
         }
+        if w.view.conv1x1 {
+            shape.extend([1, 1]);
+        }
         let row: usize = shape.iter().skip(1).product();
         if let Some(o) = &w.view.order {
             let mut undone = vec![0.0; values.len()];
@@ -160,4 +163,28 @@ pub(crate) fn export_table<M: ModuleSnapshot>(
             Some((name, shape, values))
         })
         .collect())
+}
+
+/// The path of every float parameter of `module` (`decoder.up.3.attn.0.q.weight`), in visiting
+/// order, without initializing lazy parameters.
+pub(crate) fn param_paths<M: burn::module::Module>(module: &M) -> Vec<String> {
+    #[derive(Default)]
+    struct Paths {
+        stack: Vec<String>,
+        found: Vec<String>,
+    }
+    impl burn::module::ModuleVisitor for Paths {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.stack.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.stack.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, _param: &burn::module::Param<burn::Tensor<D>>) {
+            self.found.push(self.stack.join("."));
+        }
+    }
+    let mut paths = Paths::default();
+    module.visit(&mut paths);
+    paths.found
 }

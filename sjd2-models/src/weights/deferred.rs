@@ -28,6 +28,9 @@ pub(crate) struct RowView {
     pub order: Option<Vec<usize>>,
     /// Transpose a 2-D tensor (`[out, in]` stored, `[in, out]` loaded).
     pub transpose: bool,
+    /// A 1×1 convolution weight `[out, in, 1, 1]` held as a matrix `[out, in]` (then
+    /// transposed if `transpose`): the trailing unit dimensions are dropped.
+    pub conv1x1: bool,
 }
 
 /// An element type, stored or loaded.
@@ -185,7 +188,10 @@ impl Checkpoint {
         view: RowView,
         target: DType,
     ) -> Option<Result<PackTensor>> {
-        let shape = self.shape(name)?.to_vec();
+        let mut shape = self.shape(name)?.to_vec();
+        if view.conv1x1 && shape.len() == 4 && shape[2..] == [1, 1] {
+            shape.truncate(2);
+        }
         let origin = self.origin();
         let (dtype, file, source) = match (self.entries.get(name), self.pickled.get(name)) {
             (Some(e), _) => (

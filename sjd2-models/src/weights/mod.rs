@@ -16,7 +16,7 @@ mod apply;
 mod deferred;
 mod write;
 
-pub(crate) use apply::{Wanted, export_table};
+pub(crate) use apply::{Wanted, export_table, param_paths};
 use deferred::Element;
 pub(crate) use deferred::RowView;
 pub use write::{StoredDtype, write_safetensors};

@@ -9,12 +9,12 @@ use sjd2_models::weights::Checkpoint;
 
 pub const TOL: f32 = 1e-4;
 
-/// `../shared/fixtures/reference-models` beside the repository (or `$SJD2_FIXTURES`).
+/// The reference fixtures, `tests/fixtures/reference-models` of this crate (or `$SJD2_FIXTURES`).
 pub fn fixtures() -> PathBuf {
     let dir = std::env::var_os("SJD2_FIXTURES")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/reference-models")
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/reference-models")
         });
     assert!(
         dir.is_dir(),
@@ -177,10 +177,12 @@ pub fn check_window(
     );
 }
 
-/// Every tensor of a checkpoint as `f32`, by name.
+/// Every tensor of a checkpoint as `f32`, by name (BatchNorm's integer `num_batches_tracked`
+/// counters, which no model reads, left out).
 pub fn all_tensors(path: &std::path::Path) -> Vec<(String, Vec<usize>, Vec<f32>)> {
     let ck = Checkpoint::open(path).unwrap();
     ck.names()
+        .filter(|n| !n.ends_with(".num_batches_tracked"))
         .map(|n| {
             let (s, d) = ck.read_f32(n).unwrap();
             (n.to_string(), s, d)
@@ -199,4 +201,111 @@ pub fn write_tensors(
         .map(|(n, s, d)| (n.as_str(), s.as_slice(), d.as_slice()))
         .collect();
     sjd2_models::weights::write_safetensors(path, &refs, dtype).unwrap();
+}
+
+/// The key-renaming rules `[pattern, replacement]` a fixture's `meta.json` lists under `key`
+/// (written by the reference generator from the upstream conversion scripts).
+fn meta_rules(case: &str, key: &str) -> Vec<(regex::Regex, String)> {
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixtures().join(case).join("meta.json")).unwrap())
+            .unwrap();
+    meta[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            // Python's `\1` group references as the regex crate's `${1}`.
+            let to = regex::Regex::new(r"\\(\d)")
+                .unwrap()
+                .replace_all(r[1].as_str().unwrap(), "$${$1}")
+                .into_owned();
+            (regex::Regex::new(r[0].as_str().unwrap()).unwrap(), to)
+        })
+        .collect()
+}
+
+fn rename(rules: &[(regex::Regex, String)], name: &str) -> String {
+    rules.iter().fold(name.to_string(), |n, (from, to)| {
+        from.replace_all(&n, to.as_str()).into_owned()
+    })
+}
+
+/// A checkpoint derived from the fixtures, written once per test process into Cargo's
+/// temporary directory for integration tests (the content is deterministic, so processes that
+/// race write the same bytes and the rename into place is atomic).
+fn derived(file: &str, make: impl FnOnce() -> Vec<(String, Vec<usize>, Vec<f32>)>) -> PathBuf {
+    static WRITTEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut written = WRITTEN.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("derived-fixtures");
+    let path = dir.join(file);
+    if !written.iter().any(|f| f == file) {
+        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = dir.join(format!("{file}.{}.partial", std::process::id()));
+        write_tensors(&tmp, &make(), sjd2_models::weights::StoredDtype::F32);
+        std::fs::rename(&tmp, &path).unwrap();
+        written.push(file.to_string());
+    }
+    path
+}
+
+/// The Janus fixture in the original Janus layout (generation path only: `language_model.*`,
+/// `gen_vision_model.*`, `gen_embed`, `gen_aligner`, `gen_head`), written from the transformers
+/// checkpoint with the fixture's own `hf_to_orig_key_regexes`; tensors those rules leave under
+/// `model.` (the understanding path) are dropped. The values are the same f32 values.
+pub fn janus_original_layout() -> PathBuf {
+    derived("janus-original.safetensors", || {
+        let rules = meta_rules("janus", "hf_to_orig_key_regexes");
+        all_tensors(&fixtures().join("janus/hf/model.safetensors"))
+            .into_iter()
+            .map(|(n, s, d)| (rename(&rules, &n), s, d))
+            .filter(|(n, _, _)| !n.starts_with("model."))
+            .collect()
+    })
+}
+
+/// Emu3's vision tokenizer in BAAI's original layout, written from the transformers checkpoint's
+/// `vqmodel.*`: names mapped back by hand (checked against the fixture's
+/// `orig_to_hf_vq_key_regexes`, which must map each one back to its transformers name) and the
+/// `Linear` attention projections stored as 1×1 convolutions `[c, c, 1, 1]`, as BAAI stores them.
+pub fn emu3_original_vq() -> PathBuf {
+    derived("emu3-vq-original.safetensors", || {
+        let forward = meta_rules("emu3", "orig_to_hf_vq_key_regexes");
+        let re = |p: &str| regex::Regex::new(p).unwrap();
+        let back = [
+            (
+                re(r"^(encoder|decoder)\.middle_block\.attn_norm\."),
+                "${1}.mid.attn_1.norm.",
+            ),
+            (re(r"^(encoder|decoder)\.middle_block\."), "${1}.mid."),
+            (
+                re(r"^(encoder\.down|decoder\.up)_block\.(?:down|up)\.(\d+)\.attn_norms\.(\d+)\."),
+                "${1}.${2}.attn.${3}.norm.",
+            ),
+            (
+                re(r"^(encoder\.down|decoder\.up)_block\.(?:down|up)\."),
+                "${1}.",
+            ),
+            (re(r"\.q_proj\."), ".q."),
+            (re(r"\.k_proj\."), ".k."),
+            (re(r"\.v_proj\."), ".v."),
+            (re(r"\.out_proj\."), ".proj_out."),
+        ];
+        let back: Vec<(regex::Regex, String)> =
+            back.into_iter().map(|(r, t)| (r, t.to_string())).collect();
+        all_tensors(&fixtures().join("emu3/hf/model.safetensors"))
+            .into_iter()
+            .filter_map(|(n, mut s, d)| {
+                let hf = n.strip_prefix("vqmodel.")?.to_string();
+                let original = rename(&back, &hf);
+                assert_eq!(rename(&forward, &original), hf, "{original}");
+                let projection = [".q.", ".k.", ".v.", ".proj_out."]
+                    .iter()
+                    .any(|p| original.contains(p));
+                if projection && s.len() == 2 {
+                    s.extend([1, 1]);
+                }
+                Some((original, s, d))
+            })
+            .collect()
+    })
 }
