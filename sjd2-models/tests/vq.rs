@@ -243,9 +243,8 @@ fn emu3_movq_exports_the_checkpoint_it_loaded() {
         let mut stored: Vec<_> = common::all_tensors(&file)
             .into_iter()
             .filter(|(n, _, _)| {
-                n.strip_prefix(prefix).is_some_and(|n| {
-                    !n.starts_with("encoder.") && !n.starts_with("quant_conv.")
-                })
+                n.strip_prefix(prefix)
+                    .is_some_and(|n| !n.starts_with("encoder.") && !n.starts_with("quant_conv."))
             })
             .collect();
         exported.sort_by(|a, b| a.0.cmp(&b.0));
