@@ -188,7 +188,7 @@ fn configs(c: &DemoConfig) -> Vec<Config> {
             family,
             tuned,
             decoder: DecoderConfig {
-                window_len: w,
+                window_len: w.into(),
                 ..base.clone()
             },
         }));
@@ -380,7 +380,7 @@ fn quality(
     let c = &demo.config;
     let decoder = Sjd2Decoder::new(demo.model.clone(), cfg.decoder.clone())?;
     let mut q = Quality {
-        hist: vec![0; cfg.decoder.window_len + 2],
+        hist: vec![0; cfg.decoder.window_len.max_len() + 2],
         ..Quality::default()
     };
     for (chunk_p, chunk_s) in prompts
@@ -641,7 +641,7 @@ fn trajectory(
         base.model.clone(),
         DecoderConfig {
             mode: Mode::Autoregressive,
-            window_len: 1,
+            window_len: sjd2::Window::Fixed(1),
             ..cfg.clone()
         },
     )?
@@ -906,7 +906,9 @@ fn main() -> Result<()> {
     }
     if args.quick {
         // AR, and the SJD and SJD2 defaults with both draft updates.
-        cfgs.retain(|k| k.name == "ar-base" || at_default_window(k.family, k.decoder.window_len));
+        cfgs.retain(|k| {
+            k.name == "ar-base" || at_default_window(k.family, k.decoder.window_len.max_len())
+        });
     }
     std::fs::create_dir_all(&args.out)?;
 
@@ -1021,7 +1023,7 @@ fn main() -> Result<()> {
             .collect();
         json_rows.push(serde_json::json!({
             "name": cfg.name, "family": cfg.family, "tuned": cfg.tuned,
-            "window": cfg.decoder.window_len, "denoising_steps": cfg.decoder.sjd2.denoising_steps,
+            "window": cfg.decoder.window_len.max_len(), "window_policy": cfg.decoder.window_len.to_string(), "denoising_steps": cfg.decoder.sjd2.denoising_steps,
             "passes": passes, "step_compression": comp, "faithfulness": faith,
             "faithfulness_ci95": faith_ci, "colour_cell": cc, "nll_base": nll, "nll_ci95": nll_ci,
             "latency_median_s": quantile(&walls, 0.5), "speedup_median": quantile(&sp, 0.5),
@@ -1081,7 +1083,7 @@ fn main() -> Result<()> {
         let w = if cfg.decoder.mode == Mode::Autoregressive {
             1
         } else {
-            cfg.decoder.window_len + 1
+            cfg.decoder.window_len.max_len() + 1
         };
         let ratio = interp(w) / t1;
         let _ = writeln!(

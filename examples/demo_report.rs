@@ -43,12 +43,12 @@ struct Args {
     /// Guidance scale (default: the model's).
     #[arg(long)]
     guidance: Option<f32>,
-    /// SJD window.
-    #[arg(long, default_value_t = sjd2::demo::SJD_WINDOW)]
-    sjd_window: usize,
-    /// SJD2 window.
-    #[arg(long, default_value_t = sjd2::demo::SJD2_WINDOW)]
-    sjd2_window: usize,
+    /// SJD window: a length, `auto` or `auto:MAX`.
+    #[arg(long, default_value_t = sjd2::Window::Fixed(sjd2::demo::SJD_WINDOW))]
+    sjd_window: sjd2::Window,
+    /// SJD2 window: a length, `auto` or `auto:MAX`.
+    #[arg(long, default_value_t = sjd2::Window::Fixed(sjd2::demo::SJD2_WINDOW))]
+    sjd2_window: sjd2::Window,
     /// Only these configurations (comma-separated names from the table); all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,

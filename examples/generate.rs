@@ -123,9 +123,10 @@ struct Args {
     /// Decoding mode.
     #[arg(long, value_enum, default_value = "sjd2")]
     mode: ModeArg,
-    /// Window length (default: 16 for SJD, 64 for SJD2).
+    /// Window: a length, `auto` (chosen before every pass from this device's measured pass
+    /// times and the acceptance so far) or `auto:MAX` (default: 16 for SJD, 64 for SJD2).
     #[arg(long)]
-    window: Option<usize>,
+    window: Option<sjd2::Window>,
     /// How drafts are redrawn between passes (default: coupled for the demo model, else
     /// independent).
     #[arg(long, value_enum)]
@@ -526,11 +527,11 @@ fn main() -> Result<()> {
         Some(c) => sjd2::demo::decoder_config(c, mode),
         None => DecoderConfig {
             mode,
-            window_len: match mode {
+            window_len: sjd2::Window::Fixed(match mode {
                 Mode::Sjd => sjd2::demo::SJD_WINDOW,
                 Mode::Sjd2 => sjd2::demo::SJD2_WINDOW,
                 _ => 1,
-            },
+            }),
             guidance_scale: 3.0,
             ..DecoderConfig::sjd2()
         },

@@ -71,7 +71,7 @@ fn main() -> Result<()> {
     let base = DecoderConfig {
         sampling,
         guidance_scale: args.guidance,
-        window_len: args.window,
+        window_len: args.window.into(),
         ..DecoderConfig::autoregressive()
     };
     let mut configs: Vec<(String, DecoderConfig)> = vec![("AR".into(), base.clone())];

@@ -1,7 +1,7 @@
 //! Decoder settings for the shipped demo model (`assets/demo`, see `docs/demo-model.md`).
 
 use sjd2_models::demo::DemoConfig;
-use sjd2_sampler::{DecoderConfig, DraftUpdate, LevelConditioning, Mode};
+use sjd2_sampler::{DecoderConfig, DraftUpdate, LevelConditioning, Mode, Window};
 
 /// SJD window used with the demo model unless the caller sets another.
 pub const SJD_WINDOW: usize = 16;
@@ -22,7 +22,7 @@ pub const SJD2_WINDOW: usize = 64;
 /// let path = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/demo/config.json");
 /// let config: DemoConfig = serde_json::from_str(&std::fs::read_to_string(path)?)?;
 /// let decoder = sjd2::demo::decoder_config(&config, Mode::Sjd2);
-/// assert_eq!(decoder.window_len, sjd2::demo::SJD2_WINDOW);
+/// assert_eq!(decoder.window_len, sjd2::Window::Fixed(sjd2::demo::SJD2_WINDOW));
 /// assert_eq!(decoder.draft_update, DraftUpdate::Coupled);
 /// assert_eq!(decoder.sjd2.denoising_steps, 5);
 /// assert_eq!(decoder.sjd2.level_conditioning, LevelConditioning::Sinusoidal);
@@ -31,11 +31,11 @@ pub const SJD2_WINDOW: usize = 64;
 pub fn decoder_config(config: &DemoConfig, mode: Mode) -> DecoderConfig {
     let mut decoder = DecoderConfig {
         mode,
-        window_len: match mode {
+        window_len: Window::Fixed(match mode {
             Mode::Sjd => SJD_WINDOW,
             Mode::Sjd2 => SJD2_WINDOW,
             _ => 1,
-        },
+        }),
         draft_update: DraftUpdate::Coupled,
         guidance_scale: config.guidance_scale,
         ..DecoderConfig::sjd2()

@@ -20,7 +20,7 @@
 //! let device = Device::flex();
 //! let model = ToyModel::new(ToyConfig::default(), &device)?;
 //! let prompt = Prompt::new(vec![model.config().text_token(0)]).with_seed(42);
-//! let decoder = Sjd2Decoder::new(model, DecoderConfig { window_len: 4, ..DecoderConfig::sjd() })?;
+//! let decoder = Sjd2Decoder::new(model, DecoderConfig { window_len: 4.into(), ..DecoderConfig::sjd() })?;
 //! let image = decoder.generate(&prompt)?;
 //! println!("{} tokens in {} passes", image.tokens.len(), image.stats.forward_passes);
 //! # Ok::<(), sjd2::Error>(())
@@ -42,7 +42,7 @@ pub use sjd2_models::LoadError;
 pub use sjd2_sampler::{
     Acceptance, Control, DecoderConfig, DraftInit, DraftUpdate, FinishReason, Generation,
     JacobiSpan, LevelConditioning, LevelPolicy, Mode, Sjd2Decoder, Sjd2Options, Stats, StepEvent,
-    Verification,
+    Verification, Window,
 };
 
 /// Every error of the library, keeping the structure of the crate that raised it: a

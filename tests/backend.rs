@@ -92,12 +92,12 @@ fn greedy_tokens_and_logits_match_the_cpu() {
     for cfg in [
         DecoderConfig::autoregressive(),
         DecoderConfig {
-            window_len: 6,
+            window_len: sjd2::Window::Fixed(6),
             draft_init: DraftInit::HorizontalRepeat,
             ..DecoderConfig::sjd()
         },
         DecoderConfig {
-            window_len: 6,
+            window_len: sjd2::Window::Fixed(6),
             ..DecoderConfig::sjd2()
         },
     ] {

@@ -21,7 +21,7 @@ fn load(weights: DemoWeights) -> DemoModel {
 
 fn config(demo: &DemoModel, mode: Mode, window: usize, sampling: Sampling) -> DecoderConfig {
     DecoderConfig {
-        window_len: window,
+        window_len: window.into(),
         sampling,
         seed: 5,
         ..sjd2::demo::decoder_config(&demo.config, mode)

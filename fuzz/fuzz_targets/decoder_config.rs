@@ -30,7 +30,7 @@ fuzz_target!(|b: &[u8]| {
     };
     let mut cfg = DecoderConfig {
         mode: [Mode::Autoregressive, Mode::Sjd, Mode::Sjd2][byte(17) % 3],
-        window_len: byte(18) % 40,
+        window_len: sjd2_sampler::Window::Fixed(byte(18) % 40),
         draft_init: [DraftInit::Random, DraftInit::HorizontalRepeat, DraftInit::VerticalRepeat][byte(19) % 3],
         draft_update: [DraftUpdate::Independent, DraftUpdate::Coupled][byte(19) / 3 % 2],
         verification: [Verification::Probabilistic, Verification::Jacobi][byte(20) % 2],

@@ -101,7 +101,7 @@ fn greedy_sjd_and_sjd2_match_ar_on_every_adapter() {
             }
             for window in [3, 8] {
                 let sjd = DecoderConfig {
-                    window_len: window,
+                    window_len: window.into(),
                     draft_init: DraftInit::HorizontalRepeat,
                     ..DecoderConfig::sjd()
                 };
@@ -115,7 +115,7 @@ fn greedy_sjd_and_sjd2_match_ar_on_every_adapter() {
                 );
                 assert!(out.stats.forward_passes <= ar.stats.forward_passes);
                 let mut sjd2 = DecoderConfig {
-                    window_len: window,
+                    window_len: window.into(),
                     ..DecoderConfig::sjd2()
                 };
                 sjd2.sjd2.denoising_steps = 4;
@@ -136,7 +136,7 @@ fn greedy_sjd_and_sjd2_match_ar_on_every_adapter() {
 fn sampled_generation_runs_on_every_adapter() {
     for (name, model, prompt) in models() {
         let cfg = DecoderConfig {
-            window_len: 6,
+            window_len: sjd2_sampler::Window::Fixed(6),
             guidance_scale: 2.0,
             sampling: Sampling::top_k(16, 1.0),
             ..DecoderConfig::sjd2()

@@ -30,7 +30,7 @@ fn tiny_vq(mut c: VqConfig, codebook: usize, embed: usize, layout: VqLayout) -> 
 fn run(name: &str, model: LlamaT2I, prompt: Prompt, vq: &dyn ImageDecoder) {
     let layout = model.layout().clone();
     let mut cfg = DecoderConfig {
-        window_len: 6,
+        window_len: sjd2_sampler::Window::Fixed(6),
         guidance_scale: 2.0,
         seed: 5,
         ..DecoderConfig::sjd2()

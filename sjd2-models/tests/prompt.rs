@@ -191,7 +191,7 @@ fn prompt_text_to_image_tokens_on_the_chameleon_fixture() {
         .unwrap()
         .with_seed(3);
     let cfg = DecoderConfig {
-        window_len: 4,
+        window_len: sjd2_sampler::Window::Fixed(4),
         guidance_scale: 3.0,
         ..DecoderConfig::sjd2()
     };

@@ -139,6 +139,98 @@ impl Default for Sjd2Options {
 /// Largest accepted `window_len` (windows far beyond a model's context are a configuration error).
 pub const MAX_WINDOW_LEN: usize = 4096;
 
+/// The longest window [`Window::auto`] may choose.
+pub const AUTO_WINDOW_MAX: usize = 64;
+
+/// How many slots each SJD / SJD2 pass drafts.
+///
+/// ```
+/// use sjd2_sampler::Window;
+///
+/// assert_eq!(Window::from(16), Window::Fixed(16));
+/// assert_eq!(Window::auto().max_len(), 64);
+/// assert_eq!("auto".parse::<Window>()?, Window::auto());
+/// assert_eq!("auto:32".parse::<Window>()?, Window::Auto { max: 32 });
+/// assert_eq!("8".parse::<Window>()?, Window::Fixed(8));
+/// # Ok::<(), sjd2_core::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Window {
+    /// Always this many slots (≥ 1).
+    Fixed(usize),
+    /// Chosen before every pass, in `1..=max`, to maximize the expected tokens committed per
+    /// second: the decoder times passes of several lengths on its device once per batch shape
+    /// (its [`crate::CostCurve`], which can be saved and restored) and weighs them against the
+    /// acceptance seen so far in the generation. Lossless like a fixed window. A prompt's tokens
+    /// then depend on its seed, the cost curve and its batch: reuse a saved curve to reproduce
+    /// them in another process.
+    Auto {
+        /// The longest window it may choose.
+        max: usize,
+    },
+}
+
+impl Window {
+    /// An adaptive window of at most [`AUTO_WINDOW_MAX`] slots.
+    pub const fn auto() -> Self {
+        Self::Auto {
+            max: AUTO_WINDOW_MAX,
+        }
+    }
+
+    /// The longest window a pass may draft.
+    pub const fn max_len(&self) -> usize {
+        match *self {
+            Self::Fixed(w) | Self::Auto { max: w } => w,
+        }
+    }
+
+    /// Whether the window adapts.
+    pub const fn is_auto(&self) -> bool {
+        matches!(self, Self::Auto { .. })
+    }
+}
+
+impl From<usize> for Window {
+    fn from(w: usize) -> Self {
+        Self::Fixed(w)
+    }
+}
+
+impl std::fmt::Display for Window {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Self::Fixed(w) => write!(f, "{w}"),
+            Self::Auto { max } if max == AUTO_WINDOW_MAX => write!(f, "auto"),
+            Self::Auto { max } => write!(f, "auto:{max}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Window {
+    type Err = Error;
+
+    /// `16` (fixed), `auto` or `auto:MAX`.
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || {
+            Error::config(
+                "window_len",
+                format!("expected a number, `auto` or `auto:MAX` (got {s:?})"),
+            )
+        };
+        match s.strip_prefix("auto") {
+            Some("") => Ok(Self::auto()),
+            Some(rest) => rest
+                .strip_prefix(':')
+                .and_then(|m| m.parse().ok())
+                .map(|max| Self::Auto { max })
+                .ok_or_else(bad),
+            None => s.parse().map(Self::Fixed).map_err(|_| bad()),
+        }
+    }
+}
+
 /// Largest accepted `denoising_steps`.
 pub const MAX_DENOISING_STEPS: usize = 10_000;
 
@@ -148,8 +240,8 @@ pub const MAX_DENOISING_STEPS: usize = 10_000;
 pub struct DecoderConfig {
     /// Decoding algorithm.
     pub mode: Mode,
-    /// Drafted slots per pass (SJD, SJD2); ≥ 1.
-    pub window_len: usize,
+    /// Drafted slots per pass (SJD, SJD2): a fixed number (≥ 1) or [`Window::Auto`].
+    pub window_len: Window,
     /// SJD draft initialization.
     pub draft_init: DraftInit,
     /// How surviving drafts are redrawn between passes (SJD, SJD2).
@@ -181,7 +273,7 @@ impl DecoderConfig {
     pub fn autoregressive() -> Self {
         Self {
             mode: Mode::Autoregressive,
-            window_len: 1,
+            window_len: Window::Fixed(1),
             draft_init: DraftInit::Random,
             draft_update: DraftUpdate::Independent,
             verification: Verification::Probabilistic,
@@ -198,7 +290,7 @@ impl DecoderConfig {
     pub fn sjd() -> Self {
         Self {
             mode: Mode::Sjd,
-            window_len: 16,
+            window_len: Window::Fixed(16),
             ..Self::autoregressive()
         }
     }
@@ -207,7 +299,7 @@ impl DecoderConfig {
     pub fn sjd2() -> Self {
         Self {
             mode: Mode::Sjd2,
-            window_len: 32,
+            window_len: Window::Fixed(32),
             ..Self::autoregressive()
         }
     }
@@ -220,10 +312,11 @@ impl DecoderConfig {
     /// `schedule.*`, `max_new_tokens` (0), `verification` (Jacobi with non-greedy sampling is
     /// allowed but documented as lossy; it is not an error).
     pub fn validate(&self) -> Result<()> {
-        if self.window_len == 0 || self.window_len > MAX_WINDOW_LEN {
+        let w = self.window_len.max_len();
+        if w == 0 || w > MAX_WINDOW_LEN {
             return Err(Error::config(
                 "window_len",
-                format!("must be in 1..={MAX_WINDOW_LEN} (got {})", self.window_len),
+                format!("must be in 1..={MAX_WINDOW_LEN} (got {w})"),
             ));
         }
         self.sampling.validate()?;
@@ -287,7 +380,7 @@ mod tests {
         let base = DecoderConfig::sjd2;
         assert_eq!(
             field(DecoderConfig {
-                window_len: 0,
+                window_len: Window::Fixed(0),
                 ..base()
             }),
             Some("window_len")
@@ -354,10 +447,15 @@ mod tests {
         c.sjd2.denoising_steps = usize::MAX;
         assert_eq!(field(c.clone()), Some("denoising_steps"));
         let huge = DecoderConfig {
-            window_len: usize::MAX,
+            window_len: Window::Fixed(usize::MAX),
             ..base()
         };
         assert_eq!(field(huge), Some("window_len"));
+        let zero_auto = DecoderConfig {
+            window_len: Window::Auto { max: 0 },
+            ..base()
+        };
+        assert_eq!(field(zero_auto), Some("window_len"));
         c.mode = Mode::Sjd;
         assert!(
             c.validate().is_ok(),

@@ -1,5 +1,7 @@
 //! [`Sjd2Decoder`]: the decoding loop shared by autoregressive, SJD and SJD2 generation.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use burn::Tensor;
@@ -8,14 +10,18 @@ use rand_distr::{Distribution, StandardNormal};
 use sjd2_core::error::tensor_to_vec;
 use sjd2_core::sampling::sample_index;
 use sjd2_core::{
-    DecodeCache, Dist, EmbeddingNormalizer, Error, JacobiDenoiser, JacobiVerifier,
+    DecodeCache, Dist, Draft, EmbeddingNormalizer, Error, JacobiDenoiser, JacobiVerifier,
     ProbabilisticVerifier, Prompt, PromptRow, Result, Role, ScheduleTable, Target, Verifier,
     VerifyInput, ddim_step, guide, ids_tensor, sinusoidal_level_embedding,
 };
 
-use crate::config::{Acceptance, DecoderConfig, LevelConditioning, Mode, Verification};
+use crate::config::{Acceptance, DecoderConfig, LevelConditioning, Mode, Verification, Window};
 use crate::output::{Control, FinishReason, Generation, StepEvent};
-use crate::window::{BufferOp, BufferSource, Prediction, SampleState, Slot, WindowRules};
+use crate::policy::{CostCurve, WindowPolicy, probe_lengths};
+use crate::window::{BufferOp, BufferSource, Commit, Prediction, SampleState, Slot, WindowRules};
+
+/// Timed passes per probe length when measuring a cost curve (the fastest counts).
+const PROBE_REPEATS: usize = 2;
 
 struct NoiseSetup {
     table: ScheduleTable,
@@ -33,7 +39,7 @@ struct NoiseSetup {
 /// let device = Device::flex();
 /// let model = ToyModel::new(ToyConfig::default(), &device)?;
 /// let prompt = Prompt::new(vec![model.config().text_token(0)]);
-/// let config = DecoderConfig { window_len: 3, sampling: Sampling::Greedy, ..DecoderConfig::sjd() };
+/// let config = DecoderConfig { window_len: 3.into(), sampling: Sampling::Greedy, ..DecoderConfig::sjd() };
 /// let sjd = Sjd2Decoder::new(model.clone(), config)?.generate(&prompt)?;
 /// let ar = Sjd2Decoder::new(model, DecoderConfig { sampling: Sampling::Greedy, ..DecoderConfig::autoregressive() })?
 ///     .generate(&prompt)?;
@@ -46,6 +52,8 @@ pub struct Sjd2Decoder<M: JacobiDenoiser> {
     config: DecoderConfig,
     verifier: Box<dyn Verifier>,
     noise: Option<NoiseSetup>,
+    /// Measured or restored cost curves by cache rows (batch shape).
+    costs: Mutex<BTreeMap<usize, CostCurve>>,
 }
 
 impl<M: JacobiDenoiser> std::fmt::Debug for Sjd2Decoder<M> {
@@ -69,6 +77,7 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
             config: DecoderConfig::autoregressive(),
             verifier: Box::new(ProbabilisticVerifier),
             noise: None,
+            costs: Mutex::new(BTreeMap::new()),
         };
         d.set_config(config)?;
         Ok(d)
@@ -111,6 +120,23 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
     /// Uses a custom verification criterion instead of the configured one.
     pub fn with_verifier(mut self, verifier: impl Verifier + 'static) -> Self {
         self.verifier = Box::new(verifier);
+        self
+    }
+
+    /// The cost curves this decoder has measured (or was given) for [`Window::Auto`], by the
+    /// number of cache rows of the batch (samples, times two with guidance). Save them
+    /// ([`CostCurve::to_json`], or serde) so that a later process skips the measurement and
+    /// chooses the same windows.
+    pub fn cost_curves(&self) -> BTreeMap<usize, CostCurve> {
+        self.costs.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Uses `curves` (by cache rows, as [`Sjd2Decoder::cost_curves`] returns them) instead of
+    /// measuring.
+    pub fn with_cost_curves(self, curves: BTreeMap<usize, CostCurve>) -> Self {
+        if let Ok(mut c) = self.costs.lock() {
+            c.extend(curves);
+        }
         self
     }
 
@@ -219,6 +245,10 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
         Ok(longest)
     }
 
+    /// Decodes a batch: prefill, then passes of propose (window embeddings and one forward
+    /// pass), verify (each sample's targets against its drafts), commit (the accepted tokens,
+    /// and the cache rolled back to what stays), choose the next window, and refine (the
+    /// surviving slots redrawn or denoised, the window refilled), until every sample is done.
     fn run(
         &self,
         prompts: &[Prompt],
@@ -231,15 +261,10 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
         let cfg = &self.config;
         let model = &self.model;
         let layout = model.layout().clone();
-        let range = layout.image_token_range();
-        let vimg = range.len();
         let target = cfg
             .max_new_tokens
             .map_or(layout.len(), |m| m.min(layout.len()));
-        let s = prompts.len();
-        let guided = cfg.uses_guidance();
-        let lossy = cfg.sjd2.acceptance == Acceptance::Lossy && cfg.mode == Mode::Sjd2;
-
+        let samples = prompts.len();
         let mut rows: Vec<PromptRow> = prompts
             .iter()
             .map(|prompt| PromptRow {
@@ -247,13 +272,13 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
                 role: Role::Conditional,
             })
             .collect();
-        if guided {
+        if cfg.uses_guidance() {
             rows.extend(prompts.iter().map(|prompt| PromptRow {
                 prompt,
                 role: Role::Unconditional,
             }));
         }
-        let longest = self.check_prompts(&rows, s)?;
+        let longest = self.check_prompts(&rows, samples)?;
         if longest + target > model.max_sequence_len() {
             return Err(Error::SequenceTooLong {
                 what: "prompt plus generated image".into(),
@@ -261,17 +286,13 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
                 max: model.max_sequence_len(),
             });
         }
-        let w = if cfg.mode == Mode::Autoregressive {
-            0
-        } else {
-            cfg.window_len
-        };
+        let max_window = self.max_window();
         // Lossy acceptance can leave up to w + 1 pending tokens; padding adds one window more.
-        let capacity = longest + target + 2 * w + 2;
+        let capacity = longest + target + 2 * max_window + 2;
         let mut cache = model.new_cache(rows.len(), capacity)?;
-        let rules = WindowRules {
+        let mut rules = WindowRules {
             layout: &layout,
-            window_len: w,
+            window_len: max_window,
             plain_prefix: cfg.jacobi_span.plain_prefix,
             plain_suffix: cfg.jacobi_span.plain_suffix,
             draft_init: cfg.draft_init,
@@ -288,42 +309,39 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
                 SampleState::new(p.seed.unwrap_or(cfg.seed.wrapping_add(i as u64)), target)
             })
             .collect();
-        let finish = |len: usize| {
-            if len >= layout.len() {
-                FinishReason::Complete
-            } else {
-                FinishReason::MaxNewTokens
-            }
-        };
 
-        // Pass 1: prefill gives the first position.
+        // Pass 1: the prefill gives the first position.
         let first = model.prefill(&mut cache, &rows)?;
-        let host = self.guided_image_logits(first.unsqueeze_dim::<3>(1), s)?;
-        let mut fresh = vec![0usize; s];
-        let mut plans = Vec::with_capacity(s);
+        let host = self.guided_image_logits(first.unsqueeze_dim::<3>(1), samples)?;
+        let mut policy = self.window_policy(&mut cache, samples)?;
+        rules.window_len = policy.choose(1);
+        let mut fresh = vec![0usize; samples];
+        let mut plans = Vec::with_capacity(samples);
         for (b, st) in states.iter_mut().enumerate() {
             let token = match layout.forced_token(0) {
                 Some(t) => t,
                 None => {
-                    let mut row = host[b * vimg..(b + 1) * vimg].to_vec();
-                    cfg.sampling
-                        .process_in_place(&mut row, &|| format!("prefill logits of sample {b}"))?;
-                    range.start + draw(&row, &mut st.rng, b)?
+                    self.sample_row(&host, b, b, &mut st.rng, &|| {
+                        format!("prefill logits of sample {b}")
+                    })?
+                    .1
                 }
             };
-            st.pending = 1;
-            st.stats.forward_passes = 1;
-            st.stats.tokens_per_pass.push(1);
+            st.begin();
             plans.push(st.advance(&rules, &[token], Vec::new(), &mut fresh[b])?);
-            if st.tokens.len() >= target {
-                st.finished = Some(finish(st.tokens.len()));
-            }
+            st.finish_if_done(layout.len());
         }
         let mut buffer = self.update_buffer(None, &plans, &mut states, &fresh)?;
-        let mut cancelled = emit(&states, &[true].repeat(s), on_step, &[0].repeat(s));
+        let mut cancelled = emit(
+            &states,
+            &[true].repeat(samples),
+            on_step,
+            &[0].repeat(samples),
+        );
 
         while !cancelled && states.iter().any(SampleState::active) {
             let active: Vec<bool> = states.iter().map(SampleState::active).collect();
+            // Propose: every active sample's pending tokens and slots, in one forward pass.
             let len = states
                 .iter()
                 .filter(|st| st.active())
@@ -332,106 +350,49 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
                 .unwrap_or(1);
             let lens_before = cache.lens().to_vec();
             let embeddings = self.window_embeddings(&states, len, buffer.as_ref())?;
-            let embeddings = if guided {
+            let embeddings = if cfg.uses_guidance() {
                 Tensor::cat(vec![embeddings.clone(), embeddings], 0)
             } else {
                 embeddings
             };
             let logits = model.forward(&mut cache, embeddings)?;
-            let host = self.guided_image_logits(logits, s)?;
+            let host = self.guided_image_logits(logits, samples)?;
 
-            fresh.iter_mut().for_each(|f| *f = 0);
-            plans.clear();
-            let mut accepted_now = vec![0usize; s];
+            // Verify and commit, sample by sample.
+            let mut commits: Vec<Option<(Commit, Vec<Prediction>)>> = Vec::with_capacity(samples);
             for (b, st) in states.iter_mut().enumerate() {
-                if !active[b] {
-                    plans.push(Vec::new());
-                    for r in [b, b + s].into_iter().filter(|&r| r < rows.len()) {
-                        cache.rollback_to(r, lens_before[r])?;
-                    }
-                    continue;
-                }
-                let base = st.pending - 1;
-                let width = st.slots.len();
-                let g = st.tokens.len();
-                let mut probs: Vec<Option<Vec<f32>>> = Vec::with_capacity(width + 1);
-                let mut ys = Vec::with_capacity(width + 1);
-                for i in 0..=width {
-                    if let Some(t) = layout.forced_token(g + i) {
-                        probs.push(None);
-                        ys.push(t);
-                        continue;
-                    }
-                    let off = (b * len + base + i) * vimg;
-                    let mut row = host[off..off + vimg].to_vec();
-                    cfg.sampling.process_in_place(&mut row, &|| {
-                        format!("logits of sample {b} at window index {}", base + i)
-                    })?;
-                    ys.push(range.start + draw(&row, &mut st.rng, b)?);
-                    probs.push(Some(row));
-                }
-                let outcome = {
-                    let targets: Vec<Target> = probs
-                        .iter()
-                        .zip(&ys)
-                        .map(|(p, &y)| match p {
-                            Some(p) => Target::Dist(Dist {
-                                offset: range.start,
-                                probs: p,
-                            }),
-                            None => Target::Forced(y),
-                        })
-                        .collect();
-                    let drafts: Vec<_> = st
-                        .slots
-                        .iter()
-                        .map(|x| x.draft(range.start, lossy))
-                        .collect();
-                    let input = VerifyInput {
-                        drafts: &drafts,
-                        targets: &targets,
-                        samples: &ys,
-                        top_k: cfg.sampling.top_k_value(),
-                    };
-                    self.verifier.verify(&input, &mut st.rng)?
+                let keep = if active[b] {
+                    let (commit, predictions) = self.verify_and_commit(st, &host, b, len)?;
+                    policy.observe(st.slots.len(), commit.verifiable, commit.accepted);
+                    let keep = commit.cached;
+                    commits.push(Some((commit, predictions)));
+                    keep
+                } else {
+                    commits.push(None);
+                    0
                 };
-                let a = outcome.accepted.min(width);
-                let mut committed: Vec<u32> = st.slots[..a]
-                    .iter()
-                    .map(|slot| match slot {
-                        Slot::Forced(t) | Slot::Clean { token: t, .. } => *t,
-                        Slot::Noisy { prediction, .. } => {
-                            prediction.as_ref().map_or(ys[0], |p| p.0)
-                        }
-                    })
-                    .collect();
-                committed.push(outcome.next_token);
-                committed.truncate(target - g);
-                let kept = st.slots[..a]
-                    .iter()
-                    .take_while(|x| x.fed_token().is_some())
-                    .count();
-                for r in [b, b + s].into_iter().filter(|&r| r < rows.len()) {
-                    cache.rollback_to(r, lens_before[r] + st.pending + kept)?;
-                }
-                st.pending = committed.len() - kept;
-                st.stats.forward_passes += 1;
-                st.stats.tokens_per_pass.push(committed.len());
-                st.stats.accepted_drafts += a;
-                accepted_now[b] = a;
-                let predictions = ys
-                    .iter()
-                    .zip(probs)
-                    .take(width)
-                    .map(|(&token, probs)| Prediction { token, probs })
-                    .collect();
-                plans.push(st.advance(&rules, &committed, predictions, &mut fresh[b])?);
-                if st.tokens.len() >= target {
-                    st.finished = Some(finish(st.tokens.len()));
+                for r in [b, b + samples].into_iter().filter(|&r| r < rows.len()) {
+                    cache.rollback_to(r, lens_before[r] + keep)?;
                 }
             }
+
+            // Choose the next window from finished passes only, then refine and refill.
+            let pending = states.iter().map(|st| st.pending).max().unwrap_or(1);
+            rules.window_len = policy.choose(pending);
+            fresh.iter_mut().for_each(|f| *f = 0);
+            plans.clear();
+            let mut accepted_now = vec![0usize; samples];
+            for (b, (st, commit)) in states.iter_mut().zip(commits).enumerate() {
+                let Some((commit, predictions)) = commit else {
+                    plans.push(Vec::new());
+                    continue;
+                };
+                accepted_now[b] = commit.accepted;
+                plans.push(st.advance(&rules, &commit.tokens, predictions, &mut fresh[b])?);
+                st.finish_if_done(layout.len());
+            }
             buffer = self.update_buffer(buffer, &plans, &mut states, &fresh)?;
-            tracing::trace!(len, accepted = ?accepted_now, "decoding pass");
+            tracing::trace!(len, accepted = ?accepted_now, next_window = rules.window_len, "decoding pass");
             cancelled = emit(&states, &active, on_step, &accepted_now);
         }
 
@@ -448,6 +409,164 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
                 }
             })
             .collect())
+    }
+
+    /// The longest window a pass may draft (0 in autoregressive mode).
+    fn max_window(&self) -> usize {
+        match self.config.mode {
+            Mode::Autoregressive => 0,
+            _ => self.config.window_len.max_len(),
+        }
+    }
+
+    /// The processed distribution of sample `b` at pass position `index` (rows of `len`
+    /// positions in `host`) and a token drawn from it.
+    fn sample_row(
+        &self,
+        host: &[f32],
+        b: usize,
+        at: usize,
+        rng: &mut sjd2_core::SampleRng,
+        what: &dyn Fn() -> String,
+    ) -> Result<(Vec<f32>, u32)> {
+        let range = self.model.layout().image_token_range();
+        let vimg = range.len();
+        let mut row = host[at * vimg..(at + 1) * vimg].to_vec();
+        self.config.sampling.process_in_place(&mut row, what)?;
+        let token = range.start + draw(&row, rng, b)?;
+        Ok((row, token))
+    }
+
+    /// Verifies sample `b`'s slots against this pass's distributions (`host` holds `len`
+    /// positions per sample) and commits the outcome; returns the commit and, for each slot,
+    /// the sample and distribution this pass gave its position (to refine it).
+    fn verify_and_commit(
+        &self,
+        st: &mut SampleState,
+        host: &[f32],
+        b: usize,
+        len: usize,
+    ) -> Result<(Commit, Vec<Prediction>)> {
+        let cfg = &self.config;
+        let layout = self.model.layout();
+        let offset = layout.image_token_range().start;
+        let lossy = cfg.sjd2.acceptance == Acceptance::Lossy && cfg.mode == Mode::Sjd2;
+        let base = st.pending - 1;
+        let width = st.slots.len();
+        let generated = st.tokens.len();
+        let mut probs: Vec<Option<Vec<f32>>> = Vec::with_capacity(width + 1);
+        let mut ys = Vec::with_capacity(width + 1);
+        for i in 0..=width {
+            if let Some(t) = layout.forced_token(generated + i) {
+                probs.push(None);
+                ys.push(t);
+                continue;
+            }
+            let (row, y) = self.sample_row(host, b, b * len + base + i, &mut st.rng, &|| {
+                format!("logits of sample {b} at window index {}", base + i)
+            })?;
+            ys.push(y);
+            probs.push(Some(row));
+        }
+        let targets: Vec<Target> = probs
+            .iter()
+            .zip(&ys)
+            .map(|(p, &y)| match p {
+                Some(p) => Target::Dist(Dist { offset, probs: p }),
+                None => Target::Forced(y),
+            })
+            .collect();
+        let drafts: Vec<_> = st.slots.iter().map(|x| x.draft(offset, lossy)).collect();
+        let verifiable = drafts
+            .iter()
+            .take_while(|d| !matches!(d, Draft::Stop))
+            .count();
+        let input = VerifyInput {
+            drafts: &drafts,
+            targets: &targets,
+            samples: &ys,
+            top_k: cfg.sampling.top_k_value(),
+        };
+        let outcome = self.verifier.verify(&input, &mut st.rng)?;
+        let commit = st.commit(outcome.accepted, outcome.next_token, ys[0], verifiable);
+        let predictions = ys
+            .iter()
+            .zip(probs)
+            .take(width)
+            .map(|(&token, probs)| Prediction { token, probs })
+            .collect();
+        Ok((commit, predictions))
+    }
+
+    /// The window policy of one generation: a fixed window, or an adaptive one with this
+    /// decoder's cost curve for the batch shape (measured now, on the prefilled `cache`, if it
+    /// has none yet).
+    fn window_policy(&self, cache: &mut M::Cache, samples: usize) -> Result<WindowPolicy> {
+        let max = self.max_window();
+        let Window::Auto { .. } = self.config.window_len else {
+            return Ok(WindowPolicy::fixed(max));
+        };
+        if self.config.mode == Mode::Autoregressive {
+            return Ok(WindowPolicy::fixed(0));
+        }
+        let rows = cache.rows();
+        let known = self.costs.lock().ok().and_then(|c| c.get(&rows).cloned());
+        let curve = match known {
+            Some(curve) => curve,
+            None => {
+                let curve = self.measure_cost_curve(cache, samples, max)?;
+                tracing::debug!(rows, points = ?curve.points(), "measured the cost curve");
+                if let Ok(mut c) = self.costs.lock() {
+                    c.insert(rows, curve.clone());
+                }
+                curve
+            }
+        };
+        Ok(WindowPolicy::auto(curve, max))
+    }
+
+    /// Times passes of [`probe_lengths`] on the prefilled `cache` (pad tokens, rolled back
+    /// afterwards; no random numbers are drawn): forward, guidance, the copy to the host and
+    /// the sampling transforms of every position, best of [`PROBE_REPEATS`].
+    fn measure_cost_curve(
+        &self,
+        cache: &mut M::Cache,
+        samples: usize,
+        max: usize,
+    ) -> Result<CostCurve> {
+        let device = self.model.device();
+        let lens_before = cache.lens().to_vec();
+        let range = self.model.layout().image_token_range();
+        let mut points = Vec::new();
+        for len in probe_lengths(max) {
+            let mut best = f64::INFINITY;
+            for _ in 0..PROBE_REPEATS {
+                let clock = Instant::now();
+                let ids = vec![range.start; samples * len];
+                let embeddings =
+                    self.model
+                        .embed_tokens(ids_tensor(&ids, [samples, len], &device))?;
+                let embeddings = if self.config.uses_guidance() {
+                    Tensor::cat(vec![embeddings.clone(), embeddings], 0)
+                } else {
+                    embeddings
+                };
+                let logits = self.model.forward(cache, embeddings)?;
+                let host = self.guided_image_logits(logits, samples)?;
+                for row in host.chunks(range.len()) {
+                    let mut row = row.to_vec();
+                    self.config
+                        .sampling
+                        .process_in_place(&mut row, &|| "cost probe logits".into())?;
+                }
+                best = best.min(clock.elapsed().as_secs_f64());
+                for (r, &l) in lens_before.iter().enumerate() {
+                    cache.rollback_to(r, l)?;
+                }
+            }
+            points.push((len, best.max(1e-9)));
+        }
+        CostCurve::new(points)
     }
 
     /// Input embeddings `[samples, len, hidden]` of the next pass: pending tokens, then slots
@@ -528,11 +647,7 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
             return Ok(None);
         };
         let device = self.model.device();
-        let (s, w, d) = (
-            states.len(),
-            self.config.window_len,
-            self.model.hidden_size(),
-        );
+        let (s, w, d) = (states.len(), self.max_window(), self.model.hidden_size());
         let f = fresh.iter().copied().max().unwrap_or(0).max(1);
         let mut eps = vec![0f32; s * f * d];
         for (b, st) in states.iter_mut().enumerate() {

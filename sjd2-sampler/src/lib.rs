@@ -19,11 +19,14 @@
 mod config;
 mod decoder;
 mod output;
+mod policy;
 mod window;
 
 pub use config::{
-    Acceptance, DecoderConfig, DraftInit, DraftUpdate, JacobiSpan, LevelConditioning, LevelPolicy,
-    MAX_DENOISING_STEPS, MAX_WINDOW_LEN, Mode, Sjd2Options, Verification,
+    AUTO_WINDOW_MAX, Acceptance, DecoderConfig, DraftInit, DraftUpdate, JacobiSpan,
+    LevelConditioning, LevelPolicy, MAX_DENOISING_STEPS, MAX_WINDOW_LEN, Mode, Sjd2Options,
+    Verification, Window,
 };
 pub use decoder::Sjd2Decoder;
 pub use output::{Control, FinishReason, Generation, SlotKind, SlotView, Stats, StepEvent};
+pub use policy::CostCurve;

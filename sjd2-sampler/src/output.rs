@@ -19,10 +19,13 @@ pub enum FinishReason {
 pub struct Stats {
     /// Model calls this sample took part in, prefill included (one per call, whatever the window).
     pub forward_passes: usize,
-    /// Tokens committed by each of those passes (each in `1..=window_len+1`).
+    /// Tokens committed by each of those passes (each in `1..=` its window `+ 1`).
     pub tokens_per_pass: Vec<usize>,
     /// Drafted tokens accepted by verification (forced tokens in the window included).
     pub accepted_drafts: usize,
+    /// Slots each of those passes drafted (0 for the prefill and plain passes): the window the
+    /// policy chose, shortened near the end of the image.
+    pub windows: Vec<usize>,
     /// Wall time of the whole call that produced this sample (shared by a batch).
     pub wall_time: Duration,
 }

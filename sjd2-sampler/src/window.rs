@@ -124,6 +124,19 @@ pub(crate) struct SampleState {
     pub target_len: usize,
 }
 
+/// What one verified pass commits for a sample.
+pub(crate) struct Commit {
+    /// The accepted drafts and the token after them.
+    pub tokens: Vec<u32>,
+    /// Drafts accepted.
+    pub accepted: usize,
+    /// Leading slots verification could accept (clean drafts and forced tokens).
+    pub verifiable: usize,
+    /// How many of the pass's cache entries for this sample stay: the pending tokens and the
+    /// accepted slots that were fed as token embeddings.
+    pub cached: usize,
+}
+
 /// The window-shaping settings shared by all samples.
 pub(crate) struct WindowRules<'a> {
     pub layout: &'a ImageLayout,
@@ -181,6 +194,67 @@ impl SampleState {
 
     pub(crate) fn active(&self) -> bool {
         self.finished.is_none()
+    }
+
+    /// Records the prefill's token (not yet in the cache).
+    pub(crate) fn begin(&mut self) {
+        self.pending = 1;
+        self.stats.forward_passes = 1;
+        self.stats.tokens_per_pass.push(1);
+        self.stats.windows.push(0);
+    }
+
+    /// Marks the sample finished once it holds its target length (`Complete` when that is the
+    /// whole layout of `layout_len` positions).
+    pub(crate) fn finish_if_done(&mut self, layout_len: usize) {
+        if self.tokens.len() >= self.target_len {
+            self.finished = Some(if self.tokens.len() >= layout_len {
+                FinishReason::Complete
+            } else {
+                FinishReason::MaxNewTokens
+            });
+        }
+    }
+
+    /// Commits a verified pass: the first `accepted` slots (a noisy slot, accepted only in
+    /// lossy mode, as its latest prediction, or `fallback` without one) and `next`. Updates
+    /// the pending count and the statistics; the slots themselves are refilled by
+    /// [`SampleState::advance`].
+    pub(crate) fn commit(
+        &mut self,
+        accepted: usize,
+        next: u32,
+        fallback: u32,
+        verifiable: usize,
+    ) -> Commit {
+        let width = self.slots.len();
+        let accepted = accepted.min(width);
+        let accepted_slots = &self.slots[..accepted];
+        let mut tokens: Vec<u32> = accepted_slots
+            .iter()
+            .map(|slot| match slot {
+                Slot::Forced(t) | Slot::Clean { token: t, .. } => *t,
+                Slot::Noisy { prediction, .. } => prediction.as_ref().map_or(fallback, |p| p.0),
+            })
+            .collect();
+        tokens.push(next);
+        tokens.truncate(self.target_len.saturating_sub(self.tokens.len()));
+        let fed = accepted_slots
+            .iter()
+            .take_while(|x| x.fed_token().is_some())
+            .count();
+        let cached = self.pending + fed;
+        self.pending = tokens.len().saturating_sub(fed);
+        self.stats.forward_passes += 1;
+        self.stats.tokens_per_pass.push(tokens.len());
+        self.stats.accepted_drafts += accepted;
+        self.stats.windows.push(width);
+        Commit {
+            tokens,
+            accepted,
+            verifiable,
+            cached,
+        }
     }
 
     pub(crate) fn window_view(&self) -> Vec<SlotView> {

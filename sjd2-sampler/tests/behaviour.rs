@@ -13,7 +13,7 @@ use sjd2_sampler::{
 
 fn all_modes() -> Vec<DecoderConfig> {
     let mut lossy = DecoderConfig {
-        window_len: 6,
+        window_len: sjd2_sampler::Window::Fixed(6),
         ..DecoderConfig::sjd2()
     };
     lossy.sjd2.acceptance = Acceptance::Lossy;
@@ -21,16 +21,16 @@ fn all_modes() -> Vec<DecoderConfig> {
     vec![
         DecoderConfig::autoregressive(),
         DecoderConfig {
-            window_len: 5,
+            window_len: sjd2_sampler::Window::Fixed(5),
             draft_init: DraftInit::VerticalRepeat,
             ..DecoderConfig::sjd()
         },
         DecoderConfig {
-            window_len: 8,
+            window_len: sjd2_sampler::Window::Fixed(8),
             ..DecoderConfig::sjd2()
         },
         DecoderConfig {
-            window_len: 7,
+            window_len: sjd2_sampler::Window::Fixed(7),
             draft_update: DraftUpdate::Coupled,
             ..DecoderConfig::sjd2()
         },
@@ -166,7 +166,7 @@ fn observing_steps_does_not_change_tokens_and_sees_the_window() {
             .generate_with(&p, |e| {
                 events += 1;
                 assert_eq!(e.pass, events);
-                assert!(e.committed >= 1 && e.committed <= cfg.window_len + 1);
+                assert!(e.committed >= 1 && e.committed <= cfg.window_len.max_len() + 1);
                 saw_noisy |= e
                     .window
                     .iter()
@@ -232,7 +232,7 @@ fn sjd_saves_forward_passes_on_average() {
     let passes = |cfg| total_passes(&model, &p, cfg);
     let ar = passes(DecoderConfig::autoregressive());
     let sjd = passes(DecoderConfig {
-        window_len: 8,
+        window_len: sjd2_sampler::Window::Fixed(8),
         ..DecoderConfig::sjd()
     });
     assert_eq!(ar, 32 * model.layout().len());
@@ -262,11 +262,11 @@ fn coupled_draft_updates_save_passes_over_independent_ones() {
     sjd2.sjd2.denoising_steps = 4;
     for base in [DecoderConfig::sjd(), sjd2] {
         let independent = passes(DecoderConfig {
-            window_len: 8,
+            window_len: sjd2_sampler::Window::Fixed(8),
             ..base.clone()
         });
         let coupled = passes(DecoderConfig {
-            window_len: 8,
+            window_len: sjd2_sampler::Window::Fixed(8),
             draft_update: DraftUpdate::Coupled,
             ..base.clone()
         });
@@ -327,7 +327,7 @@ fn invalid_configs_are_rejected_by_the_decoder() {
     let e = Sjd2Decoder::new(
         model.clone(),
         DecoderConfig {
-            window_len: 0,
+            window_len: sjd2_sampler::Window::Fixed(0),
             ..DecoderConfig::sjd()
         },
     )

@@ -71,7 +71,7 @@ fn sampled(cfg: DecoderConfig, guidance: f32, sampling: Sampling) -> DecoderConf
 
 fn sjd(window: usize, init: DraftInit) -> DecoderConfig {
     DecoderConfig {
-        window_len: window,
+        window_len: window.into(),
         draft_init: init,
         ..DecoderConfig::sjd()
     }
@@ -149,7 +149,7 @@ fn sjd2_clean_prefix_no_guidance() {
     let m = small_toy(11);
     let mut cfg = sampled(
         DecoderConfig {
-            window_len: 3,
+            window_len: sjd2_sampler::Window::Fixed(3),
             ..DecoderConfig::sjd2()
         },
         1.0,
@@ -164,7 +164,7 @@ fn sjd2_clean_prefix_with_guidance() {
     let m = small_toy(12);
     let mut cfg = sampled(
         DecoderConfig {
-            window_len: 4,
+            window_len: sjd2_sampler::Window::Fixed(4),
             ..DecoderConfig::sjd2()
         },
         1.5,
@@ -206,7 +206,7 @@ fn sjd2_coupled_drafts_with_guidance() {
     let m = small_toy(12);
     let mut cfg = sampled(
         DecoderConfig {
-            window_len: 4,
+            window_len: sjd2_sampler::Window::Fixed(4),
             draft_update: DraftUpdate::Coupled,
             ..DecoderConfig::sjd2()
         },

@@ -42,7 +42,7 @@ fn greedy_sjd_equals_greedy_ar() {
                 ] {
                     for verification in [Verification::Probabilistic, Verification::Jacobi] {
                         let cfg = DecoderConfig {
-                            window_len: window,
+                            window_len: window.into(),
                             draft_init: init,
                             verification,
                             seed: seed * 31 + window as u64,
@@ -95,7 +95,7 @@ fn greedy_sjd2_equals_greedy_ar() {
                         for conditioning in [LevelConditioning::None, LevelConditioning::Sinusoidal]
                         {
                             let mut cfg = DecoderConfig {
-                                window_len: window,
+                                window_len: window.into(),
                                 seed,
                                 ..greedy(DecoderConfig::sjd2(), guidance)
                             };
@@ -129,7 +129,7 @@ fn jacobi_span_and_max_new_tokens_keep_greedy_exactness() {
         .generate(&p)
         .unwrap();
     let cfg = DecoderConfig {
-        window_len: 6,
+        window_len: sjd2_sampler::Window::Fixed(6),
         jacobi_span: JacobiSpan {
             plain_prefix: 3,
             plain_suffix: 5,
@@ -154,7 +154,7 @@ fn jacobi_span_and_max_new_tokens_keep_greedy_exactness() {
     for mode in [Mode::Sjd, Mode::Sjd2, Mode::Autoregressive] {
         let cfg = DecoderConfig {
             mode,
-            window_len: 4,
+            window_len: sjd2_sampler::Window::Fixed(4),
             max_new_tokens: Some(9),
             ..greedy(DecoderConfig::sjd(), 1.0)
         };

@@ -22,7 +22,7 @@ fn rss_does_not_grow_over_100_generations() {
     let model = medium_toy(4);
     let p = prompt(&model, &[1, 2]);
     let cfg = DecoderConfig {
-        window_len: 8,
+        window_len: sjd2_sampler::Window::Fixed(8),
         guidance_scale: 2.0,
         ..DecoderConfig::sjd2()
     };
