@@ -359,3 +359,99 @@ fn nan_logits_are_a_typed_error() {
         assert!(matches!(e, Error::NonFinite { .. }), "{e}");
     }
 }
+
+/// Windows drafted by passes that were not shortened by the end of the image.
+fn free_windows(g: &sjd2_sampler::Generation, max: usize) -> Vec<usize> {
+    let mut at = 0;
+    let mut free = Vec::new();
+    for (&w, &n) in g.stats.windows.iter().zip(&g.stats.tokens_per_pass) {
+        if w > 0 && at + 1 + max < g.tokens.len() {
+            free.push(w);
+        }
+        at += n;
+    }
+    free
+}
+
+#[test]
+fn adaptive_windows_follow_the_cost_curve() {
+    use sjd2_sampler::{CostCurve, Window};
+    use std::collections::BTreeMap;
+    let model = medium_toy(5);
+    let p = prompt(&model, &[0, 1]);
+    let cfg = DecoderConfig {
+        window_len: Window::Auto { max: 6 },
+        draft_update: DraftUpdate::Coupled,
+        guidance_scale: 2.0,
+        ..DecoderConfig::sjd()
+    };
+    let with = |curve: CostCurve| {
+        Sjd2Decoder::new(model.clone(), cfg.clone())
+            .unwrap()
+            .with_cost_curves(BTreeMap::from([(2, curve)]))
+    };
+    // Passes that cost the same at any length: every pass drafts the longest window.
+    let flat = with(CostCurve::flat()).generate(&p).unwrap();
+    let windows = free_windows(&flat, 6);
+    assert!(
+        !windows.is_empty() && windows.iter().all(|&w| w == 6),
+        "{windows:?}"
+    );
+    // Cost proportional to length: a slot must be accepted nearly always to pay for itself.
+    let linear = CostCurve::new(vec![(1, 1.0), (100, 100.0)]).unwrap();
+    let steep = with(linear).generate(&p).unwrap();
+    let windows = free_windows(&steep, 6);
+    assert!(windows.iter().all(|&w| w <= 2), "{windows:?}");
+    // Lossless either way: greedy adaptive decoding equals greedy AR.
+    let greedy = DecoderConfig {
+        sampling: Sampling::Greedy,
+        ..cfg.clone()
+    };
+    let ar = Sjd2Decoder::new(
+        model.clone(),
+        DecoderConfig {
+            mode: Mode::Autoregressive,
+            ..greedy.clone()
+        },
+    )
+    .unwrap()
+    .generate(&p)
+    .unwrap();
+    let adaptive = Sjd2Decoder::new(model.clone(), greedy)
+        .unwrap()
+        .generate(&p)
+        .unwrap();
+    assert_eq!(adaptive.tokens, ar.tokens);
+}
+
+#[test]
+fn the_cost_curve_is_measured_once_and_reproduces_tokens() {
+    use sjd2_sampler::Window;
+    let model = medium_toy(6);
+    let p = prompt(&model, &[2]).with_seed(9);
+    let cfg = DecoderConfig {
+        window_len: Window::Auto { max: 8 },
+        guidance_scale: 2.0,
+        ..DecoderConfig::sjd2()
+    };
+    let d = Sjd2Decoder::new(Counting::new(model.clone()), cfg.clone()).unwrap();
+    let first = d.generate(&p).unwrap();
+    let probes = d.model().calls.get() - first.stats.forward_passes;
+    // Lengths 1, 2, 3, 5, 9, two timed passes each.
+    assert_eq!(probes, 10);
+    let curves = d.cost_curves();
+    assert_eq!(curves.keys().copied().collect::<Vec<_>>(), vec![2]);
+    let before = d.model().calls.get();
+    let second = d.generate(&p).unwrap();
+    assert_eq!(d.model().calls.get() - before, second.stats.forward_passes);
+    assert_eq!(first.tokens, second.tokens);
+    // Another decoder given the saved curve chooses the same windows.
+    let json = curves[&2].to_json();
+    let restored = sjd2_sampler::CostCurve::from_json(&json).unwrap();
+    let other = Sjd2Decoder::new(model, cfg)
+        .unwrap()
+        .with_cost_curves([(2, restored)].into());
+    let third = other.generate(&p).unwrap();
+    assert_eq!(third.tokens, first.tokens);
+    assert_eq!(third.stats.windows, first.stats.windows);
+}

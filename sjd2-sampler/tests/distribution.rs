@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use common::{prompt, small_toy};
 use rand::{Rng, RngCore};
@@ -17,7 +17,8 @@ use sjd2_core::sampling::sample_index;
 use sjd2_core::testing::{GoodnessOfFit, ToyModel, exact_sequence_distribution, goodness_of_fit};
 use sjd2_core::{Draft, Outcome, Proposal, Result, Sampling, Target, Verifier, VerifyInput};
 use sjd2_sampler::{
-    DecoderConfig, DraftInit, DraftUpdate, LevelConditioning, LevelPolicy, Sjd2Decoder,
+    CostCurve, DecoderConfig, DraftInit, DraftUpdate, LevelConditioning, LevelPolicy, Sjd2Decoder,
+    Window,
 };
 
 const SAMPLES: usize = 20_000;
@@ -40,16 +41,46 @@ fn fit(
     if let Some(v) = verifier {
         decoder = decoder.with_verifier(BoxedVerifier(v()));
     }
+    fit_decoder(&decoder, BATCH).0
+}
+
+/// Decodes [`SAMPLES`] sequences in batches of `batch`; the fit to the exact AR distribution
+/// and the windows the passes drafted.
+fn fit_decoder(decoder: &Sjd2Decoder<ToyModel>, batch: usize) -> (GoodnessOfFit, BTreeSet<usize>) {
+    let model = decoder.model();
+    let cfg = decoder.config();
+    let p = prompt(model, &[1, 2]);
+    let exact = exact_sequence_distribution(model, &p, &cfg.sampling, cfg.guidance_scale).unwrap();
     let mut counts: HashMap<Vec<u32>, usize> = HashMap::new();
-    for chunk in 0..SAMPLES / BATCH {
-        let prompts: Vec<_> = (0..BATCH)
-            .map(|i| p.clone().with_seed((chunk * BATCH + i) as u64 + 1_000_000))
+    let mut windows = BTreeSet::new();
+    for chunk in 0..SAMPLES / batch {
+        let prompts: Vec<_> = (0..batch)
+            .map(|i| p.clone().with_seed((chunk * batch + i) as u64 + 1_000_000))
             .collect();
         for g in decoder.generate_batch(&prompts).unwrap() {
+            windows.extend(g.stats.windows.iter().copied());
             *counts.entry(g.tokens).or_default() += 1;
         }
     }
-    goodness_of_fit(&counts, &exact, 5.0)
+    (goodness_of_fit(&counts, &exact, 5.0), windows)
+}
+
+/// An adaptive window over a cost curve on which the best length depends on the acceptance
+/// seen so far, in small batches so that each batch's windows follow its own random outcomes.
+fn fit_adaptive(model: &ToyModel, cfg: DecoderConfig) -> GoodnessOfFit {
+    const SMALL: usize = 10;
+    let rows = SMALL * if cfg.uses_guidance() { 2 } else { 1 };
+    let curve = CostCurve::new(vec![(1, 1.0), (2, 1.0), (5, 1.75)]).unwrap();
+    let decoder = Sjd2Decoder::new(model.clone(), cfg)
+        .unwrap()
+        .with_cost_curves(BTreeMap::from([(rows, curve)]));
+    let (fit, windows) = fit_decoder(&decoder, SMALL);
+    let drafted: Vec<usize> = windows.into_iter().filter(|&w| w > 0).collect();
+    assert!(
+        drafted.len() >= 2,
+        "the policy should vary the window: {drafted:?}"
+    );
+    fit
 }
 
 #[derive(Debug)]
@@ -216,6 +247,37 @@ fn sjd2_coupled_drafts_with_guidance() {
     cfg.sjd2.denoising_steps = 3;
     cfg.sjd2.level_conditioning = LevelConditioning::Sinusoidal;
     assert_same("SJD2 coupled", fit(&m, cfg, None));
+}
+
+#[test]
+fn sjd_adaptive_window_coupled_with_guidance() {
+    let m = small_toy(13);
+    let cfg = sampled(
+        DecoderConfig {
+            window_len: Window::Auto { max: 4 },
+            draft_update: DraftUpdate::Coupled,
+            draft_init: DraftInit::HorizontalRepeat,
+            ..DecoderConfig::sjd()
+        },
+        1.5,
+        Sampling::default(),
+    );
+    assert_same("SJD adaptive window", fit_adaptive(&m, cfg));
+}
+
+#[test]
+fn sjd2_adaptive_window_with_guidance() {
+    let m = small_toy(14);
+    let mut cfg = sampled(
+        DecoderConfig {
+            window_len: Window::Auto { max: 4 },
+            ..DecoderConfig::sjd2()
+        },
+        1.5,
+        Sampling::default(),
+    );
+    cfg.sjd2.denoising_steps = 2;
+    assert_same("SJD2 adaptive window", fit_adaptive(&m, cfg));
 }
 
 /// Negative control: accepting every draft is wrong.
