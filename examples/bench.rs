@@ -42,6 +42,7 @@ use sjd2::sampler::SlotKind;
 use sjd2::{
     Acceptance, Control, DecoderConfig, Device, DraftInit, DraftUpdate, GuidanceStyle, ImageLayout,
     JacobiDenoiser, LevelConditioning, LevelPolicy, Mode, NoiseSchedule, Prompt, Sjd2Decoder,
+    Window,
 };
 use sjd2_train::eval::{held_out, image_token_nll, score_image};
 use sjd2_train::run::HELDOUT_SEED;
@@ -71,6 +72,11 @@ struct Args {
     /// A few prompts, one repetition, a short cost model: checks that everything runs.
     #[arg(long)]
     quick: bool,
+    /// Instead of the warm bench: the README's main command as separate processes of the
+    /// `generate` example (build it first: `cargo build --release --example generate`),
+    /// interleaved with `--mode ar` and fixed windows, `--prompts` prompts × `--reps` rounds.
+    #[arg(long)]
+    cold: bool,
     /// A TrueType font for the plots' labels (default: DejaVu Sans or Arial where installed).
     #[arg(long)]
     font: Option<PathBuf>,
@@ -254,6 +260,25 @@ fn configs(c: &DemoConfig) -> Vec<Config> {
         &sjd2,
         &[16, 32, 64, 96],
     );
+    // Adaptive windows (`--window auto`).
+    out.push(Config {
+        name: "sjd-mc-auto".into(),
+        family: "SJD+MC auto",
+        tuned: false,
+        decoder: DecoderConfig {
+            window_len: Window::auto(),
+            ..sjd_mc.clone()
+        },
+    });
+    out.push(Config {
+        name: format!("sjd2-mc-auto{suffix}"),
+        family: "SJD2+MC auto",
+        tuned: true,
+        decoder: DecoderConfig {
+            window_len: Window::auto(),
+            ..sjd2.clone()
+        },
+    });
     let w = sjd2.window_len;
     let mut variant = |name: String, f: &dyn Fn(&mut DecoderConfig)| {
         let mut d = sjd2.clone();
@@ -307,6 +332,8 @@ struct Quality {
     compression: Vec<f64>,
     /// `hist[n]`: passes (after the prefill) that committed `n` tokens.
     hist: Vec<usize>,
+    /// Passes by the window they drafted.
+    windows: Vec<usize>,
     images: Vec<Rgb8>,
 }
 
@@ -394,6 +421,12 @@ fn quality(
             .zip(chunk_p)
         {
             q.passes.push(g.stats.forward_passes as f64);
+            for &w in g.stats.windows.iter().filter(|&&w| w > 0) {
+                if w >= q.windows.len() {
+                    q.windows.resize(w + 1, 0);
+                }
+                q.windows[w] += 1;
+            }
             q.compression.push(g.stats.step_compression());
             for &n in g.stats.tokens_per_pass.iter().skip(1) {
                 if n >= q.hist.len() {
@@ -893,6 +926,9 @@ fn main() -> Result<()> {
     if args.reps == 0 || args.prompts == 0 || args.quality_prompts == 0 {
         bail!("--reps, --prompts and --quality-prompts must be at least 1");
     }
+    if args.cold {
+        return cold(&args);
+    }
     let device = args.device.device()?;
     let models = Models {
         base: DemoModel::load(&args.model, DemoWeights::Base, &device)
@@ -907,7 +943,9 @@ fn main() -> Result<()> {
     if args.quick {
         // AR, and the SJD and SJD2 defaults with both draft updates.
         cfgs.retain(|k| {
-            k.name == "ar-base" || at_default_window(k.family, k.decoder.window_len.max_len())
+            k.name == "ar-base"
+                || k.decoder.window_len.is_auto()
+                || at_default_window(k.family, k.decoder.window_len.max_len())
         });
     }
     std::fs::create_dir_all(&args.out)?;
@@ -1029,7 +1067,7 @@ fn main() -> Result<()> {
             "latency_median_s": quantile(&walls, 0.5), "speedup_median": quantile(&sp, 0.5),
             "speedup_p25": quantile(&sp, 0.25), "speedup_p75": quantile(&sp, 0.75),
             "speedup_median_per_rep": per_rep, "loop_overhead": overhead,
-            "peak_mib": peak, "tokens_per_pass_histogram": q.hist,
+            "peak_mib": peak, "tokens_per_pass_histogram": q.hist, "window_histogram": q.windows,
         }));
     }
     md.push_str("\nSpeed-up median per repetition (each over the latency prompts; shows run-to-run noise):\n\n| configuration | ");
@@ -1079,6 +1117,9 @@ fn main() -> Result<()> {
         pts.last().map_or(f64::NAN, |p| p.1 * w / p.0)
     };
     for (k, cfg) in cfgs.iter().enumerate() {
+        if cfg.decoder.window_len.is_auto() {
+            continue; // no single window
+        }
         let comp = mean_ci(&qual[k].compression).0;
         let w = if cfg.decoder.mode == Mode::Autoregressive {
             1
@@ -1094,6 +1135,21 @@ fn main() -> Result<()> {
             ratio,
             comp / ratio
         );
+    }
+    md.push_str("\nWindows the adaptive policy chose (quality phase; passes by drafted window, shortened near the image's end included):\n\n| configuration | passes | window: share of passes |\n|---|---|---|\n");
+    for (k, cfg) in cfgs.iter().enumerate() {
+        if !cfg.decoder.window_len.is_auto() {
+            continue;
+        }
+        let h = &qual[k].windows;
+        let total = h.iter().sum::<usize>().max(1);
+        let shares: Vec<String> = h
+            .iter()
+            .enumerate()
+            .filter(|&(_, &n)| 100 * n >= total) // 1 % or more
+            .map(|(w, &n)| format!("{w}: {:.0}%", 100.0 * n as f64 / total as f64))
+            .collect();
+        let _ = writeln!(md, "| {} | {total} | {} |", cfg.name, shares.join(", "));
     }
     std::fs::write(args.out.join("bench.md"), &md)?;
     std::fs::write(
@@ -1132,6 +1188,104 @@ fn main() -> Result<()> {
 }
 
 /// Whether a configuration of an SJD / SJD2 window sweep runs at the demo's default window.
+/// `--cold`: what a user sees. Each run is a fresh process of the `generate` example with the
+/// README's main command (the demo model's defaults) or a variant of it, interleaved prompt by
+/// prompt in a rotating order; the wall time of the whole process (start-up, loading, decoding,
+/// the image decoder, the PNG) is timed. The adaptive window's cost curve goes to a file in the
+/// output folder, removed first, so the first default run includes its measurement.
+fn cold(args: &Args) -> Result<()> {
+    let exe = std::env::current_exe()?.with_file_name("generate");
+    if !exe.exists() {
+        bail!(
+            "{} not found: build it first (cargo build --release --example generate)",
+            exe.display()
+        );
+    }
+    std::fs::create_dir_all(&args.out)?;
+    let costs = args.out.join("cold-window-costs.json");
+    let _ = std::fs::remove_file(&costs);
+    let tokenizer = DemoModel::load(&args.model, DemoWeights::Base, &Device::flex())?.tokenizer;
+    let (samples, _) = held_out(&tokenizer, args.prompts, 32)?;
+    let costs_arg = costs.display().to_string();
+    let variants: Vec<(&str, Vec<&str>)> = vec![
+        ("default (README)", vec!["--window-costs", &costs_arg]),
+        ("ar", vec!["--mode", "ar"]),
+        ("sjd-w4", vec!["--mode", "sjd", "--window", "4"]),
+        ("sjd-w16", vec!["--mode", "sjd", "--window", "16"]),
+        ("sjd2-w8", vec!["--window", "8"]),
+        ("sjd2-w16", vec!["--window", "16"]),
+        ("sjd2-w32", vec!["--window", "32"]),
+        ("sjd2-w64", vec!["--window", "64"]),
+    ];
+    let n = variants.len();
+    // Seconds by configuration, then by (round, prompt).
+    let mut wall = vec![vec![f64::NAN; args.prompts * args.reps]; n];
+    let png = args.out.join("cold.png");
+    for rep in 0..args.reps {
+        for (i, s) in samples.iter().enumerate() {
+            for j in 0..n {
+                let k = (j + i + rep) % n;
+                let t0 = Instant::now();
+                let status = std::process::Command::new(&exe)
+                    .args(["--model", &args.model.display().to_string()])
+                    .args(["--prompt", &s.caption, "--seed", &i.to_string()])
+                    .args(["--out", &png.display().to_string()])
+                    .args([
+                        "--device",
+                        &args.device.device,
+                        "--dtype",
+                        &args.device.dtype,
+                    ])
+                    .args(&variants[k].1)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status()?;
+                if !status.success() {
+                    bail!("{} {:?} failed: {status}", exe.display(), variants[k].1);
+                }
+                wall[k][rep * args.prompts + i] = t0.elapsed().as_secs_f64();
+            }
+        }
+        eprintln!("cold: round {}/{} done", rep + 1, args.reps);
+    }
+    let ar = 1;
+    let mut md = format!(
+        "Cold runs: one process per image (`generate` with the demo model, the README's main command or a variant), {} prompts × {} rounds interleaved, {} threads. Speed-up = AR's time over the configuration's on the same prompt and round.\n\n| configuration | median s [IQR] | speed-up over AR, median [IQR] |\n|---|---|---|\n",
+        args.prompts,
+        args.reps,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+    );
+    let mut rows = Vec::new();
+    for (k, (name, extra)) in variants.iter().enumerate() {
+        let t = &wall[k];
+        let sp: Vec<f64> = t.iter().zip(&wall[ar]).map(|(m, a)| a / m).collect();
+        let _ = writeln!(
+            md,
+            "| {name} | {:.3} [{:.3}–{:.3}] | {:.2}× [{:.2}–{:.2}] |",
+            quantile(t, 0.5),
+            quantile(t, 0.25),
+            quantile(t, 0.75),
+            quantile(&sp, 0.5),
+            quantile(&sp, 0.25),
+            quantile(&sp, 0.75),
+        );
+        rows.push(serde_json::json!({"name": name, "args": extra, "seconds": wall[k]}));
+    }
+    let first = wall[0][0];
+    let _ = writeln!(
+        md,
+        "\nThe first default run measured the cost curve: {first:.3} s (its later runs read `{}`).",
+        costs.display()
+    );
+    print!("{md}");
+    std::fs::write(args.out.join("cold.md"), &md)?;
+    std::fs::write(
+        args.out.join("cold.json"),
+        serde_json::to_string_pretty(&serde_json::json!({ "rows": rows }))?,
+    )?;
+    Ok(())
+}
+
 fn at_default_window(family: &str, window: usize) -> bool {
     match family {
         "SJD" | "SJD+MC" => window == sjd2::demo::SJD_WINDOW,

@@ -127,6 +127,11 @@ struct Args {
     /// times and the acceptance so far) or `auto:MAX` (default: 16 for SJD, 64 for SJD2).
     #[arg(long)]
     window: Option<sjd2::Window>,
+    /// File for the pass costs `--window auto` measures (default: a file per model, device and
+    /// settings in `$XDG_CACHE_HOME/sjd2` or `~/.cache/sjd2`); later runs reuse it, skip the
+    /// measurement and choose the same windows for the same seed.
+    #[arg(long)]
+    window_costs: Option<PathBuf>,
     /// How drafts are redrawn between passes (default: coupled for the demo model, else
     /// independent).
     #[arg(long, value_enum)]
@@ -552,7 +557,24 @@ fn main() -> Result<()> {
         Some(DraftUpdateArg::Coupled) => config.draft_update = DraftUpdate::Coupled,
         None => {}
     }
-    let decoder = Sjd2Decoder::new(model, config)?;
+    let costs_key = format!(
+        "{}|{:?}|{:?}|{}|{}|{config:?}",
+        args.model.display(),
+        args.weights,
+        args.demo_weights,
+        args.device.device,
+        args.device.dtype,
+    );
+    let costs_path = config
+        .window_len
+        .is_auto()
+        .then(|| window_costs_path(args.window_costs.as_deref(), &costs_key))
+        .flatten();
+    let saved = costs_path
+        .as_deref()
+        .map(|p| load_window_costs(p, &costs_key))
+        .unwrap_or_default();
+    let decoder = Sjd2Decoder::new(model, config)?.with_cost_curves(saved.clone());
     let bar = ProgressBar::new(1);
     bar.set_style(ProgressStyle::with_template(
         "{bar:40} {pos}/{len} tokens  {msg}",
@@ -565,6 +587,12 @@ fn main() -> Result<()> {
         Control::Continue
     })?;
     bar.finish();
+    if let Some(p) = &costs_path {
+        let curves = decoder.cost_curves();
+        if curves != saved {
+            save_window_costs(p, &costs_key, &curves);
+        }
+    }
     let layout = sjd2::JacobiDenoiser::layout(decoder.model()).clone();
     let codes = decoder.model().image_codes(&g.tokens)?;
     let image = to_rgb8(vq.decode(&codes, layout.rows(), layout.cols())?)?;
@@ -572,12 +600,27 @@ fn main() -> Result<()> {
     let s = &g.stats;
     let c = decoder.config();
     let update = format!("{:?}", c.draft_update).to_lowercase();
+    let window = match c.window_len {
+        sjd2::Window::Auto { .. } => {
+            let mut drafted: Vec<usize> = s.windows.iter().copied().filter(|&w| w > 0).collect();
+            drafted.sort_unstable();
+            match (drafted.first(), drafted.last()) {
+                (Some(lo), Some(hi)) => format!(
+                    "window {} (chose {lo}-{hi}, median {})",
+                    c.window_len,
+                    drafted[drafted.len() / 2]
+                ),
+                _ => format!("window {}", c.window_len),
+            }
+        }
+        w => format!("window {w}"),
+    };
     let method = match c.mode {
         Mode::Autoregressive => "AR".to_string(),
-        Mode::Sjd => format!("SJD, window {}, {update} draft updates", c.window_len),
+        Mode::Sjd => format!("SJD, {window}, {update} draft updates"),
         _ => format!(
-            "SJD2, window {}, K = {}, {update} draft updates",
-            c.window_len, c.sjd2.denoising_steps
+            "SJD2, {window}, K = {}, {update} draft updates",
+            c.sjd2.denoising_steps
         ),
     };
     println!(
@@ -597,4 +640,64 @@ fn main() -> Result<()> {
         g.seed
     );
     Ok(())
+}
+
+/// Where `--window auto` keeps the pass costs it measured, so that later runs with the same
+/// model, device and settings skip the measurement and choose the same windows: `explicit`, or
+/// `$XDG_CACHE_HOME/sjd2` (`~/.cache/sjd2`) under a name hashed from `key`; `None` without a
+/// home directory.
+pub fn window_costs_path(
+    explicit: Option<&std::path::Path>,
+    key: &str,
+) -> Option<std::path::PathBuf> {
+    use std::hash::{Hash, Hasher};
+    if let Some(p) = explicit {
+        return Some(p.to_path_buf());
+    }
+    let dir = std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cache")))?
+        .join("sjd2");
+    // SipHash with fixed keys: the same name in every process.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    Some(dir.join(format!("window-costs-{:016x}.json", h.finish())))
+}
+
+/// Cost curves saved by [`save_window_costs`] for the same `key` (anything else, or an unreadable
+/// file, is ignored: the decoder measures again).
+pub fn load_window_costs(
+    path: &std::path::Path,
+    key: &str,
+) -> std::collections::BTreeMap<usize, sjd2::sampler::CostCurve> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Default::default();
+    };
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return Default::default();
+    };
+    if v["key"] != key {
+        return Default::default();
+    }
+    serde_json::from_value(v["curves"].clone()).unwrap_or_default()
+}
+
+/// Saves a decoder's cost curves under `key` (best effort: a cache that cannot be written only
+/// costs the next run a measurement).
+pub fn save_window_costs(
+    path: &std::path::Path,
+    key: &str,
+    curves: &std::collections::BTreeMap<usize, sjd2::sampler::CostCurve>,
+) {
+    if curves.is_empty() {
+        return;
+    }
+    let json = serde_json::json!({ "key": key, "curves": curves });
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+    if std::fs::write(&tmp, json.to_string()).is_ok() {
+        let _ = std::fs::rename(&tmp, path);
+    }
 }
