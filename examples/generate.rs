@@ -132,6 +132,10 @@ struct Args {
     /// measurement and choose the same windows for the same seed.
     #[arg(long)]
     window_costs: Option<PathBuf>,
+    /// Decode the prompt this many more times in the same process, after the image is written,
+    /// and print each time: the first image's time against warm ones.
+    #[arg(long, default_value_t = 0)]
+    repeat: usize,
     /// How drafts are redrawn between passes (default: coupled for the demo model, else
     /// independent).
     #[arg(long, value_enum)]
@@ -580,13 +584,15 @@ fn main() -> Result<()> {
         "{bar:40} {pos}/{len} tokens  {msg}",
     )?);
     let start = Instant::now();
-    let g = decoder.generate_with(&prompt.with_seed(args.seed), |step| {
+    let prompt = prompt.with_seed(args.seed);
+    let g = decoder.generate_with(&prompt, |step| {
         bar.set_length(step.target_len as u64);
         bar.set_position(step.tokens.len() as u64);
         bar.set_message(format!("{} passes", step.pass));
         Control::Continue
     })?;
     bar.finish();
+    let first_wall = g.stats.wall_time.as_secs_f64();
     if let Some(p) = &costs_path {
         let curves = decoder.cost_curves();
         if curves != saved {
@@ -639,6 +645,25 @@ fn main() -> Result<()> {
         start.elapsed().as_secs_f64(),
         g.seed
     );
+    if args.repeat > 0 {
+        let mut warm = Vec::with_capacity(args.repeat);
+        for _ in 0..args.repeat {
+            let again = decoder.generate(&prompt)?;
+            warm.push(again.stats.wall_time.as_secs_f64());
+        }
+        let mut sorted = warm.clone();
+        sorted.sort_by(f64::total_cmp);
+        let median = sorted[sorted.len() / 2];
+        println!(
+            "first decode {first_wall:.3} s; {} warm decodes {} s (median {median:.3} s): first / warm = {:.2}",
+            warm.len(),
+            warm.iter()
+                .map(|t| format!("{t:.3}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            first_wall / median
+        );
+    }
     Ok(())
 }
 

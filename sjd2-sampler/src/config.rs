@@ -142,6 +142,9 @@ pub const MAX_WINDOW_LEN: usize = 4096;
 /// The longest window [`Window::auto`] may choose.
 pub const AUTO_WINDOW_MAX: usize = 64;
 
+/// The exploration passes of [`Window::auto`].
+pub const AUTO_EXPLORE_PASSES: usize = 8;
+
 /// How many slots each SJD / SJD2 pass drafts.
 ///
 /// ```
@@ -150,8 +153,10 @@ pub const AUTO_WINDOW_MAX: usize = 64;
 /// assert_eq!(Window::from(16), Window::Fixed(16));
 /// assert_eq!(Window::auto().max_len(), 64);
 /// assert_eq!("auto".parse::<Window>()?, Window::auto());
-/// assert_eq!("auto:32".parse::<Window>()?, Window::Auto { max: 32 });
+/// assert_eq!("auto:32".parse::<Window>()?, Window::Auto { max: 32, explore: 8 });
+/// assert_eq!("auto:32:0".parse::<Window>()?, Window::Auto { max: 32, explore: 0 });
 /// assert_eq!("8".parse::<Window>()?, Window::Fixed(8));
+/// assert!("auto:x".parse::<Window>().is_err() && "autox".parse::<Window>().is_err());
 /// # Ok::<(), sjd2_core::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,6 +173,10 @@ pub enum Window {
     Auto {
         /// The longest window it may choose.
         max: usize,
+        /// Passes at the start of a generation that draft `min(16, max)` slots before the
+        /// policy chooses, so that it sees how drafts that have aged in the window are accepted
+        /// ([`AUTO_EXPLORE_PASSES`] by default).
+        explore: usize,
     },
 }
 
@@ -176,13 +185,14 @@ impl Window {
     pub const fn auto() -> Self {
         Self::Auto {
             max: AUTO_WINDOW_MAX,
+            explore: AUTO_EXPLORE_PASSES,
         }
     }
 
     /// The longest window a pass may draft.
     pub const fn max_len(&self) -> usize {
         match *self {
-            Self::Fixed(w) | Self::Auto { max: w } => w,
+            Self::Fixed(w) | Self::Auto { max: w, .. } => w,
         }
     }
 
@@ -202,8 +212,11 @@ impl std::fmt::Display for Window {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match *self {
             Self::Fixed(w) => write!(f, "{w}"),
-            Self::Auto { max } if max == AUTO_WINDOW_MAX => write!(f, "auto"),
-            Self::Auto { max } => write!(f, "auto:{max}"),
+            Self::Auto { max, explore } if explore == AUTO_EXPLORE_PASSES => match max {
+                AUTO_WINDOW_MAX => write!(f, "auto"),
+                _ => write!(f, "auto:{max}"),
+            },
+            Self::Auto { max, explore } => write!(f, "auto:{max}:{explore}"),
         }
     }
 }
@@ -211,23 +224,30 @@ impl std::fmt::Display for Window {
 impl std::str::FromStr for Window {
     type Err = Error;
 
-    /// `16` (fixed), `auto` or `auto:MAX`.
+    /// `16` (fixed), `auto`, `auto:MAX` or `auto:MAX:EXPLORE`.
     fn from_str(s: &str) -> Result<Self> {
         let bad = || {
             Error::config(
                 "window_len",
-                format!("expected a number, `auto` or `auto:MAX` (got {s:?})"),
+                format!("expected a number, `auto`, `auto:MAX` or `auto:MAX:EXPLORE` (got {s:?})"),
             )
         };
-        match s.strip_prefix("auto") {
-            Some("") => Ok(Self::auto()),
-            Some(rest) => rest
-                .strip_prefix(':')
-                .and_then(|m| m.parse().ok())
-                .map(|max| Self::Auto { max })
-                .ok_or_else(bad),
-            None => s.parse().map(Self::Fixed).map_err(|_| bad()),
+        let Some(rest) = s.strip_prefix("auto") else {
+            return s.parse().map(Self::Fixed).map_err(|_| bad());
+        };
+        let mut parts = rest.split(':').skip(1).map(str::parse::<usize>);
+        let max = parts
+            .next()
+            .unwrap_or(Ok(AUTO_WINDOW_MAX))
+            .map_err(|_| bad())?;
+        let explore = parts
+            .next()
+            .unwrap_or(Ok(AUTO_EXPLORE_PASSES))
+            .map_err(|_| bad())?;
+        if parts.next().is_some() || !(rest.is_empty() || rest.starts_with(':')) {
+            return Err(bad());
         }
+        Ok(Self::Auto { max, explore })
     }
 }
 
@@ -452,7 +472,7 @@ mod tests {
         };
         assert_eq!(field(huge), Some("window_len"));
         let zero_auto = DecoderConfig {
-            window_len: Window::Auto { max: 0 },
+            window_len: Window::Auto { max: 0, explore: 0 },
             ..base()
         };
         assert_eq!(field(zero_auto), Some("window_len"));

@@ -363,7 +363,7 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
             for (b, st) in states.iter_mut().enumerate() {
                 let keep = if active[b] {
                     let (commit, predictions) = self.verify_and_commit(st, &host, b, len)?;
-                    policy.observe(st.slots.len(), commit.verifiable, commit.accepted);
+                    policy.observe(st.slots.len(), commit.verifiable, &commit.verified);
                     let keep = commit.cached;
                     commits.push(Some((commit, predictions)));
                     keep
@@ -488,7 +488,14 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
             top_k: cfg.sampling.top_k_value(),
         };
         let outcome = self.verifier.verify(&input, &mut st.rng)?;
-        let commit = st.commit(outcome.accepted, outcome.next_token, ys[0], verifiable);
+        // The drafts verification judged, by age: accepted ones, then the rejected one.
+        let judged = outcome.accepted.min(verifiable);
+        let verified: Vec<(usize, bool)> = (0..verifiable.min(judged + 1))
+            .filter(|&k| !matches!(st.slots[k], Slot::Forced(_)))
+            .map(|k| (st.ages.get(k).copied().unwrap_or(0), k == judged))
+            .collect();
+        let mut commit = st.commit(outcome.accepted, outcome.next_token, ys[0], verifiable);
+        commit.verified = verified;
         let predictions = ys
             .iter()
             .zip(probs)
@@ -503,7 +510,7 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
     /// has none yet).
     fn window_policy(&self, cache: &mut M::Cache, samples: usize) -> Result<WindowPolicy> {
         let max = self.max_window();
-        let Window::Auto { .. } = self.config.window_len else {
+        let Window::Auto { explore, .. } = self.config.window_len else {
             return Ok(WindowPolicy::fixed(max));
         };
         if self.config.mode == Mode::Autoregressive {
@@ -522,12 +529,15 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
                 curve
             }
         };
-        Ok(WindowPolicy::auto(curve, max))
+        Ok(WindowPolicy::auto(curve, max, explore))
     }
 
-    /// Times passes of [`probe_lengths`] on the prefilled `cache` (pad tokens, rolled back
-    /// afterwards; no random numbers are drawn): forward, guidance, the copy to the host and
-    /// the sampling transforms of every position, best of [`PROBE_REPEATS`].
+    /// Times whole passes of [`probe_lengths`] on the prefilled `cache`, best of
+    /// [`PROBE_REPEATS`]: stand-in samples (their own random streams, never the real ones)
+    /// with one pending token and `len − 1` slots (noisy in SJD2, clean drafts otherwise) go
+    /// through the real loop's steps: window embeddings, forward pass, guidance and the copy to
+    /// the host, the sampling transforms of every position, and SJD2's buffer update. The cache
+    /// is rolled back after each pass.
     fn measure_cost_curve(
         &self,
         cache: &mut M::Cache,
@@ -537,15 +547,25 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
         let device = self.model.device();
         let lens_before = cache.lens().to_vec();
         let range = self.model.layout().image_token_range();
+        let (w_max, d) = (self.max_window(), self.model.hidden_size());
         let mut points = Vec::new();
         for len in probe_lengths(max) {
+            let slots = len - 1;
+            let mut stand_ins: Vec<SampleState> = (0..samples)
+                .map(|_| SampleState::stand_in(range.start, slots, self.noise.is_some()))
+                .collect();
+            let plans: Vec<Vec<BufferOp>> = (0..samples)
+                .map(|_| (0..slots).map(BufferOp::stand_in).collect())
+                .collect();
+            let fresh = vec![1; samples];
             let mut best = f64::INFINITY;
             for _ in 0..PROBE_REPEATS {
+                let buffer = self
+                    .noise
+                    .as_ref()
+                    .map(|_| Tensor::<3>::zeros([samples, w_max, d], &device));
                 let clock = Instant::now();
-                let ids = vec![range.start; samples * len];
-                let embeddings =
-                    self.model
-                        .embed_tokens(ids_tensor(&ids, [samples, len], &device))?;
+                let embeddings = self.window_embeddings(&stand_ins, len, buffer.as_ref())?;
                 let embeddings = if self.config.uses_guidance() {
                     Tensor::cat(vec![embeddings.clone(), embeddings], 0)
                 } else {
@@ -558,6 +578,10 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
                     self.config
                         .sampling
                         .process_in_place(&mut row, &|| "cost probe logits".into())?;
+                }
+                if let Some(b) = self.update_buffer(buffer, &plans, &mut stand_ins, &fresh)? {
+                    // Flex computes eagerly, other backends when the result is read.
+                    b.sum().into_scalar::<f32>();
                 }
                 best = best.min(clock.elapsed().as_secs_f64());
                 for (r, &l) in lens_before.iter().enumerate() {

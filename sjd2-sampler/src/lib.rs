@@ -23,9 +23,9 @@ mod policy;
 mod window;
 
 pub use config::{
-    AUTO_WINDOW_MAX, Acceptance, DecoderConfig, DraftInit, DraftUpdate, JacobiSpan,
-    LevelConditioning, LevelPolicy, MAX_DENOISING_STEPS, MAX_WINDOW_LEN, Mode, Sjd2Options,
-    Verification, Window,
+    AUTO_EXPLORE_PASSES, AUTO_WINDOW_MAX, Acceptance, DecoderConfig, DraftInit, DraftUpdate,
+    JacobiSpan, LevelConditioning, LevelPolicy, MAX_DENOISING_STEPS, MAX_WINDOW_LEN, Mode,
+    Sjd2Options, Verification, Window,
 };
 pub use decoder::Sjd2Decoder;
 pub use output::{Control, FinishReason, Generation, SlotKind, SlotView, Stats, StepEvent};

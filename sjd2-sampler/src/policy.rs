@@ -114,72 +114,102 @@ pub(crate) fn probe_lengths(max: usize) -> Vec<usize> {
     lens
 }
 
-/// Pseudo-observations that pull a slot index's rejection rate towards the pooled rate.
+/// Pseudo-observations that pull an age bucket's rejection rate towards the pooled rate.
 const SHRINK: f64 = 4.0;
-/// Prior pooled rejection rate (a mean run of about three accepted drafts) and its weight.
-const PRIOR_HAZARD: f64 = 0.25;
-const PRIOR_WEIGHT: f64 = 4.0;
+/// Prior rejection rate of the youngest drafts (before anything is seen).
+const PRIOR_HAZARD: f64 = 0.5;
+/// Draft ages (passes refined) grouped roughly logarithmically: 0, 1, 2, 3, 4, 5–6, 7–9, 10–14,
+/// 15–22, 23–34, 35 and more.
+const AGE_BUCKETS: [usize; 10] = [1, 2, 3, 4, 5, 7, 10, 15, 23, 35];
 
-/// Acceptance seen so far in one generation, pooled over the batch: for each slot index, how
-/// often a draft there was verified and how often it was rejected, among slots verification
-/// could accept (clean drafts; SJD2's noisy slots end a run without counting as rejections).
+fn age_bucket(age: f64) -> usize {
+    AGE_BUCKETS.partition_point(|&upper| upper as f64 <= age)
+}
+
+/// Acceptance seen so far in one generation, pooled over the batch, as a rejection rate by the
+/// age of the draft (passes it has been refined for): a draft that has lived longer in the window
+/// has seen its context settle and is accepted more often, which is what a longer window buys.
+/// Only drafts verification could accept count (forced tokens never; an SJD2 noisy slot ends a
+/// run without being a rejection).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct AcceptanceModel {
-    verified: Vec<f64>,
-    rejected: Vec<f64>,
-    /// Sum over observations of (verifiable slots, window length).
+    verified: [f64; AGE_BUCKETS.len() + 1],
+    rejected: [f64; AGE_BUCKETS.len() + 1],
+    /// Sums over observations of acceptable slots and window lengths.
     verifiable: f64,
     offered: f64,
 }
 
 impl AcceptanceModel {
-    /// One sample's pass: `window` slots drafted, the first `verifiable` of them acceptable, the
-    /// first `accepted` accepted.
-    pub(crate) fn observe(&mut self, window: usize, verifiable: usize, accepted: usize) {
+    /// One sample's pass: `window` slots drafted, of which `verifiable` leading ones were
+    /// acceptable; `verified` holds, in order, the age of each draft verification judged (forced
+    /// tokens left out) and whether it was rejected.
+    pub(crate) fn observe(&mut self, window: usize, verifiable: usize, verified: &[(usize, bool)]) {
         if window == 0 {
             return;
         }
-        let verifiable = verifiable.min(window);
-        if self.verified.len() < verifiable {
-            self.verified.resize(verifiable, 0.0);
-            self.rejected.resize(verifiable, 0.0);
+        for &(age, rejected) in verified {
+            let b = age_bucket(age as f64);
+            self.verified[b] += 1.0;
+            if rejected {
+                self.rejected[b] += 1.0;
+            }
         }
-        let survived = accepted.min(verifiable);
-        for k in 0..survived {
-            self.verified[k] += 1.0;
-        }
-        if survived < verifiable {
-            self.verified[survived] += 1.0;
-            self.rejected[survived] += 1.0;
-        }
-        self.verifiable += verifiable as f64;
+        self.verifiable += verifiable.min(window) as f64;
         self.offered += window as f64;
     }
 
-    /// Expected accepted drafts in a window of `w` slots: the run survives slot `k` with the
-    /// (shrunk) empirical probability, over the slots such a window would make acceptable.
+    /// Rejection rate by age bucket: observed buckets shrunk towards the pooled rate, the
+    /// others taken from the nearest observed bucket (the younger one on a tie).
+    fn hazards(&self) -> [f64; AGE_BUCKETS.len() + 1] {
+        let (r, v): (f64, f64) = (self.rejected.iter().sum(), self.verified.iter().sum());
+        let pooled = (r + SHRINK * PRIOR_HAZARD) / (v + SHRINK);
+        let n = AGE_BUCKETS.len() + 1;
+        let observed: Vec<usize> = (0..n).filter(|&b| self.verified[b] > 0.0).collect();
+        let mut h = [PRIOR_HAZARD; AGE_BUCKETS.len() + 1];
+        for (b, h) in h.iter_mut().enumerate() {
+            let Some(&nearest) = observed.iter().min_by_key(|&&o| (o.abs_diff(b), o)) else {
+                continue;
+            };
+            *h = ((self.rejected[nearest] + SHRINK * pooled) / (self.verified[nearest] + SHRINK))
+                .clamp(0.0, 1.0);
+        }
+        h
+    }
+
+    /// Expected accepted drafts per pass with a window of `w` slots, in the steady state where
+    /// the window advances by the expected committed tokens `τ` per pass, so that the draft at
+    /// slot `k` has been refined for about `(w − 1 − k) / τ` passes, over the slots such a window
+    /// makes acceptable. `τ = 1 + E(τ)` has one root (a faster window holds younger drafts, so
+    /// `E` falls as `τ` grows), found by bisection.
     pub(crate) fn expected_accepted(&self, w: usize) -> f64 {
-        let rejected: f64 = self.rejected.iter().sum();
-        let verified: f64 = self.verified.iter().sum();
-        let pooled = (rejected + PRIOR_HAZARD * PRIOR_WEIGHT) / (verified + PRIOR_WEIGHT);
+        let hazards = self.hazards();
         let ratio = if self.offered > 0.0 {
             self.verifiable / self.offered
         } else {
             1.0
         };
         let acceptable = ((ratio * w as f64).round() as usize).clamp(1, w);
-        let mut survive = 1.0;
-        let mut total = 0.0;
-        for k in 0..acceptable {
-            let (v, r) = (
-                self.verified.get(k).copied().unwrap_or(0.0),
-                self.rejected.get(k).copied().unwrap_or(0.0),
-            );
-            let hazard = (r + SHRINK * pooled) / (v + SHRINK);
-            survive *= 1.0 - hazard.clamp(0.0, 1.0);
-            total += survive;
+        let accepted_at = |tau: f64| {
+            let mut survive = 1.0;
+            let mut total = 0.0;
+            for k in 0..acceptable {
+                let age = (w - 1 - k) as f64 / tau;
+                survive *= 1.0 - hazards[age_bucket(age)];
+                total += survive;
+            }
+            total
+        };
+        let (mut lo, mut hi) = (1.0, acceptable as f64 + 1.0);
+        for _ in 0..20 {
+            let mid = 0.5 * (lo + hi);
+            if 1.0 + accepted_at(mid) > mid {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
         }
-        total
+        accepted_at(0.5 * (lo + hi))
     }
 }
 
@@ -192,14 +222,38 @@ pub(crate) fn best_window(
     pending: usize,
     max: usize,
 ) -> usize {
-    let rates: Vec<f64> = (1..=max.max(1))
-        .map(|w| (1.0 + acceptance.expected_accepted(w)) / curve.seconds(pending + w))
+    let candidates = window_candidates(max);
+    // A longer window holds the shorter one's slots, and older drafts in them: it never
+    // commits fewer tokens per pass, whatever the fitted model says between age buckets.
+    let mut best_so_far = 0.0_f64;
+    let rates: Vec<f64> = candidates
+        .iter()
+        .map(|&w| {
+            best_so_far = best_so_far.max(acceptance.expected_accepted(w));
+            (1.0 + best_so_far) / curve.seconds(pending + w)
+        })
         .collect();
     let top = rates.iter().copied().fold(f64::MIN, f64::max);
     rates
         .iter()
         .rposition(|&r| r >= top * (1.0 - 1e-9))
-        .map_or(1, |i| i + 1)
+        .map_or(1, |i| candidates[i])
+}
+
+/// The windows the policy weighs: 1, 2, 3, then about 1.5× apart (4, 6, 8, 12, 16, 24, …),
+/// and `max`.
+fn window_candidates(max: usize) -> Vec<usize> {
+    let mut out = vec![1, 2, 3];
+    let mut w = 4;
+    while w < max {
+        out.push(w);
+        out.push(w * 3 / 2);
+        w *= 2;
+    }
+    out.retain(|&c| c < max);
+    out.push(max.max(1));
+    out.dedup();
+    out
 }
 
 /// The window of each pass of one generation.
@@ -210,38 +264,57 @@ pub(crate) enum WindowPolicy {
         curve: CostCurve,
         acceptance: AcceptanceModel,
         max: usize,
+        /// Windows chosen so far.
+        chosen: usize,
+        /// Passes drafting [`EXPLORE_WINDOW`] slots first.
+        explore: usize,
     },
 }
+
+/// The window of an adaptive policy's exploration passes (or its maximum, if smaller): drafts
+/// age in it, so their acceptance is seen before the policy weighs windows against their cost.
+const EXPLORE_WINDOW: usize = 16;
 
 impl WindowPolicy {
     pub(crate) fn fixed(w: usize) -> Self {
         Self::Fixed(w)
     }
 
-    pub(crate) fn auto(curve: CostCurve, max: usize) -> Self {
+    pub(crate) fn auto(curve: CostCurve, max: usize, explore: usize) -> Self {
         Self::Auto {
             curve,
             acceptance: AcceptanceModel::default(),
             max,
+            chosen: 0,
+            explore,
         }
     }
 
     /// The window of the next pass, when `pending` tokens will be fed before its slots.
-    pub(crate) fn choose(&self, pending: usize) -> usize {
+    pub(crate) fn choose(&mut self, pending: usize) -> usize {
         match self {
             Self::Fixed(w) => *w,
             Self::Auto {
                 curve,
                 acceptance,
                 max,
-            } => best_window(curve, acceptance, pending, *max),
+                chosen,
+                explore,
+            } => {
+                *chosen += 1;
+                if *chosen <= *explore {
+                    EXPLORE_WINDOW.min(*max)
+                } else {
+                    best_window(curve, acceptance, pending, *max)
+                }
+            }
         }
     }
 
     /// Records one sample's verified pass (see [`AcceptanceModel::observe`]).
-    pub(crate) fn observe(&mut self, window: usize, verifiable: usize, accepted: usize) {
+    pub(crate) fn observe(&mut self, window: usize, verifiable: usize, verified: &[(usize, bool)]) {
         if let Self::Auto { acceptance, .. } = self {
-            acceptance.observe(window, verifiable, accepted);
+            acceptance.observe(window, verifiable, verified);
         }
     }
 }
@@ -250,11 +323,15 @@ impl WindowPolicy {
 mod tests {
     use super::*;
 
-    /// An acceptance model after `n` passes of window `w` that each accepted `a` drafts.
+    /// An acceptance model after `n` passes of window `w` whose drafts are accepted up to
+    /// index `a` (ages as in a window advancing `a + 1` slots per pass).
     fn seen(n: usize, w: usize, a: usize) -> AcceptanceModel {
         let mut m = AcceptanceModel::default();
         for _ in 0..n {
-            m.observe(w, w, a);
+            let verified: Vec<(usize, bool)> = (0..=a.min(w - 1))
+                .map(|k| ((w - 1 - k) / (a + 1), k == a))
+                .collect();
+            m.observe(w, w, &verified);
         }
         m
     }
@@ -287,10 +364,29 @@ mod tests {
     }
 
     #[test]
+    fn candidate_windows() {
+        assert_eq!(
+            window_candidates(64),
+            vec![1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]
+        );
+        assert_eq!(window_candidates(5), vec![1, 2, 3, 4, 5]);
+        assert_eq!(window_candidates(1), vec![1]);
+    }
+
+    #[test]
+    fn ages_fall_in_buckets() {
+        let b: Vec<usize> = [0.0, 0.5, 1.0, 4.9, 5.0, 6.9, 34.0, 35.0, 1e6]
+            .iter()
+            .map(|&a| age_bucket(a))
+            .collect();
+        assert_eq!(b, vec![0, 0, 1, 4, 5, 5, 9, 10, 10]);
+    }
+
+    #[test]
     fn a_flat_cost_curve_picks_long_windows() {
         // Any chance of acceptance makes a free slot worth drafting.
-        for a in [0, 1, 3] {
-            let m = seen(20, 8, a);
+        for a in [1, 3, 7] {
+            let m = seen(20, 16, a);
             assert_eq!(
                 best_window(&CostCurve::flat(), &m, 1, 64),
                 64,
@@ -307,28 +403,44 @@ mod tests {
         assert_eq!(best_window(&linear, &rarely, 1, 64), 1);
         // A CPU-like curve (t(65)/t(1) ≈ 6): long runs justify a longer window, rare ones not.
         let cpu = CostCurve::new(vec![(1, 3.1), (2, 3.3), (33, 15.8), (65, 19.0)]).unwrap();
-        let w_rare = best_window(&cpu, &seen(50, 16, 1), 1, 64);
+        let w_rare = best_window(&cpu, &seen(50, 16, 0), 1, 64);
         let w_long = best_window(&cpu, &seen(50, 16, 15), 1, 64);
         assert!(w_rare < w_long, "{w_rare} vs {w_long}");
         assert!(w_rare <= 4, "{w_rare}");
     }
 
     #[test]
-    fn expected_acceptance_follows_the_observed_runs() {
-        let m = seen(200, 16, 3);
-        // Slots 0..3 always survive, slot 3 is always rejected.
-        assert!(
-            (m.expected_accepted(16) - 3.0).abs() < 0.1,
-            "{}",
-            m.expected_accepted(16)
-        );
-        assert!((m.expected_accepted(2) - 2.0).abs() < 0.1);
-        // Noisy slots end runs without counting as rejections, and scale with the window.
+    fn older_drafts_make_longer_windows_pay() {
+        // Young drafts are always rejected, drafts refined 4+ times always accepted: a window
+        // long enough to age its drafts commits far more per pass than a short one.
+        let mut m = AcceptanceModel::default();
+        for _ in 0..100 {
+            m.observe(16, 16, &[(8, false), (5, false), (4, false), (0, true)]);
+            m.observe(2, 2, &[(0, true)]);
+        }
+        let (short, long) = (m.expected_accepted(2), m.expected_accepted(32));
+        assert!(short < 0.2 && long > 4.0, "{short} {long}");
+    }
+
+    #[test]
+    fn noisy_slots_end_runs_and_scale_with_the_window() {
         let mut sjd2 = AcceptanceModel::default();
         for _ in 0..200 {
-            sjd2.observe(32, 8, 8);
+            // 8 of 32 slots acceptable, all accepted, ages 3..=10.
+            let verified: Vec<(usize, bool)> = (0..8).map(|k| (10 - k, false)).collect();
+            sjd2.observe(32, 8, &verified);
         }
         let short = sjd2.expected_accepted(16);
         assert!((3.0..=4.0).contains(&short), "{short}"); // 4 acceptable slots of 16
+    }
+
+    #[test]
+    fn the_first_passes_explore() {
+        let curve = CostCurve::new(vec![(1, 1.0), (100, 100.0)]).unwrap();
+        let mut p = WindowPolicy::auto(curve, 32, 5);
+        let first: Vec<usize> = (0..5).map(|_| p.choose(1)).collect();
+        assert_eq!(first, vec![EXPLORE_WINDOW; 5]);
+        assert!(p.choose(1) < EXPLORE_WINDOW);
+        assert_eq!(WindowPolicy::fixed(7).choose(1), 7);
     }
 }

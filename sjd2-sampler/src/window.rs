@@ -97,6 +97,16 @@ pub(crate) struct BufferOp {
 }
 
 impl BufferOp {
+    /// A DDIM step of slot `i` from the old buffer, for timing passes.
+    pub(crate) fn stand_in(i: usize) -> Self {
+        Self {
+            source: BufferSource::Old(i),
+            c_e: 0.5,
+            c_x: 0.5,
+            x0_token: 0,
+        }
+    }
+
     pub(crate) const UNUSED: BufferOp = BufferOp {
         source: BufferSource::Unused,
         c_e: 0.0,
@@ -119,6 +129,9 @@ pub(crate) struct SampleState {
     /// Committed tokens at the end of `tokens` that are not yet in the cache.
     pub pending: usize,
     pub slots: Vec<Slot>,
+    /// Passes each slot has been refined for (0 when it entered the window), in step with
+    /// `slots`.
+    pub ages: Vec<usize>,
     pub finished: Option<FinishReason>,
     pub stats: Stats,
     pub target_len: usize,
@@ -132,6 +145,8 @@ pub(crate) struct Commit {
     pub accepted: usize,
     /// Leading slots verification could accept (clean drafts and forced tokens).
     pub verifiable: usize,
+    /// Age and rejection of each draft verification judged (filled by the decoder).
+    pub verified: Vec<(usize, bool)>,
     /// How many of the pass's cache entries for this sample stay: the pending tokens and the
     /// accepted slots that were fed as token embeddings.
     pub cached: usize,
@@ -186,10 +201,33 @@ impl SampleState {
             tokens: Vec::with_capacity(target_len),
             pending: 0,
             slots: Vec::new(),
+            ages: Vec::new(),
             finished: None,
             stats: Stats::default(),
             target_len,
         }
+    }
+
+    /// A sample that only exists to time passes: one pending `token` and `slots` slots, noisy
+    /// or clean drafts of `token`, with a random stream of its own.
+    pub(crate) fn stand_in(token: u32, slots: usize, noisy: bool) -> Self {
+        let mut s = Self::new(0, slots + 2);
+        s.tokens.push(token);
+        s.pending = 1;
+        s.ages = vec![0; slots];
+        s.slots = (0..slots)
+            .map(|_| match noisy {
+                true => Slot::Noisy {
+                    level: 1,
+                    prediction: None,
+                },
+                false => Slot::Clean {
+                    token,
+                    q: Q::OneHot,
+                },
+            })
+            .collect();
+        s
     }
 
     pub(crate) fn active(&self) -> bool {
@@ -253,6 +291,7 @@ impl SampleState {
             tokens,
             accepted,
             verifiable,
+            verified: Vec::new(),
             cached,
         }
     }
@@ -305,6 +344,7 @@ impl SampleState {
     ) -> Result<Vec<BufferOp>> {
         let consumed = committed.len().min(self.slots.len() + 1);
         let old_slots = std::mem::take(&mut self.slots);
+        let old_ages = std::mem::take(&mut self.ages);
         self.tokens.extend_from_slice(committed);
         let g = self.tokens.len();
         let width = rules.width(g, self.target_len);
@@ -319,14 +359,22 @@ impl SampleState {
             let survivor = survivors.next();
             if let Some(t) = rules.layout.forced_token(pos) {
                 self.slots.push(Slot::Forced(t));
+                self.ages.push(0);
                 ops.push(BufferOp::UNUSED);
                 continue;
             }
-            let (slot, op) = match survivor {
-                Some((old_index, (slot, pred))) => self.refine(rules, slot, pred, old_index, j)?,
-                None => self.fresh(rules, pos, fresh_count),
+            let (slot, op, age) = match survivor {
+                Some((old_index, (slot, pred))) => {
+                    let (slot, op) = self.refine(rules, slot, pred, old_index, j)?;
+                    (slot, op, old_ages.get(old_index).map_or(0, |a| a + 1))
+                }
+                None => {
+                    let (slot, op) = self.fresh(rules, pos, fresh_count);
+                    (slot, op, 0)
+                }
             };
             self.slots.push(slot);
+            self.ages.push(age);
             ops.push(op);
         }
         Ok(ops)

@@ -360,8 +360,9 @@ fn nan_logits_are_a_typed_error() {
     }
 }
 
-/// Windows drafted by passes that were not shortened by the end of the image.
-fn free_windows(g: &sjd2_sampler::Generation, max: usize) -> Vec<usize> {
+/// Windows drafted by passes that were not shortened by the end of the image, after the
+/// policy's first `skip` drafting passes (its exploration).
+fn free_windows(g: &sjd2_sampler::Generation, max: usize, skip: usize) -> Vec<usize> {
     let mut at = 0;
     let mut free = Vec::new();
     for (&w, &n) in g.stats.windows.iter().zip(&g.stats.tokens_per_pass) {
@@ -370,17 +371,26 @@ fn free_windows(g: &sjd2_sampler::Generation, max: usize) -> Vec<usize> {
         }
         at += n;
     }
-    free
+    free.split_off(skip.min(free.len()))
 }
 
 #[test]
 fn adaptive_windows_follow_the_cost_curve() {
     use sjd2_sampler::{CostCurve, Window};
     use std::collections::BTreeMap;
-    let model = medium_toy(5);
+    // An 8×8 image: room for the policy's exploration (8 passes) and for choices after it.
+    let model = ToyModel::new(
+        ToyConfig {
+            rows: 8,
+            cols: 8,
+            ..medium_toy(5).config().clone()
+        },
+        &common::device(),
+    )
+    .unwrap();
     let p = prompt(&model, &[0, 1]);
     let cfg = DecoderConfig {
-        window_len: Window::Auto { max: 6 },
+        window_len: Window::Auto { max: 6, explore: 8 },
         draft_update: DraftUpdate::Coupled,
         guidance_scale: 2.0,
         ..DecoderConfig::sjd()
@@ -392,7 +402,7 @@ fn adaptive_windows_follow_the_cost_curve() {
     };
     // Passes that cost the same at any length: every pass drafts the longest window.
     let flat = with(CostCurve::flat()).generate(&p).unwrap();
-    let windows = free_windows(&flat, 6);
+    let windows = free_windows(&flat, 6, 0);
     assert!(
         !windows.is_empty() && windows.iter().all(|&w| w == 6),
         "{windows:?}"
@@ -400,8 +410,11 @@ fn adaptive_windows_follow_the_cost_curve() {
     // Cost proportional to length: a slot must be accepted nearly always to pay for itself.
     let linear = CostCurve::new(vec![(1, 1.0), (100, 100.0)]).unwrap();
     let steep = with(linear).generate(&p).unwrap();
-    let windows = free_windows(&steep, 6);
-    assert!(windows.iter().all(|&w| w <= 2), "{windows:?}");
+    let windows = free_windows(&steep, 6, 8);
+    assert!(
+        !windows.is_empty() && windows.iter().all(|&w| w <= 2),
+        "{windows:?}"
+    );
     // Lossless either way: greedy adaptive decoding equals greedy AR.
     let greedy = DecoderConfig {
         sampling: Sampling::Greedy,
@@ -430,7 +443,7 @@ fn the_cost_curve_is_measured_once_and_reproduces_tokens() {
     let model = medium_toy(6);
     let p = prompt(&model, &[2]).with_seed(9);
     let cfg = DecoderConfig {
-        window_len: Window::Auto { max: 8 },
+        window_len: Window::Auto { max: 8, explore: 0 },
         guidance_scale: 2.0,
         ..DecoderConfig::sjd2()
     };

@@ -254,7 +254,7 @@ fn sjd_adaptive_window_coupled_with_guidance() {
     let m = small_toy(13);
     let cfg = sampled(
         DecoderConfig {
-            window_len: Window::Auto { max: 4 },
+            window_len: Window::Auto { max: 4, explore: 1 },
             draft_update: DraftUpdate::Coupled,
             draft_init: DraftInit::HorizontalRepeat,
             ..DecoderConfig::sjd()
@@ -270,7 +270,7 @@ fn sjd2_adaptive_window_with_guidance() {
     let m = small_toy(14);
     let mut cfg = sampled(
         DecoderConfig {
-            window_len: Window::Auto { max: 4 },
+            window_len: Window::Auto { max: 4, explore: 1 },
             ..DecoderConfig::sjd2()
         },
         1.5,
