@@ -177,26 +177,26 @@ fn missing_vq_weights_are_named() {
     std::fs::remove_file(path).unwrap();
 }
 
-#[test]
-fn emu3_movq_parity_both_layouts() {
+/// The Emu3 vision tokenizer fixture in both layouts: the file, its key prefix and the loaded
+/// decoder (tiny sizes: ch 32, 64 codes).
+fn emu3_movq_both_layouts() -> Vec<(
+    std::path::PathBuf,
+    &'static str,
+    sjd2_models::vq::MovqDecoder,
+)> {
     use sjd2_models::vq::{MovqConfig, MovqDecoder, MovqLayout};
-    let r = Reference::open("emu3");
-    let codes = r.ids("codes");
-    let (_, want) = r.f32("decoded_image");
-    for (file, layout) in [
-        (
-            fixtures().join("emu3/hf/model.safetensors"),
-            MovqLayout::HuggingFace {
-                prefix: "vqmodel.".into(),
-            },
-        ),
-        (
-            common::emu3_original_vq(),
-            MovqLayout::Original {
+    [
+        (fixtures().join("emu3/hf/model.safetensors"), "vqmodel."),
+        (common::emu3_original_vq(), ""),
+    ]
+    .into_iter()
+    .map(|(file, prefix)| {
+        let layout = match prefix {
+            "" => MovqLayout::Original {
                 prefix: String::new(),
             },
-        ),
-    ] {
+            p => MovqLayout::HuggingFace { prefix: p.into() },
+        };
         let cfg = MovqConfig {
             ch: 32,
             codebook_size: 64,
@@ -204,6 +204,17 @@ fn emu3_movq_parity_both_layouts() {
             ..MovqConfig::emu3()
         };
         let m = MovqDecoder::load(&file, cfg, &Device::flex()).unwrap();
+        (file, prefix, m)
+    })
+    .collect()
+}
+
+#[test]
+fn emu3_movq_parity_both_layouts() {
+    let r = Reference::open("emu3");
+    let codes = r.ids("codes");
+    let (_, want) = r.f32("decoded_image");
+    for (file, _, m) in emu3_movq_both_layouts() {
         assert_close(
             &host(m.decode(&codes, 3, 4).unwrap()),
             &want,
@@ -214,30 +225,7 @@ fn emu3_movq_parity_both_layouts() {
 
 #[test]
 fn emu3_movq_exports_the_checkpoint_it_loaded() {
-    use sjd2_models::vq::{MovqConfig, MovqDecoder, MovqLayout};
-    for (file, prefix, layout) in [
-        (
-            fixtures().join("emu3/hf/model.safetensors"),
-            "vqmodel.",
-            MovqLayout::HuggingFace {
-                prefix: "vqmodel.".into(),
-            },
-        ),
-        (
-            common::emu3_original_vq(),
-            "",
-            MovqLayout::Original {
-                prefix: String::new(),
-            },
-        ),
-    ] {
-        let cfg = MovqConfig {
-            ch: 32,
-            codebook_size: 64,
-            layout,
-            ..MovqConfig::emu3()
-        };
-        let m = MovqDecoder::load(&file, cfg, &Device::flex()).unwrap();
+    for (file, prefix, m) in emu3_movq_both_layouts() {
         let mut exported = m.export().unwrap();
         // What the decoder reads: everything under the prefix but the encoder side.
         let mut stored: Vec<_> = common::all_tensors(&file)
