@@ -15,9 +15,11 @@ use sjd2_core::{
     VerifyInput, ddim_step, guide, ids_tensor, sinusoidal_level_embedding,
 };
 
-use crate::config::{Acceptance, DecoderConfig, LevelConditioning, Mode, Verification, Window};
+use crate::config::{
+    Acceptance, DecoderConfig, LevelConditioning, LevelPolicy, Mode, Verification, Window,
+};
 use crate::output::{Control, FinishReason, Generation, StepEvent};
-use crate::policy::{CostCurve, WindowPolicy, probe_lengths};
+use crate::policy::{Acceptable, CostCurve, WindowPolicy, probe_lengths};
 use crate::window::{BufferOp, BufferSource, Commit, Prediction, SampleState, Slot, WindowRules};
 
 /// Timed passes per probe length when measuring a cost curve (the fastest counts).
@@ -363,7 +365,7 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
             for (b, st) in states.iter_mut().enumerate() {
                 let keep = if active[b] {
                     let (commit, predictions) = self.verify_and_commit(st, &host, b, len)?;
-                    policy.observe(st.slots.len(), commit.verifiable, &commit.verified);
+                    policy.observe(&commit.verified);
                     let keep = commit.cached;
                     commits.push(Some((commit, predictions)));
                     keep
@@ -494,7 +496,7 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
             .filter(|&k| !matches!(st.slots[k], Slot::Forced(_)))
             .map(|k| (st.ages.get(k).copied().unwrap_or(0), k == judged))
             .collect();
-        let mut commit = st.commit(outcome.accepted, outcome.next_token, ys[0], verifiable);
+        let mut commit = st.commit(outcome.accepted, outcome.next_token, ys[0]);
         commit.verified = verified;
         let predictions = ys
             .iter()
@@ -529,7 +531,13 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
                 curve
             }
         };
-        Ok(WindowPolicy::auto(curve, max, explore))
+        let sjd2 = &self.config.sjd2;
+        let acceptable = match (self.noise.as_ref(), sjd2.acceptance, sjd2.level_policy) {
+            (None, _, _) | (_, Acceptance::Lossy, _) => Acceptable::All,
+            (Some(_), _, LevelPolicy::ByDistance) => Acceptable::Front(sjd2.denoising_steps),
+            (Some(_), _, LevelPolicy::OnePerIteration) => Acceptable::Aged(sjd2.denoising_steps),
+        };
+        Ok(WindowPolicy::auto(curve, max, explore, acceptable))
     }
 
     /// Times whole passes of [`probe_lengths`] on the prefilled `cache`, best of

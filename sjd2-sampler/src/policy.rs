@@ -126,6 +126,29 @@ fn age_bucket(age: f64) -> usize {
     AGE_BUCKETS.partition_point(|&upper| upper as f64 <= age)
 }
 
+/// Which slots of a window verification can accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Acceptable {
+    /// Every slot (SJD; SJD2 with lossy acceptance).
+    All,
+    /// SJD2 with levels by distance and `K` levels: a refined slot `i` is clean when
+    /// `⌊K·i/W⌋ = 0`, so the first `⌈W/K⌉`.
+    Front(usize),
+    /// SJD2 with one level per iteration: a slot is clean once refined `K` times.
+    Aged(usize),
+}
+
+impl Acceptable {
+    /// Whether slot `k` of a `w`-slot window, about `age` passes old, can be accepted.
+    fn slot(self, k: usize, w: usize, age: f64) -> bool {
+        match self {
+            Self::All => true,
+            Self::Front(levels) => k * levels.max(1) < w,
+            Self::Aged(levels) => age >= levels as f64,
+        }
+    }
+}
+
 /// Acceptance seen so far in one generation, pooled over the batch, as a rejection rate by the
 /// age of the draft (passes it has been refined for): a draft that has lived longer in the window
 /// has seen its context settle and is accepted more often, which is what a longer window buys.
@@ -135,19 +158,12 @@ fn age_bucket(age: f64) -> usize {
 pub(crate) struct AcceptanceModel {
     verified: [f64; AGE_BUCKETS.len() + 1],
     rejected: [f64; AGE_BUCKETS.len() + 1],
-    /// Sums over observations of acceptable slots and window lengths.
-    verifiable: f64,
-    offered: f64,
 }
 
 impl AcceptanceModel {
-    /// One sample's pass: `window` slots drafted, of which `verifiable` leading ones were
-    /// acceptable; `verified` holds, in order, the age of each draft verification judged (forced
-    /// tokens left out) and whether it was rejected.
-    pub(crate) fn observe(&mut self, window: usize, verifiable: usize, verified: &[(usize, bool)]) {
-        if window == 0 {
-            return;
-        }
+    /// One sample's pass: `verified` holds, in order, the age of each draft verification
+    /// judged (forced tokens left out) and whether it was rejected.
+    pub(crate) fn observe(&mut self, verified: &[(usize, bool)]) {
         for &(age, rejected) in verified {
             let b = age_bucket(age as f64);
             self.verified[b] += 1.0;
@@ -155,8 +171,6 @@ impl AcceptanceModel {
                 self.rejected[b] += 1.0;
             }
         }
-        self.verifiable += verifiable.min(window) as f64;
-        self.offered += window as f64;
     }
 
     /// Rejection rate by age bucket: observed buckets shrunk towards the pooled rate, the
@@ -179,28 +193,25 @@ impl AcceptanceModel {
 
     /// Expected accepted drafts per pass with a window of `w` slots, in the steady state where
     /// the window advances by the expected committed tokens `τ` per pass, so that the draft at
-    /// slot `k` has been refined for about `(w − 1 − k) / τ` passes, over the slots such a window
-    /// makes acceptable. `τ = 1 + E(τ)` has one root (a faster window holds younger drafts, so
-    /// `E` falls as `τ` grows), found by bisection.
-    pub(crate) fn expected_accepted(&self, w: usize) -> f64 {
+    /// slot `k` has been refined for about `(w − 1 − k) / τ` passes; a run ends at the first
+    /// slot `acceptable` rules out. `τ = 1 + E(τ)` has one root (a faster window holds younger
+    /// drafts, so `E` falls as `τ` grows), found by bisection.
+    pub(crate) fn expected_accepted(&self, w: usize, acceptable: Acceptable) -> f64 {
         let hazards = self.hazards();
-        let ratio = if self.offered > 0.0 {
-            self.verifiable / self.offered
-        } else {
-            1.0
-        };
-        let acceptable = ((ratio * w as f64).round() as usize).clamp(1, w);
         let accepted_at = |tau: f64| {
             let mut survive = 1.0;
             let mut total = 0.0;
-            for k in 0..acceptable {
+            for k in 0..w {
                 let age = (w - 1 - k) as f64 / tau;
+                if !acceptable.slot(k, w, age) {
+                    break;
+                }
                 survive *= 1.0 - hazards[age_bucket(age)];
                 total += survive;
             }
             total
         };
-        let (mut lo, mut hi) = (1.0, acceptable as f64 + 1.0);
+        let (mut lo, mut hi) = (1.0, w as f64 + 1.0);
         for _ in 0..20 {
             let mid = 0.5 * (lo + hi);
             if 1.0 + accepted_at(mid) > mid {
@@ -219,6 +230,7 @@ impl AcceptanceModel {
 pub(crate) fn best_window(
     curve: &CostCurve,
     acceptance: &AcceptanceModel,
+    acceptable: Acceptable,
     pending: usize,
     max: usize,
 ) -> usize {
@@ -229,7 +241,7 @@ pub(crate) fn best_window(
     let rates: Vec<f64> = candidates
         .iter()
         .map(|&w| {
-            best_so_far = best_so_far.max(acceptance.expected_accepted(w));
+            best_so_far = best_so_far.max(acceptance.expected_accepted(w, acceptable));
             (1.0 + best_so_far) / curve.seconds(pending + w)
         })
         .collect();
@@ -262,12 +274,13 @@ pub(crate) enum WindowPolicy {
     Fixed(usize),
     Auto {
         curve: CostCurve,
-        acceptance: AcceptanceModel,
+        acceptance: Box<AcceptanceModel>,
         max: usize,
         /// Windows chosen so far.
         chosen: usize,
         /// Passes drafting [`EXPLORE_WINDOW`] slots first.
         explore: usize,
+        acceptable: Acceptable,
     },
 }
 
@@ -280,13 +293,19 @@ impl WindowPolicy {
         Self::Fixed(w)
     }
 
-    pub(crate) fn auto(curve: CostCurve, max: usize, explore: usize) -> Self {
+    pub(crate) fn auto(
+        curve: CostCurve,
+        max: usize,
+        explore: usize,
+        acceptable: Acceptable,
+    ) -> Self {
         Self::Auto {
             curve,
-            acceptance: AcceptanceModel::default(),
+            acceptance: Box::default(),
             max,
             chosen: 0,
             explore,
+            acceptable,
         }
     }
 
@@ -300,21 +319,22 @@ impl WindowPolicy {
                 max,
                 chosen,
                 explore,
+                acceptable,
             } => {
                 *chosen += 1;
                 if *chosen <= *explore {
                     EXPLORE_WINDOW.min(*max)
                 } else {
-                    best_window(curve, acceptance, pending, *max)
+                    best_window(curve, acceptance, *acceptable, pending, *max)
                 }
             }
         }
     }
 
     /// Records one sample's verified pass (see [`AcceptanceModel::observe`]).
-    pub(crate) fn observe(&mut self, window: usize, verifiable: usize, verified: &[(usize, bool)]) {
+    pub(crate) fn observe(&mut self, verified: &[(usize, bool)]) {
         if let Self::Auto { acceptance, .. } = self {
-            acceptance.observe(window, verifiable, verified);
+            acceptance.observe(verified);
         }
     }
 }
@@ -331,7 +351,7 @@ mod tests {
             let verified: Vec<(usize, bool)> = (0..=a.min(w - 1))
                 .map(|k| ((w - 1 - k) / (a + 1), k == a))
                 .collect();
-            m.observe(w, w, &verified);
+            m.observe(&verified);
         }
         m
     }
@@ -388,7 +408,7 @@ mod tests {
         for a in [1, 3, 7] {
             let m = seen(20, 16, a);
             assert_eq!(
-                best_window(&CostCurve::flat(), &m, 1, 64),
+                best_window(&CostCurve::flat(), &m, Acceptable::All, 1, 64),
                 64,
                 "accepting {a}"
             );
@@ -400,11 +420,11 @@ mod tests {
         // Cost proportional to length: each slot must pay for itself.
         let linear = CostCurve::new(vec![(1, 1.0), (100, 100.0)]).unwrap();
         let rarely = seen(50, 8, 0);
-        assert_eq!(best_window(&linear, &rarely, 1, 64), 1);
+        assert_eq!(best_window(&linear, &rarely, Acceptable::All, 1, 64), 1);
         // A CPU-like curve (t(65)/t(1) ≈ 6): long runs justify a longer window, rare ones not.
         let cpu = CostCurve::new(vec![(1, 3.1), (2, 3.3), (33, 15.8), (65, 19.0)]).unwrap();
-        let w_rare = best_window(&cpu, &seen(50, 16, 0), 1, 64);
-        let w_long = best_window(&cpu, &seen(50, 16, 15), 1, 64);
+        let w_rare = best_window(&cpu, &seen(50, 16, 0), Acceptable::All, 1, 64);
+        let w_long = best_window(&cpu, &seen(50, 16, 15), Acceptable::All, 1, 64);
         assert!(w_rare < w_long, "{w_rare} vs {w_long}");
         assert!(w_rare <= 4, "{w_rare}");
     }
@@ -415,29 +435,36 @@ mod tests {
         // long enough to age its drafts commits far more per pass than a short one.
         let mut m = AcceptanceModel::default();
         for _ in 0..100 {
-            m.observe(16, 16, &[(8, false), (5, false), (4, false), (0, true)]);
-            m.observe(2, 2, &[(0, true)]);
+            m.observe(&[(8, false), (5, false), (4, false), (0, true)]);
+            m.observe(&[(0, true)]);
         }
-        let (short, long) = (m.expected_accepted(2), m.expected_accepted(32));
+        let all = Acceptable::All;
+        let (short, long) = (m.expected_accepted(2, all), m.expected_accepted(32, all));
         assert!(short < 0.2 && long > 4.0, "{short} {long}");
     }
 
     #[test]
-    fn noisy_slots_end_runs_and_scale_with_the_window() {
-        let mut sjd2 = AcceptanceModel::default();
+    fn sjd2_clean_slots_bound_the_runs() {
+        // Every judged draft accepted: runs end where the slots stop being clean.
+        let mut m = AcceptanceModel::default();
         for _ in 0..200 {
-            // 8 of 32 slots acceptable, all accepted, ages 3..=10.
             let verified: Vec<(usize, bool)> = (0..8).map(|k| (10 - k, false)).collect();
-            sjd2.observe(32, 8, &verified);
+            m.observe(&verified);
         }
-        let short = sjd2.expected_accepted(16);
-        assert!((3.0..=4.0).contains(&short), "{short}"); // 4 acceptable slots of 16
+        // Levels by distance, K = 5: the first ⌈16/5⌉ = 4 of 16 slots are clean.
+        let front = m.expected_accepted(16, Acceptable::Front(5));
+        assert!((3.5..=4.0).contains(&front), "{front}");
+        // One level per iteration, K = 5: clean once 5 passes old, so the window must be long
+        // enough for its front to age.
+        let short = m.expected_accepted(4, Acceptable::Aged(5));
+        let long = m.expected_accepted(32, Acceptable::Aged(5));
+        assert!(short < 0.01 && long > 3.0, "{short} {long}");
     }
 
     #[test]
     fn the_first_passes_explore() {
         let curve = CostCurve::new(vec![(1, 1.0), (100, 100.0)]).unwrap();
-        let mut p = WindowPolicy::auto(curve, 32, 5);
+        let mut p = WindowPolicy::auto(curve, 32, 5, Acceptable::All);
         let first: Vec<usize> = (0..5).map(|_| p.choose(1)).collect();
         assert_eq!(first, vec![EXPLORE_WINDOW; 5]);
         assert!(p.choose(1) < EXPLORE_WINDOW);

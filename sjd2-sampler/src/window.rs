@@ -143,8 +143,6 @@ pub(crate) struct Commit {
     pub tokens: Vec<u32>,
     /// Drafts accepted.
     pub accepted: usize,
-    /// Leading slots verification could accept (clean drafts and forced tokens).
-    pub verifiable: usize,
     /// Age and rejection of each draft verification judged (filled by the decoder).
     pub verified: Vec<(usize, bool)>,
     /// How many of the pass's cache entries for this sample stay: the pending tokens and the
@@ -258,13 +256,7 @@ impl SampleState {
     /// lossy mode, as its latest prediction, or `fallback` without one) and `next`. Updates
     /// the pending count and the statistics; the slots themselves are refilled by
     /// [`SampleState::advance`].
-    pub(crate) fn commit(
-        &mut self,
-        accepted: usize,
-        next: u32,
-        fallback: u32,
-        verifiable: usize,
-    ) -> Commit {
+    pub(crate) fn commit(&mut self, accepted: usize, next: u32, fallback: u32) -> Commit {
         let width = self.slots.len();
         let accepted = accepted.min(width);
         let accepted_slots = &self.slots[..accepted];
@@ -290,7 +282,6 @@ impl SampleState {
         Commit {
             tokens,
             accepted,
-            verifiable,
             verified: Vec::new(),
             cached,
         }
