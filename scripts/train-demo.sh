@@ -16,6 +16,6 @@ cargo build --release --features x86-v4 --example train_demo
 T=target/release/examples/train_demo
 "$T" vq --dir runs/vq --steps "${VQ_STEPS:-2000}"
 "$T" ar --dir runs/ar --vq runs/vq --steps "${AR_STEPS:-10000}"
-"$T" finetune --dir runs/sjd2 --vq runs/vq --base runs/ar --steps "${FT_STEPS:-600}" \
+"$T" finetune --dir runs/sjd2 --vq runs/vq --base runs/ar --steps "${FT_STEPS:-600}" --lr "${FT_LR:-0.0001}" \
     --pattern "${FT_PATTERN:-increasing}" --conditioning "${FT_CONDITIONING:-sinusoidal}"
 "$T" package --vq runs/vq --base runs/ar --sjd2 runs/sjd2 --out "${OUT:-assets/demo}" --denoising-steps 5
