@@ -490,14 +490,7 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
             top_k: cfg.sampling.top_k_value(),
         };
         let outcome = self.verifier.verify(&input, &mut st.rng)?;
-        // The drafts verification judged, by age: accepted ones, then the rejected one.
-        let judged = outcome.accepted.min(verifiable);
-        let verified: Vec<(usize, bool)> = (0..verifiable.min(judged + 1))
-            .filter(|&k| !matches!(st.slots[k], Slot::Forced(_)))
-            .map(|k| (st.ages.get(k).copied().unwrap_or(0), k == judged))
-            .collect();
-        let mut commit = st.commit(outcome.accepted, outcome.next_token, ys[0]);
-        commit.verified = verified;
+        let commit = st.commit(outcome.accepted, outcome.next_token, ys[0], verifiable);
         let predictions = ys
             .iter()
             .zip(probs)

@@ -196,32 +196,37 @@ impl AcceptanceModel {
     /// slot `k` has been refined for about `(w − 1 − k) / τ` passes; a run ends at the first
     /// slot `acceptable` rules out. `τ = 1 + E(τ)` has one root (a faster window holds younger
     /// drafts, so `E` falls as `τ` grows), found by bisection.
+    #[cfg(test)]
     pub(crate) fn expected_accepted(&self, w: usize, acceptable: Acceptable) -> f64 {
-        let hazards = self.hazards();
-        let accepted_at = |tau: f64| {
-            let mut survive = 1.0;
-            let mut total = 0.0;
-            for k in 0..w {
-                let age = (w - 1 - k) as f64 / tau;
-                if !acceptable.slot(k, w, age) {
-                    break;
-                }
-                survive *= 1.0 - hazards[age_bucket(age)];
-                total += survive;
-            }
-            total
-        };
-        let (mut lo, mut hi) = (1.0, w as f64 + 1.0);
-        for _ in 0..20 {
-            let mid = 0.5 * (lo + hi);
-            if 1.0 + accepted_at(mid) > mid {
-                lo = mid;
-            } else {
-                hi = mid;
-            }
-        }
-        accepted_at(0.5 * (lo + hi))
+        steady_state_accepted(&self.hazards(), w, acceptable)
     }
+}
+
+/// [`AcceptanceModel::expected_accepted`] for rejection rates `hazards` by age bucket.
+fn steady_state_accepted(hazards: &[f64], w: usize, acceptable: Acceptable) -> f64 {
+    let accepted_at = |tau: f64| {
+        let mut survive = 1.0;
+        let mut total = 0.0;
+        for k in 0..w {
+            let age = (w - 1 - k) as f64 / tau;
+            if !acceptable.slot(k, w, age) {
+                break;
+            }
+            survive *= 1.0 - hazards[age_bucket(age)];
+            total += survive;
+        }
+        total
+    };
+    let (mut lo, mut hi) = (1.0, w as f64 + 1.0);
+    for _ in 0..20 {
+        let mid = 0.5 * (lo + hi);
+        if 1.0 + accepted_at(mid) > mid {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    accepted_at(0.5 * (lo + hi))
 }
 
 /// The window length, in `1..=max`, that maximizes expected committed tokens per second when
@@ -237,11 +242,12 @@ pub(crate) fn best_window(
     let candidates = window_candidates(max);
     // A longer window holds the shorter one's slots, and older drafts in them: it never
     // commits fewer tokens per pass, whatever the fitted model says between age buckets.
+    let hazards = acceptance.hazards();
     let mut best_so_far = 0.0_f64;
     let rates: Vec<f64> = candidates
         .iter()
         .map(|&w| {
-            best_so_far = best_so_far.max(acceptance.expected_accepted(w, acceptable));
+            best_so_far = best_so_far.max(steady_state_accepted(&hazards, w, acceptable));
             (1.0 + best_so_far) / curve.seconds(pending + w)
         })
         .collect();

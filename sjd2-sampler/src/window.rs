@@ -143,7 +143,8 @@ pub(crate) struct Commit {
     pub tokens: Vec<u32>,
     /// Drafts accepted.
     pub accepted: usize,
-    /// Age and rejection of each draft verification judged (filled by the decoder).
+    /// Age and rejection of each draft verification judged (forced tokens left out): the
+    /// accepted ones, then the rejected one.
     pub verified: Vec<(usize, bool)>,
     /// How many of the pass's cache entries for this sample stay: the pending tokens and the
     /// accepted slots that were fed as token embeddings.
@@ -255,10 +256,22 @@ impl SampleState {
     /// Commits a verified pass: the first `accepted` slots (a noisy slot, accepted only in
     /// lossy mode, as its latest prediction, or `fallback` without one) and `next`. Updates
     /// the pending count and the statistics; the slots themselves are refilled by
-    /// [`SampleState::advance`].
-    pub(crate) fn commit(&mut self, accepted: usize, next: u32, fallback: u32) -> Commit {
+    /// [`SampleState::advance`]. `verifiable` is the number of leading slots verification could
+    /// judge.
+    pub(crate) fn commit(
+        &mut self,
+        accepted: usize,
+        next: u32,
+        fallback: u32,
+        verifiable: usize,
+    ) -> Commit {
         let width = self.slots.len();
         let accepted = accepted.min(width);
+        let judged = accepted.min(verifiable);
+        let verified = (0..verifiable.min(judged + 1))
+            .filter(|&k| !matches!(self.slots[k], Slot::Forced(_)))
+            .map(|k| (self.ages.get(k).copied().unwrap_or(0), k == judged))
+            .collect();
         let accepted_slots = &self.slots[..accepted];
         let mut tokens: Vec<u32> = accepted_slots
             .iter()
@@ -282,7 +295,7 @@ impl SampleState {
         Commit {
             tokens,
             accepted,
-            verified: Vec::new(),
+            verified,
             cached,
         }
     }
