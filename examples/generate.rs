@@ -27,37 +27,20 @@
 //! - `llamagen-t2i`: `--weights t2i_XL_stage*.pt`, `--vq vq_ds16_t2i.pt`, `--t5 flan-t5-xl/`.
 
 mod common;
+#[path = "common/families.rs"]
+mod families;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use sjd2::models::chameleon::{Chameleon, ChameleonImage};
+use sjd2::models::LlamaT2I;
 use sjd2::models::demo::{DemoConfig, DemoModel, DemoWeights};
-use sjd2::models::emu3::{Emu3, Emu3Image, Emu3Tokens};
-use sjd2::models::janus::{Janus, JanusTokens};
-use sjd2::models::llamagen::{LlamaGen, LlamaGenConfig, LlamaGenTask};
-use sjd2::models::prompt::{PromptTokenizer, Template};
-use sjd2::models::t5::T5Encoder;
-use sjd2::models::vq::{
-    ImageDecoder, MovqConfig, MovqDecoder, MovqLayout, VqConfig, VqLayout, VqModel, save_png,
-    to_rgb8,
-};
-use sjd2::models::weights::Checkpoint;
-use sjd2::models::{LlamaT2I, Unconditional};
+use sjd2::models::prompt::Template;
+use sjd2::models::vq::{ImageDecoder, save_png, to_rgb8};
 use sjd2::{Control, DecoderConfig, Device, DraftUpdate, Mode, Prompt, Sampling, Sjd2Decoder};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Family {
-    LuminaMgpt,
-    Anole,
-    Emu3,
-    JanusPro,
-    LlamagenC2i,
-    LlamagenT2i,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum WeightsArg {
@@ -86,9 +69,8 @@ enum DraftUpdateArg {
 struct Args {
     #[command(flatten)]
     device: common::DeviceArgs,
-    /// Model family; without it, the project's demo model (`--model`).
-    #[arg(long, value_enum)]
-    family: Option<Family>,
+    #[command(flatten)]
+    m: families::ModelArgs,
     /// Demo model directory.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/demo"))]
     model: PathBuf,
@@ -96,18 +78,6 @@ struct Args {
     /// `--mode sjd2`, base otherwise.
     #[arg(long, value_enum)]
     demo_weights: Option<WeightsArg>,
-    /// Checkpoint directory or file.
-    #[arg(long)]
-    weights: Option<PathBuf>,
-    /// Image tokenizer checkpoint (see the file header for defaults).
-    #[arg(long)]
-    vq: Option<PathBuf>,
-    /// FLAN-T5 directory (LlamaGen t2i).
-    #[arg(long)]
-    t5: Option<PathBuf>,
-    /// Use the tiny random-weight fixtures in this directory instead of real weights.
-    #[arg(long)]
-    fixtures: Option<PathBuf>,
     /// Prompt text.
     #[arg(long)]
     prompt: Option<String>,
@@ -117,12 +87,10 @@ struct Args {
     /// ImageNet class (LlamaGen c2i).
     #[arg(long, default_value_t = 207)]
     class: u32,
-    /// Image side in pixels.
-    #[arg(long, default_value_t = 512)]
-    size: usize,
-    /// Decoding mode.
-    #[arg(long, value_enum, default_value = "sjd2")]
-    mode: ModeArg,
+    /// Decoding mode (default: sjd2 for the demo model and for checkpoints exported by
+    /// `finetune` with an `sjd2.json`, sjd otherwise: SJD2 needs the fine-tune).
+    #[arg(long, value_enum)]
+    mode: Option<ModeArg>,
     /// Window: a length, `auto` (chosen before every pass from this device's measured pass
     /// times and the acceptance so far) or `auto:MAX` (default: 16 for SJD, 64 for SJD2).
     #[arg(long)]
@@ -163,318 +131,6 @@ struct Args {
     out: PathBuf,
 }
 
-fn tokenizer(dir: &Path) -> Result<PromptTokenizer> {
-    PromptTokenizer::from_file(dir.join("tokenizer.json"))
-        .with_context(|| format!("tokenizer.json in {}", dir.display()))
-}
-
-fn text_prompt(args: &Args, tok: &PromptTokenizer, template: Template) -> Result<Prompt> {
-    if !args.prompt_ids.is_empty() {
-        return Ok(Prompt::new(args.prompt_ids.clone()));
-    }
-    let text = args.prompt.as_deref().context("--prompt is required")?;
-    Ok(tok.encode(text, &template)?)
-}
-
-fn ids_prompt(args: &Args) -> Result<Prompt> {
-    if args.prompt_ids.is_empty() {
-        bail!("fixtures have no tokenizer: pass --prompt-ids");
-    }
-    Ok(Prompt::new(args.prompt_ids.clone()))
-}
-
-fn tiny_vq(mut c: VqConfig, codebook: usize, embed: usize, layout: VqLayout) -> VqConfig {
-    c.ch = 32;
-    c.z_channels = 32;
-    c.codebook_size = codebook;
-    c.embed_dim = embed;
-    c.layout = layout;
-    c
-}
-
-/// Model, image decoder and prompt for the chosen family.
-fn build(args: &Args, device: &Device) -> Result<(LlamaT2I, Box<dyn ImageDecoder>, Prompt)> {
-    let Some(family) = args.family else {
-        bail!("no --family given");
-    };
-    if let Some(f) = &args.fixtures {
-        let fx = |p: &str| f.join(p);
-        return Ok(match family {
-            Family::LuminaMgpt | Family::Anole => {
-                let image = ChameleonImage {
-                    rows: 2,
-                    cols: 3,
-                    prefix: vec![37, 52, 53],
-                    row_end: Some(51),
-                    end_tokens: vec![36],
-                    unconditional: Unconditional::PrefixOnly,
-                };
-                let (m, _) = Chameleon::load(fx("chameleon/hf"), |_| Ok(image), device)?;
-                let vq = VqModel::load(
-                    fx("chameleon_vqgan/weights_vqgan_ckpt_layout.safetensors"),
-                    tiny_vq(
-                        VqConfig::chameleon(),
-                        32,
-                        16,
-                        VqLayout::Taming {
-                            prefix: String::new(),
-                        },
-                    ),
-                    device,
-                )?;
-                (m, Box::new(vq), ids_prompt(args)?)
-            }
-            Family::Emu3 => {
-                let t = Emu3Tokens {
-                    pad: 0,
-                    bos: 1,
-                    eos: 2,
-                    eol: 3,
-                    eof: 4,
-                    boi: 5,
-                    eoi: 6,
-                    img: 7,
-                    visual_start: 96,
-                    visual_count: 64,
-                };
-                let m = Emu3::load(
-                    fx("emu3/hf"),
-                    t,
-                    Emu3Image {
-                        rows: 3,
-                        cols: 4,
-                        size_tokens: vec![30, 31, 32],
-                        negative: vec![1, 25, 26],
-                    },
-                    device,
-                )?;
-                let cfg = MovqConfig {
-                    ch: 32,
-                    codebook_size: 64,
-                    layout: MovqLayout::HuggingFace {
-                        prefix: "vqmodel.".into(),
-                    },
-                    ..MovqConfig::emu3()
-                };
-                (
-                    m,
-                    Box::new(MovqDecoder::load(fx("emu3/hf"), cfg, device)?),
-                    ids_prompt(args)?,
-                )
-            }
-            Family::JanusPro => {
-                let m = Janus::load(
-                    fx("janus/hf/config.json"),
-                    fx("janus/hf"),
-                    JanusTokens {
-                        pad: 3,
-                        begin_of_image: 10,
-                    },
-                    3,
-                    device,
-                )?;
-                let vq = VqModel::load(
-                    fx("janus/hf"),
-                    tiny_vq(
-                        VqConfig::vq16(),
-                        64,
-                        8,
-                        VqLayout::Vq16Hf {
-                            prefix: "model.vqmodel.".into(),
-                        },
-                    ),
-                    device,
-                )?;
-                (m, Box::new(vq), ids_prompt(args)?)
-            }
-            Family::LlamagenC2i | Family::LlamagenT2i => {
-                let vq = VqModel::load(
-                    fx("llamagen_vq/weights.safetensors"),
-                    tiny_vq(
-                        VqConfig::vq16(),
-                        64,
-                        8,
-                        VqLayout::Vq16 {
-                            prefix: String::new(),
-                        },
-                    ),
-                    device,
-                )?;
-                if family == Family::LlamagenC2i {
-                    let m = LlamaGen::load(
-                        fx("llamagen_c2i/weights.safetensors"),
-                        LlamaGenConfig::tiny(LlamaGenTask::ClassToImage { num_classes: 10 }),
-                        device,
-                    )?;
-                    (m, Box::new(vq), Prompt::new(vec![args.class % 10]))
-                } else {
-                    let m = LlamaGen::load(
-                        fx("llamagen_t2i/weights.safetensors"),
-                        LlamaGenConfig::tiny(LlamaGenTask::TextToImage {
-                            caption_dim: 32,
-                            slots: 120,
-                        }),
-                        device,
-                    )?
-                    .with_caption_encoder(T5Encoder::load(
-                        fx("t5_encoder/hf"),
-                        120,
-                        device,
-                    )?);
-                    (m, Box::new(vq), ids_prompt(args)?)
-                }
-            }
-        });
-    }
-    let weights = args
-        .weights
-        .clone()
-        .context("--weights is required (or --fixtures)")?;
-    let dir = if weights.is_dir() {
-        weights.clone()
-    } else {
-        weights.parent().map(Path::to_path_buf).unwrap_or_default()
-    };
-    Ok(match family {
-        Family::LuminaMgpt | Family::Anole => {
-            let lumina = family == Family::LuminaMgpt;
-            let size = args.size;
-            let (m, _) = Chameleon::load(
-                &weights,
-                |v| {
-                    if lumina {
-                        ChameleonImage::lumina(v, size, size)
-                    } else {
-                        ChameleonImage::anole(v)
-                    }
-                },
-                device,
-            )?;
-            let (vq_path, prefix) = match &args.vq {
-                Some(p) => (p.clone(), String::new()),
-                None => (weights.clone(), "model.vqmodel.".to_string()),
-            };
-            let cfg = VqConfig {
-                with_encoder: false,
-                layout: VqLayout::Taming { prefix },
-                ..VqConfig::chameleon()
-            };
-            let vq = VqModel::load(vq_path, cfg, device)?;
-            let tok = tokenizer(&dir)?;
-            let template = if lumina {
-                Template::Lumina {
-                    width: size,
-                    height: size,
-                }
-            } else {
-                Template::Chameleon
-            };
-            let p = text_prompt(args, &tok, template)?;
-            (m, Box::new(vq), p)
-        }
-        Family::Emu3 => {
-            let tok = tokenizer(&dir)?;
-            let side = args.size / 8;
-            let size_tokens = tok.encode_text(&format!("{side}*{side}"))?;
-            let t = Emu3Tokens::EMU3_GEN;
-            let mut negative = vec![t.bos];
-            negative.extend(tok.encode_text("lowres, bad anatomy, bad hands, text, error, missing fingers, extra digit, fewer digits, cropped, worst quality, low quality, normal quality, jpeg artifacts, signature, watermark, username, blurry.")?);
-            let m = Emu3::load(
-                &weights,
-                t,
-                Emu3Image {
-                    rows: side,
-                    cols: side,
-                    size_tokens,
-                    negative,
-                },
-                device,
-            )?;
-            let vq: Box<dyn ImageDecoder> = match &args.vq {
-                Some(p) => Box::new(MovqDecoder::load(p, MovqConfig::emu3(), device)?),
-                None => Box::new(MovqDecoder::load(
-                    &weights,
-                    MovqConfig {
-                        layout: MovqLayout::HuggingFace {
-                            prefix: "vqmodel.".into(),
-                        },
-                        ..MovqConfig::emu3()
-                    },
-                    device,
-                )?),
-            };
-            let p = text_prompt(args, &tok, Template::Emu3)?;
-            (m, vq, p)
-        }
-        Family::JanusPro => {
-            let tok = tokenizer(&dir)?;
-            let id = |t: &str| {
-                tok.token_id(t)
-                    .with_context(|| format!("tokenizer has no {t}"))
-            };
-            let tokens = JanusTokens {
-                pad: id("<｜▁pad▁｜>")?,
-                begin_of_image: id("<begin_of_image>")?,
-            };
-            let m = Janus::load(
-                dir.join("config.json"),
-                &weights,
-                tokens,
-                args.size / 16,
-                device,
-            )?;
-            let hf = Checkpoint::open(&weights)?
-                .shape("model.vqmodel.quantize.embedding.weight")
-                .is_some();
-            let layout = if hf {
-                VqLayout::Vq16Hf {
-                    prefix: "model.vqmodel.".into(),
-                }
-            } else {
-                VqLayout::Vq16 {
-                    prefix: "gen_vision_model.".into(),
-                }
-            };
-            let vq = VqModel::load(
-                args.vq.clone().unwrap_or(weights.clone()),
-                VqConfig {
-                    with_encoder: false,
-                    layout,
-                    ..VqConfig::vq16()
-                },
-                device,
-            )?;
-            let p = text_prompt(args, &tok, Template::Janus)?;
-            (m, Box::new(vq), p)
-        }
-        Family::LlamagenC2i | Family::LlamagenT2i => {
-            let grid = args.size / 16;
-            let vq_path = args.vq.clone().context("--vq is required for LlamaGen")?;
-            let vq = VqModel::load(
-                vq_path,
-                VqConfig {
-                    with_encoder: false,
-                    ..VqConfig::vq16()
-                },
-                device,
-            )?;
-            if family == Family::LlamagenC2i {
-                let m = LlamaGen::load(&weights, LlamaGenConfig::gpt_xl_c2i(grid), device)?;
-                (m, Box::new(vq), Prompt::new(vec![args.class]))
-            } else {
-                let t5 = args
-                    .t5
-                    .clone()
-                    .context("--t5 is required for LlamaGen t2i")?;
-                let m = LlamaGen::load(&weights, LlamaGenConfig::gpt_xl_t2i(grid), device)?
-                    .with_caption_encoder(T5Encoder::load(&t5, 120, device)?);
-                let p = text_prompt(args, &tokenizer(&t5)?, Template::T5)?;
-                (m, Box::new(vq), p)
-            }
-        }
-    })
-}
-
 /// The demo model: decoder inputs plus its level conditioning and denoising steps.
 fn build_demo(
     args: &Args,
@@ -483,7 +139,7 @@ fn build_demo(
     let weights = match args.demo_weights {
         Some(WeightsArg::Base) => DemoWeights::Base,
         Some(WeightsArg::Sjd2) => DemoWeights::Sjd2,
-        None if args.mode == ModeArg::Sjd2 => DemoWeights::Sjd2,
+        None if matches!(args.mode, None | Some(ModeArg::Sjd2)) => DemoWeights::Sjd2,
         None => DemoWeights::Base,
     };
     let demo = DemoModel::load(&args.model, weights, device)
@@ -506,10 +162,15 @@ fn build_demo(
 fn main() -> Result<()> {
     let args = Args::parse();
     let device = args.device.device()?;
-    let (model, vq, prompt, demo) = match args.family {
+    let mut finetuned = None;
+    let (model, vq, prompt, demo) = match args.m.family {
         Some(_) => {
-            let (m, v, p) = build(&args, &device)?;
-            (m, v, p, None)
+            let loaded = args.m.load(&device)?;
+            finetuned = sjd2::models::finetuned::Sjd2Settings::find(&loaded.source)?;
+            let p = loaded
+                .prompts
+                .prompt(args.prompt.as_deref(), &args.prompt_ids, args.class)?;
+            (loaded.model, loaded.decoder, p, None)
         }
         None => {
             let (m, v, p, c) = build_demo(&args, &device)?;
@@ -526,9 +187,11 @@ fn main() -> Result<()> {
         }
     };
     let mode = match args.mode {
-        ModeArg::Ar => Mode::Autoregressive,
-        ModeArg::Sjd => Mode::Sjd,
-        ModeArg::Sjd2 => Mode::Sjd2,
+        Some(ModeArg::Ar) => Mode::Autoregressive,
+        Some(ModeArg::Sjd) => Mode::Sjd,
+        Some(ModeArg::Sjd2) => Mode::Sjd2,
+        None if demo.is_some() || finetuned.is_some() => Mode::Sjd2,
+        None => Mode::Sjd,
     };
     // The demo model brings its own settings (guidance, K, level conditioning); the published
     // families start from the library's SJD2 defaults.
@@ -545,6 +208,17 @@ fn main() -> Result<()> {
             ..DecoderConfig::sjd2()
         },
     };
+    // A checkpoint fine-tuned by `finetune` says how its SJD2 inputs were made.
+    if let Some(f) = &finetuned {
+        config.sjd2.denoising_steps = f.denoising_steps;
+        config.sjd2.schedule = f.noise_schedule()?;
+        config.sjd2.normalization = f.normalization_kind()?;
+        config.sjd2.level_conditioning = if f.sinusoidal_levels()? {
+            sjd2::LevelConditioning::Sinusoidal
+        } else {
+            sjd2::LevelConditioning::None
+        };
+    }
     config.sampling = sampling;
     config.seed = args.seed;
     if let Some(w) = args.window {
@@ -564,7 +238,7 @@ fn main() -> Result<()> {
     let costs_key = format!(
         "{}|{:?}|{:?}|{}|{}|{config:?}",
         args.model.display(),
-        args.weights,
+        args.m.weights,
         args.demo_weights,
         args.device.device,
         args.device.dtype,

@@ -10,7 +10,7 @@ use burn::Tensor;
 use burn::tensor::activation::{gelu, gelu_approximate};
 use burn::tensor::{Device, Int, TensorData};
 use sjd2_core::{
-    Error, GuidanceStyle, ImageLayout, JacobiDenoiser, KvCache, PromptRow, Result, Role,
+    Error, GuidanceStyle, ImageLayout, JacobiDenoiser, KvCache, Prompt, PromptRow, Result, Role,
     prefill_ragged,
 };
 
@@ -55,6 +55,17 @@ impl Mlp {
             fc2: loader.linear(&format!("{fc2}.weight"), o, h),
             b2: bias.then(|| loader.tensor(&format!("{fc2}.bias"), [o])),
             gelu,
+        }
+    }
+
+    /// The MLP on `device`.
+    pub fn to_device(self, device: &Device) -> Self {
+        Self {
+            fc1: self.fc1.to_device(device),
+            b1: self.b1.map(|b| b.to_device(device)),
+            fc2: self.fc2.to_device(device),
+            b2: self.b2.map(|b| b.to_device(device)),
+            gelu: self.gelu,
         }
     }
 
@@ -177,6 +188,36 @@ pub struct LlamaT2I {
     caption_encoder: Option<std::sync::Arc<dyn CaptionEncoder>>,
     code_map: CodeMap,
     device: Device,
+}
+
+/// One sequence of a training batch ([`LlamaT2I::training_batch`]).
+#[derive(Debug, Clone, Copy)]
+pub struct TrainingExample<'a> {
+    /// The prompt, as given to the decoder (template applied, without the image prefix).
+    pub prompt: &'a Prompt,
+    /// Conditional, or the unconditional row of classifier-free guidance (prompt dropout).
+    pub role: Role,
+    /// The image's VQ codes in raster order.
+    pub codes: &'a [u32],
+}
+
+/// Whole training sequences laid out as decoding sees them ([`LlamaT2I::training_batch`]).
+#[derive(Debug, Clone)]
+pub struct TrainingBatch {
+    /// Clean input embeddings `[rows, len, hidden]`, right padded with zeros (causal attention
+    /// never lets a real position see the padding).
+    pub embeddings: Tensor<3>,
+    /// Target ids in the head's vocabulary, row-major `rows × len` (0 where not scored).
+    pub targets: Vec<u32>,
+    /// Whether a target is scored: the next token is a grid cell.
+    pub scored: Vec<bool>,
+    /// Per row, the input positions that hold grid cells, in generation order: where SJD2
+    /// feeds noisy embeddings.
+    pub grid_inputs: Vec<Vec<usize>>,
+    /// Per row, the leading keys hidden from later queries (LlamaGen caption padding).
+    pub hidden_prefix: Vec<usize>,
+    /// Length of the longest row (the sequence dimension).
+    pub len: usize,
 }
 
 /// How generated image token ids map to VQ codes.
@@ -310,6 +351,300 @@ impl LlamaT2I {
     /// The backbone.
     pub fn backbone(&self) -> &Backbone {
         &self.backbone
+    }
+
+    /// Replaces the backbone by `f(backbone)`: how a trainer swaps in a LoRA-adapted or
+    /// optimizer-updated backbone while the family's other parts stay as they are.
+    ///
+    /// # Errors
+    /// Whatever `f` returns.
+    pub fn try_map_backbone<E>(
+        self,
+        f: impl FnOnce(Backbone) -> std::result::Result<Backbone, E>,
+    ) -> std::result::Result<Self, E> {
+        Ok(Self {
+            backbone: f(self.backbone)?,
+            ..self
+        })
+    }
+
+    /// A copy of the model on `device` (a data-parallel replica): the backbone is forked
+    /// (burn's [`burn::module::Module::fork`]: same parameter ids, a new autodiff root), every
+    /// other tensor moved. A caption encoder stays where it is; its outputs are moved.
+    pub fn to_device(&self, device: &Device) -> Self {
+        use burn::module::Module;
+        let image_io = match &self.image_io {
+            ImageIo::Shared => ImageIo::Shared,
+            ImageIo::Separate {
+                embed,
+                aligner,
+                head,
+            } => ImageIo::Separate {
+                embed: embed.clone().to_device(device),
+                aligner: aligner.clone().to_device(device),
+                head: head.clone().to_device(device),
+            },
+        };
+        let conditioning = match &self.conditioning {
+            Conditioning::Tokens(p) => Conditioning::Tokens(p.clone()),
+            Conditioning::Class { table } => Conditioning::Class {
+                table: table.clone().to_device(device),
+            },
+            Conditioning::Caption {
+                proj,
+                uncond,
+                slots,
+            } => Conditioning::Caption {
+                proj: proj.clone().to_device(device),
+                uncond: uncond.clone().to_device(device),
+                slots: *slots,
+            },
+        };
+        Self {
+            backbone: self.backbone.clone().fork(device),
+            layout: self.layout.clone(),
+            guidance: self.guidance,
+            image_io,
+            conditioning,
+            caption_encoder: self.caption_encoder.clone(),
+            code_map: self.code_map.clone(),
+            device: device.clone(),
+        }
+    }
+
+    /// Replaces the backbone by `f(backbone)` (see [`LlamaT2I::try_map_backbone`]).
+    pub fn map_backbone(self, f: impl FnOnce(Backbone) -> Backbone) -> Self {
+        Self {
+            backbone: f(self.backbone),
+            ..self
+        }
+    }
+
+    /// How image tokens enter and leave the transformer.
+    pub fn image_io(&self) -> &ImageIo {
+        &self.image_io
+    }
+
+    /// How generated image token ids map to VQ codes.
+    pub fn code_map(&self) -> &CodeMap {
+        &self.code_map
+    }
+
+    /// The generated span of an image, as decoding produces it: the image token id of each
+    /// code (the inverse of [`LlamaT2I::image_codes`]) with the layout's row ends and end tokens.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when `codes` does not fill the grid, [`Error::TokenOutOfRange`] for a code
+    /// the model has no image token for.
+    pub fn image_ids(&self, codes: &[u32]) -> Result<Vec<u32>> {
+        let layout = &self.layout;
+        let (rows, cols) = (layout.rows(), layout.cols());
+        if codes.len() != rows * cols {
+            return Err(Error::Shape {
+                what: "image codes".into(),
+                expected: vec![rows * cols],
+                got: vec![codes.len()],
+            });
+        }
+        let range = layout.image_token_range();
+        let id_of = |code: u32| -> Result<u32> {
+            let id = match &self.code_map {
+                CodeMap::Identity => Some(code),
+                CodeMap::Offset(o) => code.checked_add(*o),
+                CodeMap::Table { start, codes } => codes
+                    .iter()
+                    .position(|&c| c == code)
+                    .map(|i| start + i as u32),
+            };
+            id.filter(|id| range.contains(id))
+                .ok_or_else(|| Error::TokenOutOfRange {
+                    what: "image codes".into(),
+                    token: code,
+                    allowed: format!("codes with an image token in {range:?}"),
+                })
+        };
+        (0..layout.len())
+            .map(
+                |pos| match (layout.forced_token(pos), layout.grid_cell(pos)) {
+                    (Some(t), _) => Ok(t),
+                    (None, Some((r, c))) => id_of(codes[r * cols + c]),
+                    (None, None) => Err(Error::config(
+                        "layout",
+                        format!("position {pos} is neither forced nor a grid cell"),
+                    )),
+                },
+            )
+            .collect()
+    }
+
+    /// Lays out whole training sequences exactly as decoding sees them: each row's prompt part
+    /// as [`JacobiDenoiser::prefill`] would feed it (template, image prefix, unconditional row,
+    /// class or caption), then the image span of [`LlamaT2I::image_ids`] through
+    /// [`JacobiDenoiser::embed_tokens`]. Targets are the next tokens of the image span in the
+    /// head's vocabulary; only grid cells are scored (forced tokens are never sampled).
+    ///
+    /// # Errors
+    /// Invalid prompts (empty, out of the vocabulary, a caption model without an encoder),
+    /// codes that do not fill the grid, sequences longer than the model's positions.
+    pub fn training_batch(&self, examples: &[TrainingExample<'_>]) -> Result<TrainingBatch> {
+        if examples.is_empty() {
+            return Err(Error::config(
+                "examples",
+                "a training batch needs at least one sequence",
+            ));
+        }
+        let mut prefixes = Vec::with_capacity(examples.len());
+        let mut hidden_prefix = Vec::with_capacity(examples.len());
+        let mut spans = Vec::with_capacity(examples.len());
+        for ex in examples {
+            let row = PromptRow {
+                prompt: ex.prompt,
+                role: ex.role,
+            };
+            self.prompt_len(&row)?;
+            let (prefix, hidden) = self.training_prefix(&row)?;
+            prefixes.push(prefix);
+            hidden_prefix.push(hidden);
+            spans.push(self.image_ids(ex.codes)?);
+        }
+        let span = self.layout.len();
+        let b = examples.len();
+        // Inputs: prefix + span[..span-1]; the last span token is only a target.
+        let inputs: Vec<i64> = spans
+            .iter()
+            .flat_map(|s| s[..span - 1].iter().map(|&t| i64::from(t)))
+            .collect();
+        let image_ids =
+            Tensor::<2, Int>::from_data(TensorData::new(inputs, [b, span - 1]), &self.device);
+        let image_emb = self.embed_tokens(image_ids)?;
+        let lens: Vec<usize> = prefixes.iter().map(|p| p.dims()[0] + span - 1).collect();
+        let len = lens.iter().copied().max().unwrap_or(1);
+        if len > self.backbone.config().max_positions {
+            return Err(Error::SequenceTooLong {
+                what: "training sequence".into(),
+                needed: len,
+                max: self.backbone.config().max_positions,
+            });
+        }
+        let d = self.backbone.config().hidden;
+        let mut rows = Vec::with_capacity(b);
+        let mut targets = vec![0u32; b * len];
+        let mut scored = vec![false; b * len];
+        let mut grid_inputs = Vec::with_capacity(b);
+        for (r, prefix) in prefixes.into_iter().enumerate() {
+            let p = prefix.dims()[0];
+            let mut parts = vec![
+                prefix,
+                image_emb.clone().narrow(0, r, 1).reshape([span - 1, d]),
+            ];
+            if lens[r] < len {
+                parts.push(Tensor::zeros([len - lens[r], d], &self.device));
+            }
+            rows.push(Tensor::cat(parts, 0));
+            for (j, &t) in spans[r].iter().enumerate() {
+                if self.layout.grid_cell(j).is_some() {
+                    targets[r * len + p - 1 + j] = t;
+                    scored[r * len + p - 1 + j] = true;
+                }
+            }
+            grid_inputs.push(
+                (0..span - 1)
+                    .filter(|&j| self.layout.grid_cell(j).is_some())
+                    .map(|j| p + j)
+                    .collect(),
+            );
+        }
+        Ok(TrainingBatch {
+            embeddings: Tensor::stack(rows, 0),
+            targets,
+            scored,
+            grid_inputs,
+            hidden_prefix,
+            len,
+        })
+    }
+
+    /// The embeddings `[len, hidden]` a row's prompt part feeds, and how many of its leading
+    /// keys are hidden (caption padding).
+    fn training_prefix(&self, row: &PromptRow<'_>) -> Result<(Tensor<2>, usize)> {
+        let d = self.backbone.config().hidden;
+        match &self.conditioning {
+            Conditioning::Tokens(_) => {
+                let ids: Vec<i64> = self.row_tokens(row).iter().map(|&t| i64::from(t)).collect();
+                let n = ids.len();
+                let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), &self.device);
+                Ok((self.backbone.embed(ids).reshape([n, d]), 0))
+            }
+            Conditioning::Class { table } => {
+                let null = table.dims()[0] as u32 - 1;
+                let class = match row.role {
+                    Role::Conditional => row.prompt.tokens[0],
+                    Role::Unconditional => row
+                        .prompt
+                        .negative
+                        .as_ref()
+                        .and_then(|n| n.first().copied())
+                        .unwrap_or(null),
+                };
+                Ok((table.clone().narrow(0, class as usize, 1), 0))
+            }
+            Conditioning::Caption {
+                proj,
+                uncond,
+                slots,
+            } => {
+                let [_, cap] = uncond.dims();
+                let tokens = match (row.role, &row.prompt.negative) {
+                    (Role::Conditional, _) => Some(&row.prompt.tokens),
+                    (Role::Unconditional, Some(neg)) => Some(neg),
+                    (Role::Unconditional, None) => None,
+                };
+                let (caption, valid) = match tokens {
+                    Some(t) => {
+                        let encoder = self.caption_encoder.as_ref().ok_or_else(|| {
+                            Error::Unsupported(
+                                "training a LlamaGen t2i model needs its caption encoder: attach one with with_caption_encoder".into(),
+                            )
+                        })?;
+                        let e = encoder.encode(t)?.to_device(&self.device);
+                        let [n, w] = e.dims();
+                        if n > *slots || w != cap || n == 0 {
+                            return Err(Error::Shape {
+                                what: "caption embeddings".into(),
+                                expected: vec![*slots, cap],
+                                got: vec![n, w],
+                            });
+                        }
+                        let pad = Tensor::<2>::zeros([*slots - n, cap], &self.device);
+                        (Tensor::cat(vec![pad, e], 0), n)
+                    }
+                    // The learned unconditional caption keeps the conditional row's padding,
+                    // as at decoding time (upstream's `emb_mask`).
+                    None => (uncond.clone(), row.prompt.tokens.len().clamp(1, *slots)),
+                };
+                let x = proj
+                    .forward(caption.unsqueeze_dim::<3>(0))
+                    .reshape([*slots, d]);
+                Ok((x, *slots - valid))
+            }
+        }
+    }
+
+    /// The training forward: logits `[rows, len, vocab]` of the head for input embeddings laid
+    /// out by [`LlamaT2I::training_batch`] (possibly with noisy slots), through
+    /// [`Backbone::forward_sequence_hiding`]. Autodiff flows through the backbone's parameters.
+    ///
+    /// # Errors
+    /// Shape errors, sequences longer than the model's positions.
+    pub fn training_logits(
+        &self,
+        embeddings: Tensor<3>,
+        hidden_prefix: &[usize],
+    ) -> Result<Tensor<3>> {
+        let hidden = self
+            .backbone
+            .forward_sequence_hiding(embeddings, hidden_prefix)?;
+        Ok(self.head(hidden))
     }
 
     /// The conditioning.

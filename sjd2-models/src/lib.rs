@@ -26,6 +26,7 @@ pub mod config;
 pub mod demo;
 pub mod emu3;
 mod error;
+pub mod finetuned;
 pub mod janus;
 pub mod llama;
 pub mod llamagen;
@@ -36,7 +37,7 @@ pub mod vq;
 pub mod weights;
 
 pub use adapter::{
-    CaptionEncoder, CaptionRow, Conditioning, Gelu, ImageIo, LlamaT2I, Mlp, Prompting,
-    Unconditional,
+    CaptionEncoder, CaptionRow, CodeMap, Conditioning, Gelu, ImageIo, LlamaT2I, Mlp, Prompting,
+    TrainingBatch, TrainingExample, Unconditional,
 };
 pub use error::{LoadError, Result};

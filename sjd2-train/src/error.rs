@@ -29,6 +29,14 @@ pub enum TrainError {
         /// Cause.
         source: std::io::Error,
     },
+    /// Training data is missing, corrupt or prepared for another model.
+    #[error("{path}: {detail}")]
+    Data {
+        /// File or folder.
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
     /// A training setting is invalid.
     #[error("invalid training setting `{field}`: {reason}")]
     Config {

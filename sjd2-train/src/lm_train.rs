@@ -47,7 +47,7 @@ pub enum LevelInput {
 }
 
 /// Noise settings of the next-clean-token fine-tune.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct NoiseOptions {
     /// Noise levels `K`.
     pub levels: usize,

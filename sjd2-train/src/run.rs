@@ -125,16 +125,25 @@ pub fn learning_rate(step: usize, total: usize, warmup: usize, peak: f64, floor:
 
 /// Images `[n, 3, size, size]` in `[-1, 1]` from row-major RGB bytes.
 pub fn images_tensor(images: &[&[u8]], size: usize, device: &Device) -> Tensor<4> {
+    images_tensor_hw(images, size, size, device)
+}
+
+/// Images `[n, 3, height, width]` in `[-1, 1]` from row-major RGB bytes.
+pub fn images_tensor_hw(
+    images: &[&[u8]],
+    height: usize,
+    width: usize,
+    device: &Device,
+) -> Tensor<4> {
     let n = images.len();
-    let mut v = Vec::with_capacity(n * 3 * size * size);
+    let hw = height * width;
+    let mut v = Vec::with_capacity(n * 3 * hw);
     for img in images {
         for c in 0..3 {
-            for p in 0..size * size {
-                v.push(f32::from(img[p * 3 + c]) / 127.5 - 1.0);
-            }
+            v.extend((0..hw).map(|p| f32::from(img[p * 3 + c]) / 127.5 - 1.0));
         }
     }
-    Tensor::from_data(TensorData::new(v, [n, 3, size, size]), device)
+    Tensor::from_data(TensorData::new(v, [n, 3, height, width]), device)
 }
 
 /// Samples `start..start + n` of the dataset with `seed`.

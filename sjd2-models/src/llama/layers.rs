@@ -46,7 +46,7 @@ pub(crate) enum KeyValues<'a> {
     },
     /// The sequence's own keys and values under a causal mask (training, uncached scoring).
     Causal {
-        /// `[1, 1, len, len]`.
+        /// `[1, 1, len, len]`, or `[rows, 1, len, len]` with per-row hidden keys (`true` = hidden).
         mask: &'a Tensor<4, Bool>,
     },
 }

@@ -59,6 +59,7 @@ impl Backbone {
             }
         }
         loader.apply(&mut backbone, wanted);
+        backbone.source_names = Some(names.clone());
         Ok(backbone)
     }
 }

@@ -20,7 +20,7 @@ mod rope;
 use burn::Tensor;
 use burn::module::Module;
 use burn::nn::{Embedding, Initializer, Linear, LinearConfig, RmsNorm};
-use burn::tensor::{Device, Int, TensorData};
+use burn::tensor::{Bool, Device, Int, TensorData};
 use sjd2_core::{DecodeCache, Error, KvCache, WindowPlan, causal_mask};
 
 pub use crate::weights::NamedTensor;
@@ -237,6 +237,8 @@ pub struct Backbone {
     sin: Tensor<2>,
     #[module(skip)]
     config: BackboneConfig,
+    #[module(skip)]
+    source_names: Option<KeyNames>,
 }
 
 /// What a forward pass returns.
@@ -335,6 +337,7 @@ impl Backbone {
             cos,
             sin,
             config,
+            source_names: None,
         })
     }
 
@@ -376,6 +379,12 @@ impl Backbone {
     /// [`Error::TensorData`] when a parameter cannot be read back.
     pub fn export(&self, names: &KeyNames) -> Result<Vec<NamedTensor>, Error> {
         crate::weights::export_table(self, load::name_table(&self.config, names))
+    }
+
+    /// The checkpoint names it was loaded with ([`Backbone::load`]); `None` for a new backbone.
+    /// [`Backbone::export`] with them writes it back in the layout it came from.
+    pub fn source_names(&self) -> Option<&KeyNames> {
+        self.source_names.as_ref()
     }
 
     /// The configuration.
@@ -498,7 +507,32 @@ impl Backbone {
     /// # Errors
     /// [`Error::Shape`] for a wrong width, [`Error::SequenceTooLong`] beyond `max_positions`.
     pub fn forward_sequence(&self, embeddings: Tensor<3>) -> Result<Tensor<3>, Error> {
+        self.forward_sequence_hiding(embeddings, &[])
+    }
+
+    /// [`Backbone::forward_sequence`] where the first `hidden_prefix[r]` keys of row `r` are
+    /// hidden from every query but their own, as LlamaGen hides the left padding of a caption
+    /// (the decoder's [`KvCache::set_hidden_prefix`]). An empty slice hides nothing.
+    ///
+    /// # Shapes
+    /// - `embeddings`: `[rows, len, hidden]`; returns final hidden states `[rows, len, hidden]`
+    ///
+    /// # Errors
+    /// [`Error::Shape`] for a wrong width or a `hidden_prefix` of another length than the rows,
+    /// [`Error::SequenceTooLong`] beyond `max_positions`.
+    pub fn forward_sequence_hiding(
+        &self,
+        embeddings: Tensor<3>,
+        hidden_prefix: &[usize],
+    ) -> Result<Tensor<3>, Error> {
         let dims = embeddings.dims();
+        if !hidden_prefix.is_empty() && hidden_prefix.len() != dims[0] {
+            return Err(Error::Shape {
+                what: "hidden prefix lengths".into(),
+                expected: vec![dims[0]],
+                got: vec![hidden_prefix.len()],
+            });
+        }
         self.check_width("sequence embeddings", dims, None)?;
         let len = dims[1];
         if len > self.config.max_positions {
@@ -512,7 +546,20 @@ impl Backbone {
         let device = embeddings.device();
         let cos = self.cos.clone().narrow(0, 0, len).reshape([1, len, 1, hd]);
         let sin = self.sin.clone().narrow(0, 0, len).reshape([1, len, 1, hd]);
-        let mask = causal_mask(len, &device);
+        let mask = if hidden_prefix.iter().all(|&h| h == 0) {
+            causal_mask(len, &device)
+        } else {
+            let rows = dims[0];
+            let mut hide = vec![false; rows * len * len];
+            for (r, &h) in hidden_prefix.iter().enumerate() {
+                for q in 0..len {
+                    for k in 0..len {
+                        hide[(r * len + q) * len + k] = k > q || (k < h && k != q);
+                    }
+                }
+            }
+            Tensor::<4, Bool>::from_data(TensorData::new(hide, [rows, 1, len, len]), &device)
+        };
         let mut x = embeddings;
         for block in &self.layers {
             x = block.forward(x, &cos, &sin, KeyValues::Causal { mask: &mask })?;

@@ -167,7 +167,7 @@ pub(crate) fn export_table<M: ModuleSnapshot>(
 
 /// The path of every float parameter of `module` (`decoder.up.3.attn.0.q.weight`), in visiting
 /// order, without initializing lazy parameters.
-pub(crate) fn param_paths<M: burn::module::Module>(module: &M) -> Vec<String> {
+pub fn param_paths<M: burn::module::Module>(module: &M) -> Vec<String> {
     #[derive(Default)]
     struct Paths {
         stack: Vec<String>,

@@ -16,10 +16,13 @@ mod apply;
 mod deferred;
 mod write;
 
-pub(crate) use apply::{Wanted, export_table, param_paths};
+pub use apply::param_paths;
+pub(crate) use apply::{Wanted, export_table};
 use deferred::Element;
 pub(crate) use deferred::RowView;
-pub use write::{StoredDtype, write_safetensors};
+pub use write::{
+    RawTensor, StoredDtype, write_safetensors, write_safetensors_raw, write_safetensors_typed,
+};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -327,6 +330,56 @@ impl Checkpoint {
             .get(name)
             .map(|e| e.shape.as_slice())
             .or_else(|| self.pickled.get(name).map(|(_, t)| t.shape()))
+    }
+
+    /// The dtype tensor `name` is stored in, when it is one a checkpoint is written in (F32, F16,
+    /// BF16 in a safetensors file); `None` for other dtypes, pickled tensors and unknown names.
+    pub fn stored_dtype(&self, name: &str) -> Option<write::StoredDtype> {
+        match self.entries.get(name)?.dtype.as_str() {
+            "F32" => Some(write::StoredDtype::F32),
+            "F16" => Some(write::StoredDtype::F16),
+            "BF16" => Some(write::StoredDtype::BF16),
+            _ => None,
+        }
+    }
+
+    /// Reads tensor `name` exactly as stored (dtype, shape, bytes). Pickled tensors, which have
+    /// no safetensors bytes, are read as `F32` (floats) or `I64` (integers).
+    ///
+    /// # Errors
+    /// [`LoadError::Mismatch`] if it does not exist, I/O errors, a truncated file.
+    pub fn read_raw(&self, name: &str) -> Result<write::RawTensor> {
+        let Some(e) = self.entries.get(name) else {
+            return match self.read_f32(name) {
+                Ok((shape, v)) => Ok(write::RawTensor::from_f32(
+                    shape,
+                    &v,
+                    write::StoredDtype::F32,
+                )),
+                Err(_) => {
+                    let (shape, v) = self.read_i64(name)?;
+                    Ok(write::RawTensor {
+                        dtype: "I64".into(),
+                        shape,
+                        bytes: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                    })
+                }
+            };
+        };
+        let path = &self.files[e.file];
+        let size = write::dtype_size(&e.dtype).map_or(1, |(_, s)| s);
+        let len = e.shape.iter().product::<usize>() * size;
+        let mut f = File::open(path).map_err(io(path))?;
+        use std::io::Seek;
+        f.seek(std::io::SeekFrom::Start(e.start))
+            .map_err(io(path))?;
+        let mut bytes = vec![0u8; len];
+        f.read_exact(&mut bytes).map_err(io(path))?;
+        Ok(write::RawTensor {
+            dtype: e.dtype.clone(),
+            shape: e.shape.clone(),
+            bytes,
+        })
     }
 
     /// Reads tensor `name` as `f32` values in row-major order, with its shape.

@@ -1,0 +1,448 @@
+//! Loading a published family (or its tiny fixture) for the examples: the model, its image
+//! decoder and encoder, and how its prompts are made. Shared by `generate` and `finetune`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use sjd2::models::chameleon::{Chameleon, ChameleonImage};
+use sjd2::models::emu3::{Emu3, Emu3Image, Emu3Tokens};
+use sjd2::models::janus::{Janus, JanusTokens};
+use sjd2::models::llamagen::{LlamaGen, LlamaGenConfig, LlamaGenTask};
+use sjd2::models::prompt::{PromptTokenizer, Template};
+use sjd2::models::t5::T5Encoder;
+use sjd2::models::vq::{
+    ImageDecoder, MovqConfig, MovqDecoder, MovqLayout, VqConfig, VqLayout, VqModel,
+};
+use sjd2::models::weights::Checkpoint;
+use sjd2::models::{LlamaT2I, Unconditional};
+use sjd2::{Device, Prompt};
+
+/// A published model family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Family {
+    LuminaMgpt,
+    Anole,
+    Emu3,
+    JanusPro,
+    LlamagenC2i,
+    LlamagenT2i,
+}
+
+/// Which model to load.
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Model family; without it, the project's demo model (where the example supports it).
+    #[arg(long, value_enum)]
+    pub family: Option<Family>,
+    /// Checkpoint directory or file.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// Image tokenizer checkpoint (see the file header for defaults).
+    #[arg(long)]
+    pub vq: Option<PathBuf>,
+    /// FLAN-T5 directory (LlamaGen t2i).
+    #[arg(long)]
+    pub t5: Option<PathBuf>,
+    /// Use the tiny random-weight fixtures in this directory instead of real weights.
+    #[arg(long)]
+    pub fixtures: Option<PathBuf>,
+    /// Image side in pixels.
+    #[arg(long, default_value_t = 512)]
+    pub size: usize,
+}
+
+/// How a loaded family makes prompts.
+#[derive(Debug)]
+pub enum PromptSource {
+    /// Token ids only (fixtures have no tokenizer).
+    Ids,
+    /// Text through a tokenizer and template.
+    Text(Box<PromptTokenizer>, Template),
+    /// A class id, wrapped modulo `classes` when given (the fixture has 10).
+    Class(Option<u32>),
+}
+
+impl PromptSource {
+    /// The prompt from `--prompt` text, `--prompt-ids` or `--class`.
+    pub fn prompt(&self, text: Option<&str>, ids: &[u32], class: u32) -> Result<Prompt> {
+        if !ids.is_empty() && !matches!(self, PromptSource::Class(_)) {
+            return Ok(Prompt::new(ids.to_vec()));
+        }
+        match self {
+            // Fixtures have no tokenizer: a text prompt (or caption) must be token ids.
+            PromptSource::Ids => {
+                let ids: Option<Vec<u32>> = text
+                    .and_then(|t| {
+                        t.split(|c: char| c == ',' || c.is_whitespace())
+                            .filter(|w| !w.is_empty())
+                            .map(|w| w.parse().ok())
+                            .collect::<Option<Vec<u32>>>()
+                    })
+                    .filter(|v| !v.is_empty());
+                match ids {
+                    Some(ids) => Ok(Prompt::new(ids)),
+                    None => bail!(
+                        "fixtures have no tokenizer: pass --prompt-ids (or captions of token ids such as \"1,40,41\")"
+                    ),
+                }
+            }
+            PromptSource::Text(tok, template) => {
+                let text = text.context("--prompt is required")?;
+                Ok(tok.encode(text, template)?)
+            }
+            PromptSource::Class(m) => Ok(Prompt::new(vec![m.map_or(class, |m| class % m)])),
+        }
+    }
+}
+
+/// A loaded family.
+pub struct Loaded {
+    /// The model.
+    pub model: LlamaT2I,
+    /// Its image decoder.
+    pub decoder: Box<dyn ImageDecoder>,
+    /// How prompts are made.
+    pub prompts: PromptSource,
+    /// The checkpoint the model's transformer came from (what `finetune export` rewrites).
+    pub source: PathBuf,
+}
+
+fn tokenizer(dir: &Path) -> Result<PromptTokenizer> {
+    PromptTokenizer::from_file(dir.join("tokenizer.json"))
+        .with_context(|| format!("tokenizer.json in {}", dir.display()))
+}
+
+fn tiny_vq(mut c: VqConfig, codebook: usize, embed: usize, layout: VqLayout) -> VqConfig {
+    c.ch = 32;
+    c.z_channels = 32;
+    c.codebook_size = codebook;
+    c.embed_dim = embed;
+    c.layout = layout;
+    c
+}
+
+impl ModelArgs {
+    /// The family (required).
+    pub fn family(&self) -> Result<Family> {
+        self.family.context("no --family given")
+    }
+
+    fn weights(&self) -> Result<(PathBuf, PathBuf)> {
+        let weights = self
+            .weights
+            .clone()
+            .context("--weights is required (or --fixtures)")?;
+        let dir = if weights.is_dir() {
+            weights.clone()
+        } else {
+            weights.parent().map(Path::to_path_buf).unwrap_or_default()
+        };
+        Ok((weights, dir))
+    }
+
+    /// The VQ model of a VQGAN / VQ-16 family (`None` for Emu3's MoVQ), with its encoder when
+    /// `with_encoder` (data preparation) or without it (decoding).
+    pub fn vq_model(&self, device: &Device, with_encoder: bool) -> Result<Option<VqModel>> {
+        let family = self.family()?;
+        if let Some(f) = &self.fixtures {
+            let (file, cfg) = match family {
+                Family::LuminaMgpt | Family::Anole => (
+                    f.join("chameleon_vqgan/weights_vqgan_ckpt_layout.safetensors"),
+                    tiny_vq(
+                        VqConfig::chameleon(),
+                        32,
+                        16,
+                        VqLayout::Taming {
+                            prefix: String::new(),
+                        },
+                    ),
+                ),
+                Family::Emu3 => return Ok(None),
+                Family::JanusPro => (
+                    f.join("janus/hf"),
+                    tiny_vq(
+                        VqConfig::vq16(),
+                        64,
+                        8,
+                        VqLayout::Vq16Hf {
+                            prefix: "model.vqmodel.".into(),
+                        },
+                    ),
+                ),
+                Family::LlamagenC2i | Family::LlamagenT2i => (
+                    f.join("llamagen_vq/weights.safetensors"),
+                    tiny_vq(
+                        VqConfig::vq16(),
+                        64,
+                        8,
+                        VqLayout::Vq16 {
+                            prefix: String::new(),
+                        },
+                    ),
+                ),
+            };
+            let cfg = VqConfig {
+                with_encoder,
+                ..cfg
+            };
+            return Ok(Some(VqModel::load(file, cfg, device)?));
+        }
+        let (weights, _) = self.weights()?;
+        let (path, cfg) = match family {
+            Family::LuminaMgpt | Family::Anole => {
+                let (path, prefix) = match &self.vq {
+                    Some(p) => (p.clone(), String::new()),
+                    None => (weights.clone(), "model.vqmodel.".to_string()),
+                };
+                (
+                    path,
+                    VqConfig {
+                        layout: VqLayout::Taming { prefix },
+                        ..VqConfig::chameleon()
+                    },
+                )
+            }
+            Family::Emu3 => return Ok(None),
+            Family::JanusPro => {
+                let hf = Checkpoint::open(&weights)?
+                    .shape("model.vqmodel.quantize.embedding.weight")
+                    .is_some();
+                let layout = if hf {
+                    VqLayout::Vq16Hf {
+                        prefix: "model.vqmodel.".into(),
+                    }
+                } else {
+                    VqLayout::Vq16 {
+                        prefix: "gen_vision_model.".into(),
+                    }
+                };
+                (
+                    self.vq.clone().unwrap_or(weights.clone()),
+                    VqConfig {
+                        layout,
+                        ..VqConfig::vq16()
+                    },
+                )
+            }
+            Family::LlamagenC2i | Family::LlamagenT2i => (
+                self.vq.clone().context("--vq is required for LlamaGen")?,
+                VqConfig::vq16(),
+            ),
+        };
+        let cfg = VqConfig {
+            with_encoder,
+            ..cfg
+        };
+        Ok(Some(VqModel::load(path, cfg, device)?))
+    }
+
+    /// The model, its image decoder and how its prompts are made.
+    pub fn load(&self, device: &Device) -> Result<Loaded> {
+        let family = self.family()?;
+        let vq = self.vq_model(device, false)?;
+        let boxed = |vq: Option<VqModel>| -> Result<Box<dyn ImageDecoder>> {
+            Ok(Box::new(vq.context("no VQ model")?))
+        };
+        if let Some(f) = &self.fixtures {
+            let fx = |p: &str| f.join(p);
+            let (model, decoder, prompts, source): (
+                LlamaT2I,
+                Box<dyn ImageDecoder>,
+                PromptSource,
+                PathBuf,
+            ) = match family {
+                Family::LuminaMgpt | Family::Anole => {
+                    let image = ChameleonImage {
+                        rows: 2,
+                        cols: 3,
+                        prefix: vec![37, 52, 53],
+                        row_end: Some(51),
+                        end_tokens: vec![36],
+                        unconditional: Unconditional::PrefixOnly,
+                    };
+                    let (m, _) = Chameleon::load(fx("chameleon/hf"), |_| Ok(image), device)?;
+                    (m, boxed(vq)?, PromptSource::Ids, fx("chameleon/hf"))
+                }
+                Family::Emu3 => {
+                    let t = Emu3Tokens {
+                        pad: 0,
+                        bos: 1,
+                        eos: 2,
+                        eol: 3,
+                        eof: 4,
+                        boi: 5,
+                        eoi: 6,
+                        img: 7,
+                        visual_start: 96,
+                        visual_count: 64,
+                    };
+                    let image = Emu3Image {
+                        rows: 3,
+                        cols: 4,
+                        size_tokens: vec![30, 31, 32],
+                        negative: vec![1, 25, 26],
+                    };
+                    let m = Emu3::load(fx("emu3/hf"), t, image, device)?;
+                    let cfg = MovqConfig {
+                        ch: 32,
+                        codebook_size: 64,
+                        layout: MovqLayout::HuggingFace {
+                            prefix: "vqmodel.".into(),
+                        },
+                        ..MovqConfig::emu3()
+                    };
+                    let d = Box::new(MovqDecoder::load(fx("emu3/hf"), cfg, device)?);
+                    (m, d, PromptSource::Ids, fx("emu3/hf"))
+                }
+                Family::JanusPro => {
+                    let tokens = JanusTokens {
+                        pad: 3,
+                        begin_of_image: 10,
+                    };
+                    let m = Janus::load(
+                        fx("janus/hf/config.json"),
+                        fx("janus/hf"),
+                        tokens,
+                        3,
+                        device,
+                    )?;
+                    (m, boxed(vq)?, PromptSource::Ids, fx("janus/hf"))
+                }
+                Family::LlamagenC2i => {
+                    let task = LlamaGenTask::ClassToImage { num_classes: 10 };
+                    let src = fx("llamagen_c2i/weights.safetensors");
+                    let m = LlamaGen::load(&src, LlamaGenConfig::tiny(task), device)?;
+                    (m, boxed(vq)?, PromptSource::Class(Some(10)), src)
+                }
+                Family::LlamagenT2i => {
+                    let task = LlamaGenTask::TextToImage {
+                        caption_dim: 32,
+                        slots: 120,
+                    };
+                    let src = fx("llamagen_t2i/weights.safetensors");
+                    let m = LlamaGen::load(&src, LlamaGenConfig::tiny(task), device)?
+                        .with_caption_encoder(T5Encoder::load(fx("t5_encoder/hf"), 120, device)?);
+                    (m, boxed(vq)?, PromptSource::Ids, src)
+                }
+            };
+            return Ok(Loaded {
+                model,
+                decoder,
+                prompts,
+                source,
+            });
+        }
+        let (weights, dir) = self.weights()?;
+        let size = self.size;
+        Ok(match family {
+            Family::LuminaMgpt | Family::Anole => {
+                let lumina = family == Family::LuminaMgpt;
+                let (m, _) = Chameleon::load(
+                    &weights,
+                    |v| {
+                        if lumina {
+                            ChameleonImage::lumina(v, size, size)
+                        } else {
+                            ChameleonImage::anole(v)
+                        }
+                    },
+                    device,
+                )?;
+                let template = if lumina {
+                    Template::Lumina {
+                        width: size,
+                        height: size,
+                    }
+                } else {
+                    Template::Chameleon
+                };
+                Loaded {
+                    model: m,
+                    decoder: boxed(vq)?,
+                    prompts: PromptSource::Text(Box::new(tokenizer(&dir)?), template),
+                    source: weights,
+                }
+            }
+            Family::Emu3 => {
+                let tok = tokenizer(&dir)?;
+                let side = size / 8;
+                let size_tokens = tok.encode_text(&format!("{side}*{side}"))?;
+                let t = Emu3Tokens::EMU3_GEN;
+                let mut negative = vec![t.bos];
+                negative.extend(tok.encode_text("lowres, bad anatomy, bad hands, text, error, missing fingers, extra digit, fewer digits, cropped, worst quality, low quality, normal quality, jpeg artifacts, signature, watermark, username, blurry.")?);
+                let m = Emu3::load(
+                    &weights,
+                    t,
+                    Emu3Image {
+                        rows: side,
+                        cols: side,
+                        size_tokens,
+                        negative,
+                    },
+                    device,
+                )?;
+                let decoder: Box<dyn ImageDecoder> = match &self.vq {
+                    Some(p) => Box::new(MovqDecoder::load(p, MovqConfig::emu3(), device)?),
+                    None => Box::new(MovqDecoder::load(
+                        &weights,
+                        MovqConfig {
+                            layout: MovqLayout::HuggingFace {
+                                prefix: "vqmodel.".into(),
+                            },
+                            ..MovqConfig::emu3()
+                        },
+                        device,
+                    )?),
+                };
+                Loaded {
+                    model: m,
+                    decoder,
+                    prompts: PromptSource::Text(Box::new(tok), Template::Emu3),
+                    source: weights,
+                }
+            }
+            Family::JanusPro => {
+                let tok = tokenizer(&dir)?;
+                let id = |t: &str| {
+                    tok.token_id(t)
+                        .with_context(|| format!("tokenizer has no {t}"))
+                };
+                let tokens = JanusTokens {
+                    pad: id("<｜▁pad▁｜>")?,
+                    begin_of_image: id("<begin_of_image>")?,
+                };
+                let m = Janus::load(dir.join("config.json"), &weights, tokens, size / 16, device)?;
+                Loaded {
+                    model: m,
+                    decoder: boxed(vq)?,
+                    prompts: PromptSource::Text(Box::new(tok), Template::Janus),
+                    source: weights,
+                }
+            }
+            Family::LlamagenC2i => {
+                let m = LlamaGen::load(&weights, LlamaGenConfig::gpt_xl_c2i(size / 16), device)?;
+                Loaded {
+                    model: m,
+                    decoder: boxed(vq)?,
+                    prompts: PromptSource::Class(None),
+                    source: weights,
+                }
+            }
+            Family::LlamagenT2i => {
+                let t5 = self
+                    .t5
+                    .clone()
+                    .context("--t5 is required for LlamaGen t2i")?;
+                let m = LlamaGen::load(&weights, LlamaGenConfig::gpt_xl_t2i(size / 16), device)?
+                    .with_caption_encoder(T5Encoder::load(&t5, 120, device)?);
+                Loaded {
+                    model: m,
+                    decoder: boxed(vq)?,
+                    prompts: PromptSource::Text(Box::new(tokenizer(&t5)?), Template::T5),
+                    source: weights,
+                }
+            }
+        })
+    }
+}
