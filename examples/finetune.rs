@@ -31,11 +31,11 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use sjd2::Device;
 use sjd2::core::JacobiDenoiser;
 use sjd2::models::demo::{DemoModel, DemoWeights};
 use sjd2::models::prompt::Template;
-use sjd2::models::vq::VqModel;
+use sjd2::models::vq::ImageEncoder;
+use sjd2::{Device, Mode};
 use sjd2_train::finetune::{
     DataSpec, FinetuneOptions, Finetuner, LoraOptions, PrepareOptions, Sjd2Settings, export,
     load_prepared, load_trained, prepare,
@@ -63,7 +63,7 @@ struct Common {
 /// A model to fine-tune: a published family, or the demo model without `--family`.
 struct Target {
     loaded: families::Loaded,
-    encoder: Option<VqModel>,
+    encoder: Option<Box<dyn ImageEncoder>>,
     family: String,
     demo: Option<DemoModel>,
 }
@@ -73,7 +73,7 @@ impl Common {
         if self.model.family.is_some() {
             let loaded = self.model.load(device)?;
             let encoder = if with_encoder {
-                self.model.vq_model(device, true)?
+                Some(self.model.image_encoder(device)?)
             } else {
                 None
             };
@@ -98,7 +98,7 @@ impl Common {
         };
         Ok(Target {
             loaded,
-            encoder: Some(demo.vq.clone()),
+            encoder: Some(Box::new(demo.vq.clone())),
             family: demo.config.family.clone(),
             demo: Some(demo),
         })
@@ -176,6 +176,10 @@ enum Command {
         /// Train data-parallel on these devices (for example cuda:0,cuda:1; default: --device).
         #[arg(long, value_delimiter = ',')]
         devices: Vec<String>,
+        /// At every checkpoint, decode this many held-out prompts with SJD2 and print the
+        /// forward passes per image (0: no evaluation).
+        #[arg(long, default_value_t = 0)]
+        eval_images: usize,
         /// Seed.
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -209,18 +213,18 @@ fn main() -> Result<()> {
             let device = c.device.device()?;
             let t = c.target(&device, true)?;
             let Some(vq) = t.encoder else {
-                bail!("this family's image tokenizer has no encoder in sjd2 yet (Emu3 MoVQ)");
+                bail!("no image encoder loaded");
             };
             let loaded = t.loaded;
             let layout = loaded.model.layout().clone();
-            let f = vq.config().downsample();
+            let f = vq.downsample();
             let spec = DataSpec {
                 family: t.family.clone(),
                 image_height: layout.rows() * f,
                 image_width: layout.cols() * f,
                 grid_rows: layout.rows(),
                 grid_cols: layout.cols(),
-                codebook_size: vq.config().codebook_size,
+                codebook_size: vq.codebook_size(),
             };
             let opts = PrepareOptions {
                 spec,
@@ -241,12 +245,7 @@ fn main() -> Result<()> {
                         .map(|p| p.tokens)
                         .map_err(|e| e.to_string())
                 },
-                |images| {
-                    let [n, ..] = images.dims();
-                    (0..n)
-                        .map(|i| Ok(vq.encode(images.clone().narrow(0, i, 1))?.0))
-                        .collect()
-                },
+                |images| Ok(vq.encode_batch(images)?),
                 &device,
                 |p| {
                     bar.set_length(p.entries as u64);
@@ -282,8 +281,10 @@ fn main() -> Result<()> {
             seed,
             clip,
             devices,
+            eval_images,
         } => {
-            let device = c.device.device()?.autodiff();
+            let inference = c.device.device()?;
+            let device = inference.clone().autodiff();
             let t = c.target(&device, false)?;
             let loaded = t.loaded;
             let (manifest, examples) = load_prepared(&data)?;
@@ -342,6 +343,12 @@ fn main() -> Result<()> {
                     Ok(args.device()?.autodiff())
                 })
                 .collect::<Result<Vec<_>>>()?;
+            // The quick evaluation decodes as `generate` would (the demo's settings, or a
+            // family's defaults), with the noisy inputs the fine-tune trains for.
+            let eval_base = match &t.demo {
+                Some(d) => sjd2::demo::decoder_config(&d.config, Mode::Sjd2),
+                None => families::default_decoder(Mode::Sjd2),
+            };
             let mut tuner =
                 Finetuner::new(loaded.model, examples, opts, &run)?.with_devices(devices);
             let bar = ProgressBar::new(steps as u64).with_style(ProgressStyle::with_template(
@@ -362,6 +369,19 @@ fn main() -> Result<()> {
                     bar.suspend(|| {
                         println!("step {}: held-out next-clean-token loss {l:.4}", t.step())
                     });
+                    if eval_images > 0 {
+                        let e = t.quick_eval(eval_images, &inference, eval_base.clone())?;
+                        bar.suspend(|| {
+                            println!(
+                                "step {}: SJD2 {:.1} passes per image over {} held-out prompts ({:.0} tokens, {:.2}x fewer passes than AR)",
+                                e.step,
+                                e.passes_per_image,
+                                e.images,
+                                e.tokens_per_image,
+                                e.step_compression()
+                            )
+                        });
+                    }
                     Ok(())
                 },
             )?;

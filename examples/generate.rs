@@ -40,7 +40,7 @@ use sjd2::models::LlamaT2I;
 use sjd2::models::demo::{DemoConfig, DemoModel, DemoWeights};
 use sjd2::models::prompt::Template;
 use sjd2::models::vq::{ImageDecoder, save_png, to_rgb8};
-use sjd2::{Control, DecoderConfig, Device, DraftUpdate, Mode, Prompt, Sampling, Sjd2Decoder};
+use sjd2::{Control, Device, DraftUpdate, Mode, Prompt, Sampling, Sjd2Decoder};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum WeightsArg {
@@ -197,27 +197,11 @@ fn main() -> Result<()> {
     // families start from the library's SJD2 defaults.
     let mut config = match &demo {
         Some(c) => sjd2::demo::decoder_config(c, mode),
-        None => DecoderConfig {
-            mode,
-            window_len: sjd2::Window::Fixed(match mode {
-                Mode::Sjd => sjd2::demo::SJD_WINDOW,
-                Mode::Sjd2 => sjd2::demo::SJD2_WINDOW,
-                _ => 1,
-            }),
-            guidance_scale: 3.0,
-            ..DecoderConfig::sjd2()
-        },
+        None => families::default_decoder(mode),
     };
     // A checkpoint fine-tuned by `finetune` says how its SJD2 inputs were made.
     if let Some(f) = &finetuned {
-        config.sjd2.denoising_steps = f.denoising_steps;
-        config.sjd2.schedule = f.noise_schedule()?;
-        config.sjd2.normalization = f.normalization_kind()?;
-        config.sjd2.level_conditioning = if f.sinusoidal_levels()? {
-            sjd2::LevelConditioning::Sinusoidal
-        } else {
-            sjd2::LevelConditioning::None
-        };
+        config = sjd2_train::finetune::decoder_config(f, config)?;
     }
     config.sampling = sampling;
     config.seed = args.seed;

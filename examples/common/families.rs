@@ -12,7 +12,8 @@ use sjd2::models::llamagen::{LlamaGen, LlamaGenConfig, LlamaGenTask};
 use sjd2::models::prompt::{PromptTokenizer, Template};
 use sjd2::models::t5::T5Encoder;
 use sjd2::models::vq::{
-    ImageDecoder, MovqConfig, MovqDecoder, MovqLayout, VqConfig, VqLayout, VqModel,
+    ImageDecoder, ImageEncoder, MovqConfig, MovqDecoder, MovqEncoder, MovqLayout, VqConfig,
+    VqLayout, VqModel,
 };
 use sjd2::models::weights::Checkpoint;
 use sjd2::models::{LlamaT2I, Unconditional};
@@ -44,7 +45,8 @@ pub struct ModelArgs {
     /// FLAN-T5 directory (LlamaGen t2i).
     #[arg(long)]
     pub t5: Option<PathBuf>,
-    /// Use the tiny random-weight fixtures in this directory instead of real weights.
+    /// Use the tiny random-weight fixtures in this directory instead of real weights (with
+    /// `--weights`, the transformer comes from there: a fine-tuned export of a fixture).
     #[arg(long)]
     pub fixtures: Option<PathBuf>,
     /// Image side in pixels.
@@ -106,6 +108,21 @@ pub struct Loaded {
     pub prompts: PromptSource,
     /// The checkpoint the model's transformer came from (what `finetune export` rewrites).
     pub source: PathBuf,
+}
+
+/// The decoder settings a published family starts from in `mode` (before `sjd2.json` and the
+/// command line): the library's SJD2 defaults with the demo's windows and guidance 3.
+pub fn default_decoder(mode: sjd2::Mode) -> sjd2::DecoderConfig {
+    sjd2::DecoderConfig {
+        mode,
+        window_len: sjd2::Window::Fixed(match mode {
+            sjd2::Mode::Sjd => sjd2::demo::SJD_WINDOW,
+            sjd2::Mode::Sjd2 => sjd2::demo::SJD2_WINDOW,
+            _ => 1,
+        }),
+        guidance_scale: 3.0,
+        ..sjd2::DecoderConfig::sjd2()
+    }
 }
 
 fn tokenizer(dir: &Path) -> Result<PromptTokenizer> {
@@ -237,6 +254,44 @@ impl ModelArgs {
         Ok(Some(VqModel::load(path, cfg, device)?))
     }
 
+    /// Emu3's vision tokenizer file and its sizes and layout: the fixture's, `--vq` (BAAI's
+    /// original names), or `vqmodel.*` inside the transformers checkpoint.
+    fn movq(&self) -> Result<(PathBuf, MovqConfig)> {
+        let hf = |prefix: &str| MovqLayout::HuggingFace {
+            prefix: prefix.into(),
+        };
+        if let Some(f) = &self.fixtures {
+            let cfg = MovqConfig {
+                ch: 32,
+                codebook_size: 64,
+                layout: hf("vqmodel."),
+                ..MovqConfig::emu3()
+            };
+            return Ok((f.join("emu3/hf"), cfg));
+        }
+        Ok(match &self.vq {
+            Some(p) => (p.clone(), MovqConfig::emu3()),
+            None => (
+                self.weights()?.0,
+                MovqConfig {
+                    layout: hf("vqmodel."),
+                    ..MovqConfig::emu3()
+                },
+            ),
+        })
+    }
+
+    /// The family's image encoder (RGB → codes), for data preparation.
+    #[allow(dead_code)] // `finetune` uses it, `generate` (which includes this file too) does not
+    pub fn image_encoder(&self, device: &Device) -> Result<Box<dyn ImageEncoder>> {
+        if self.family()? == Family::Emu3 {
+            let (path, cfg) = self.movq()?;
+            return Ok(Box::new(MovqEncoder::load(path, cfg, device)?));
+        }
+        let vq = self.vq_model(device, true)?.context("no VQ model")?;
+        Ok(Box::new(vq))
+    }
+
     /// The model, its image decoder and how its prompts are made.
     pub fn load(&self, device: &Device) -> Result<Loaded> {
         let family = self.family()?;
@@ -246,6 +301,9 @@ impl ModelArgs {
         };
         if let Some(f) = &self.fixtures {
             let fx = |p: &str| f.join(p);
+            // The transformer comes from --weights when given (a fine-tuned export of a
+            // fixture), else from the fixture itself.
+            let model_src = |p: &str| self.weights.clone().unwrap_or_else(|| f.join(p));
             let (model, decoder, prompts, source): (
                 LlamaT2I,
                 Box<dyn ImageDecoder>,
@@ -261,8 +319,9 @@ impl ModelArgs {
                         end_tokens: vec![36],
                         unconditional: Unconditional::PrefixOnly,
                     };
-                    let (m, _) = Chameleon::load(fx("chameleon/hf"), |_| Ok(image), device)?;
-                    (m, boxed(vq)?, PromptSource::Ids, fx("chameleon/hf"))
+                    let src = model_src("chameleon/hf");
+                    let (m, _) = Chameleon::load(&src, |_| Ok(image), device)?;
+                    (m, boxed(vq)?, PromptSource::Ids, src)
                 }
                 Family::Emu3 => {
                     let t = Emu3Tokens {
@@ -283,17 +342,11 @@ impl ModelArgs {
                         size_tokens: vec![30, 31, 32],
                         negative: vec![1, 25, 26],
                     };
-                    let m = Emu3::load(fx("emu3/hf"), t, image, device)?;
-                    let cfg = MovqConfig {
-                        ch: 32,
-                        codebook_size: 64,
-                        layout: MovqLayout::HuggingFace {
-                            prefix: "vqmodel.".into(),
-                        },
-                        ..MovqConfig::emu3()
-                    };
-                    let d = Box::new(MovqDecoder::load(fx("emu3/hf"), cfg, device)?);
-                    (m, d, PromptSource::Ids, fx("emu3/hf"))
+                    let src = model_src("emu3/hf");
+                    let m = Emu3::load(&src, t, image, device)?;
+                    let (path, cfg) = self.movq()?;
+                    let d = Box::new(MovqDecoder::load(path, cfg, device)?);
+                    (m, d, PromptSource::Ids, src)
                 }
                 Family::JanusPro => {
                     let tokens = JanusTokens {
@@ -301,17 +354,17 @@ impl ModelArgs {
                         begin_of_image: 10,
                     };
                     let m = Janus::load(
-                        fx("janus/hf/config.json"),
-                        fx("janus/hf"),
+                        model_src("janus/hf").join("config.json"),
+                        model_src("janus/hf"),
                         tokens,
                         3,
                         device,
                     )?;
-                    (m, boxed(vq)?, PromptSource::Ids, fx("janus/hf"))
+                    (m, boxed(vq)?, PromptSource::Ids, model_src("janus/hf"))
                 }
                 Family::LlamagenC2i => {
                     let task = LlamaGenTask::ClassToImage { num_classes: 10 };
-                    let src = fx("llamagen_c2i/weights.safetensors");
+                    let src = model_src("llamagen_c2i/weights.safetensors");
                     let m = LlamaGen::load(&src, LlamaGenConfig::tiny(task), device)?;
                     (m, boxed(vq)?, PromptSource::Class(Some(10)), src)
                 }
@@ -320,7 +373,7 @@ impl ModelArgs {
                         caption_dim: 32,
                         slots: 120,
                     };
-                    let src = fx("llamagen_t2i/weights.safetensors");
+                    let src = model_src("llamagen_t2i/weights.safetensors");
                     let m = LlamaGen::load(&src, LlamaGenConfig::tiny(task), device)?
                         .with_caption_encoder(T5Encoder::load(fx("t5_encoder/hf"), 120, device)?);
                     (m, boxed(vq)?, PromptSource::Ids, src)
@@ -382,19 +435,9 @@ impl ModelArgs {
                     },
                     device,
                 )?;
-                let decoder: Box<dyn ImageDecoder> = match &self.vq {
-                    Some(p) => Box::new(MovqDecoder::load(p, MovqConfig::emu3(), device)?),
-                    None => Box::new(MovqDecoder::load(
-                        &weights,
-                        MovqConfig {
-                            layout: MovqLayout::HuggingFace {
-                                prefix: "vqmodel.".into(),
-                            },
-                            ..MovqConfig::emu3()
-                        },
-                        device,
-                    )?),
-                };
+                let (path, cfg) = self.movq()?;
+                let decoder: Box<dyn ImageDecoder> =
+                    Box::new(MovqDecoder::load(path, cfg, device)?);
                 Loaded {
                     model: m,
                     decoder,

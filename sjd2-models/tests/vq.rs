@@ -244,3 +244,139 @@ fn emu3_movq_exports_the_checkpoint_it_loaded() {
         }
     }
 }
+
+/// The Emu3 vision tokenizer's encoder from the fixture in both layouts (tiny sizes: ch 32, 64
+/// codes), with its file and key prefix.
+fn emu3_encoder_both_layouts() -> Vec<(
+    std::path::PathBuf,
+    &'static str,
+    sjd2_models::vq::MovqEncoder,
+)> {
+    use sjd2_models::vq::{MovqConfig, MovqEncoder, MovqLayout};
+    [
+        (fixtures().join("emu3/hf/model.safetensors"), "vqmodel."),
+        (common::emu3_original_vq(), ""),
+    ]
+    .into_iter()
+    .map(|(file, prefix)| {
+        let layout = match prefix {
+            "" => MovqLayout::Original {
+                prefix: String::new(),
+            },
+            p => MovqLayout::HuggingFace { prefix: p.into() },
+        };
+        let cfg = MovqConfig {
+            ch: 32,
+            codebook_size: 64,
+            layout,
+            ..MovqConfig::emu3()
+        };
+        let m = MovqEncoder::load(&file, cfg, &Device::flex()).unwrap();
+        (file, prefix, m)
+    })
+    .collect()
+}
+
+/// `scripts/emu3_encoder_reference.py`: transformers' `Emu3VQVAE.encode` on two images.
+fn emu3_encoder_reference() -> std::collections::HashMap<String, (Vec<usize>, Vec<f32>)> {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/emu3_encoder_reference.safetensors");
+    let file = sjd2_models::weights::Checkpoint::open(&path).unwrap();
+    let mut out = std::collections::HashMap::new();
+    for name in ["images", "latents"] {
+        out.insert(name.to_string(), file.read_f32(name).unwrap());
+    }
+    for name in ["codes", "codes_codebook_scaled_0_05"] {
+        let (shape, ids) = file.read_i64(name).unwrap();
+        out.insert(
+            name.to_string(),
+            (shape, ids.into_iter().map(|x| x as f32).collect()),
+        );
+    }
+    out
+}
+
+#[test]
+fn emu3_movq_encoder_parity_both_layouts() {
+    use sjd2_models::vq::ImageEncoder;
+    let r = emu3_encoder_reference();
+    let device = Device::flex();
+    let (shape, pixels) = r["images"].clone();
+    let images = || {
+        burn::Tensor::<4>::from_data(
+            TensorData::new(pixels.clone(), [shape[0], shape[1], shape[2], shape[3]]),
+            &device,
+        )
+    };
+    let ids = |name: &str| -> Vec<Vec<u32>> {
+        r[name]
+            .1
+            .chunks(12)
+            .map(|c| c.iter().map(|&x| x as u32).collect())
+            .collect()
+    };
+    for (file, _, m) in emu3_encoder_both_layouts() {
+        let what = file.display().to_string();
+        assert_eq!(m.latents(images()).dims(), [2, 4, 3, 4]);
+        assert_close(
+            &host(m.latents(images())),
+            &r["latents"].1,
+            &format!("{what} latents"),
+        );
+        assert_eq!(
+            m.encode_batch(images()).unwrap(),
+            ids("codes"),
+            "{what} codes"
+        );
+        // The random codebook is much wider than the latents (every code is the same); scaled by
+        // 0.05 as in the script, the nearest codes vary and must still agree.
+        let mut scaled = m.clone();
+        scaled.quantize.embedding.weight = scaled.quantize.embedding.weight.map(|w| w * 0.05);
+        let got = scaled.encode_batch(images()).unwrap();
+        assert_eq!(
+            got,
+            ids("codes_codebook_scaled_0_05"),
+            "{what} scaled codes"
+        );
+        assert!(
+            got.iter()
+                .flatten()
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+                > 2
+        );
+    }
+}
+
+#[test]
+fn emu3_movq_encoder_checks_images_and_exports_what_it_loaded() {
+    use sjd2_models::vq::ImageEncoder;
+    for (file, prefix, m) in emu3_encoder_both_layouts() {
+        for bad in [[1, 3, 20, 32], [1, 1, 24, 32], [0, 3, 24, 32]] {
+            let img = burn::Tensor::<4>::zeros(bad, &Device::flex());
+            assert!(
+                matches!(m.encode_batch(img).unwrap_err(), Error::Shape { .. }),
+                "{bad:?}"
+            );
+        }
+        let mut exported = m.export().unwrap();
+        let mut stored: Vec<_> = common::all_tensors(&file)
+            .into_iter()
+            .filter(|(n, _, _)| {
+                n.strip_prefix(prefix).is_some_and(|n| {
+                    (n.starts_with("encoder.")
+                        || n.starts_with("quant_conv.")
+                        || n.starts_with("quantize."))
+                        && !n.ends_with("num_batches_tracked")
+                })
+            })
+            .collect();
+        exported.sort_by(|a, b| a.0.cmp(&b.0));
+        stored.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(exported.len(), stored.len(), "{}", file.display());
+        for (e, s) in exported.iter().zip(&stored) {
+            assert_eq!((&e.0, &e.1), (&s.0, &s.1), "{}", file.display());
+            assert_eq!(e.2, s.2, "{}", e.0);
+        }
+    }
+}

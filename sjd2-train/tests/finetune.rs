@@ -14,7 +14,9 @@ use sjd2_models::emu3::{Emu3, Emu3Image, Emu3Tokens};
 use sjd2_models::janus::{Janus, JanusTokens};
 use sjd2_models::llamagen::{LlamaGen, LlamaGenConfig, LlamaGenTask};
 use sjd2_models::t5::T5Encoder;
-use sjd2_models::vq::{VqConfig, VqLayout, VqModel};
+use sjd2_models::vq::{
+    ImageEncoder, MovqConfig, MovqEncoder, MovqLayout, VqConfig, VqLayout, VqModel,
+};
 use sjd2_models::weights::Checkpoint;
 use sjd2_sampler::{DecoderConfig, Sjd2Decoder};
 use sjd2_train::TrainError;
@@ -38,7 +40,7 @@ struct Family {
     name: &'static str,
     source: PathBuf,
     load: fn(&Path, &Device) -> LlamaT2I,
-    vq: Option<fn() -> VqModel>,
+    vq: fn() -> Box<dyn ImageEncoder>,
     grid: (usize, usize),
     downsample: usize,
     codebook: usize,
@@ -82,21 +84,23 @@ fn families() -> Vec<Family> {
             name: "chameleon",
             source: fixtures().join("chameleon/hf"),
             load: |p, d| Chameleon::load(p, |_| Ok(chameleon_image()), d).unwrap().0,
-            vq: Some(|| {
-                VqModel::load(
-                    fixtures().join("chameleon_vqgan/weights_vqgan_ckpt_layout.safetensors"),
-                    tiny_vq(
-                        VqConfig::chameleon(),
-                        32,
-                        16,
-                        VqLayout::Taming {
-                            prefix: String::new(),
-                        },
-                    ),
-                    &Device::flex(),
+            vq: || {
+                Box::new(
+                    VqModel::load(
+                        fixtures().join("chameleon_vqgan/weights_vqgan_ckpt_layout.safetensors"),
+                        tiny_vq(
+                            VqConfig::chameleon(),
+                            32,
+                            16,
+                            VqLayout::Taming {
+                                prefix: String::new(),
+                            },
+                        ),
+                        &Device::flex(),
+                    )
+                    .unwrap(),
                 )
-                .unwrap()
-            }),
+            },
             grid: (4, 4),
             downsample: 16,
             codebook: 32,
@@ -118,21 +122,23 @@ fn families() -> Vec<Family> {
                 )
                 .unwrap()
             },
-            vq: Some(|| {
-                VqModel::load(
-                    fixtures().join("janus/hf"),
-                    tiny_vq(
-                        VqConfig::vq16(),
-                        64,
-                        8,
-                        VqLayout::Vq16Hf {
-                            prefix: "model.vqmodel.".into(),
-                        },
-                    ),
-                    &Device::flex(),
+            vq: || {
+                Box::new(
+                    VqModel::load(
+                        fixtures().join("janus/hf"),
+                        tiny_vq(
+                            VqConfig::vq16(),
+                            64,
+                            8,
+                            VqLayout::Vq16Hf {
+                                prefix: "model.vqmodel.".into(),
+                            },
+                        ),
+                        &Device::flex(),
+                    )
+                    .unwrap(),
                 )
-                .unwrap()
-            }),
+            },
             grid: (3, 3),
             downsample: 16,
             codebook: 64,
@@ -142,8 +148,22 @@ fn families() -> Vec<Family> {
             name: "emu3",
             source: fixtures().join("emu3/hf"),
             load: |p, d| Emu3::load(p, emu3_tokens(), emu3_image(), d).unwrap(),
-            // Emu3's MoVQ has no encoder in the library yet: its data is built in memory.
-            vq: None,
+            vq: || {
+                let cfg = MovqConfig {
+                    ch: 32,
+                    codebook_size: 64,
+                    layout: MovqLayout::HuggingFace {
+                        prefix: "vqmodel.".into(),
+                    },
+                    ..MovqConfig::emu3()
+                };
+                let mut m =
+                    MovqEncoder::load(fixtures().join("emu3/hf"), cfg, &Device::flex()).unwrap();
+                // The random codebook is ~20× wider than the random encoder's latents, so every
+                // image would be one repeated code; scaled down, the codes vary with the image.
+                m.quantize.embedding.weight = m.quantize.embedding.weight.map(|w| w * 0.05);
+                Box::new(m)
+            },
             grid: (3, 4),
             downsample: 8,
             codebook: 64,
@@ -160,7 +180,7 @@ fn families() -> Vec<Family> {
                 )
                 .unwrap()
             },
-            vq: Some(llamagen_vq),
+            vq: llamagen_vq,
             grid: (4, 4),
             downsample: 16,
             codebook: 64,
@@ -183,7 +203,7 @@ fn families() -> Vec<Family> {
                     T5Encoder::load(fixtures().join("t5_encoder/hf"), 120, d).unwrap(),
                 )
             },
-            vq: Some(llamagen_vq),
+            vq: llamagen_vq,
             grid: (4, 4),
             downsample: 16,
             codebook: 64,
@@ -192,20 +212,22 @@ fn families() -> Vec<Family> {
     ]
 }
 
-fn llamagen_vq() -> VqModel {
-    VqModel::load(
-        fixtures().join("llamagen_vq/weights.safetensors"),
-        tiny_vq(
-            VqConfig::vq16(),
-            64,
-            8,
-            VqLayout::Vq16 {
-                prefix: String::new(),
-            },
-        ),
-        &Device::flex(),
+fn llamagen_vq() -> Box<dyn ImageEncoder> {
+    Box::new(
+        VqModel::load(
+            fixtures().join("llamagen_vq/weights.safetensors"),
+            tiny_vq(
+                VqConfig::vq16(),
+                64,
+                8,
+                VqLayout::Vq16 {
+                    prefix: String::new(),
+                },
+            ),
+            &Device::flex(),
+        )
+        .unwrap(),
     )
-    .unwrap()
 }
 
 fn emu3_tokens() -> Emu3Tokens {
@@ -232,25 +254,11 @@ fn emu3_image() -> Emu3Image {
     }
 }
 
-/// `n` examples of `fam`: prepared from a folder of shape images when it has an encoder (with a
-/// missing image, a corrupt one and an empty caption that must be skipped), else built in
-/// memory from the images' colours.
+/// `n` examples of `fam` prepared from a folder of shape images by the family's encoder (with a
+/// missing image, a corrupt one and an empty caption that must be skipped).
 fn examples(fam: &Family, work: &Path, n: u64) -> Vec<Example> {
     let (rows, cols) = fam.grid;
-    let Some(vq) = fam.vq else {
-        return (0..n)
-            .map(|i| {
-                let s = sjd2_train::shapes::Sample::generate(1, i, 16);
-                Example {
-                    prompt: (fam.caption)(&s.caption),
-                    codes: (0..rows * cols)
-                        .map(|c| u32::from(s.pixels[(c % 256) * 3]) % fam.codebook as u32)
-                        .collect(),
-                }
-            })
-            .collect();
-    };
-    let vq = vq();
+    let vq = (fam.vq)();
     let images = work.join("images");
     let (h, w) = (rows * fam.downsample, cols * fam.downsample);
     sjd2_train::shapes::write_imagefolder(&images, 1, 0, n, h.max(w)).unwrap();
@@ -276,12 +284,8 @@ fn examples(fam: &Family, work: &Path, n: u64) -> Vec<Example> {
         encode_batch: 3,
     };
     let out = work.join("prepared");
-    let encode = |img: burn::Tensor<4>| -> sjd2_train::Result<Vec<Vec<u32>>> {
-        let [b, ..] = img.dims();
-        (0..b)
-            .map(|i| Ok(vq.encode(img.clone().narrow(0, i, 1))?.0))
-            .collect()
-    };
+    let encode =
+        |img: burn::Tensor<4>| -> sjd2_train::Result<Vec<Vec<u32>>> { Ok(vq.encode_batch(img)?) };
     let mut seen = Vec::new();
     let m = prepare(
         &images,
@@ -329,6 +333,32 @@ fn examples(fam: &Family, work: &Path, n: u64) -> Vec<Example> {
     )
     .unwrap_err();
     assert!(err.to_string().contains("prepared for"), "{err}");
+    // Captions that all fail: an error, and no manifest is kept, so the same command starts over
+    // once the inputs are fixed (instead of resuming a run in which everything was skipped).
+    let none = work.join("none");
+    let err = prepare(
+        &images,
+        &none,
+        &opts,
+        |_| Err("no known word".to_string()),
+        encode,
+        &Device::flex(),
+        |_| {},
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("no usable entry"), "{err}");
+    assert!(!none.join("manifest.json").exists());
+    let fixed = prepare(
+        &images,
+        &none,
+        &opts,
+        |t| Ok((fam.caption)(t)),
+        encode,
+        &Device::flex(),
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!(fixed.examples(), n as usize);
     let (_, ex) = load_prepared(&out).unwrap();
     ex
 }
@@ -382,6 +412,27 @@ fn every_fixture_family_prepares_trains_and_exports() {
             fam.name
         );
         assert!(run.join("checkpoint-0000050/trainable.bpk").is_file());
+        // The quick evaluation: SJD2 on two held-out prompts, logged.
+        let quick = DecoderConfig {
+            window_len: 6.into(),
+            guidance_scale: 2.0,
+            ..DecoderConfig::sjd2()
+        };
+        let e = tuner.quick_eval(2, &Device::flex(), quick).unwrap();
+        let len = tuner.model().unwrap().layout().len() as f64;
+        assert_eq!((e.step, e.images, e.tokens_per_image), (50, 2, len));
+        assert!(
+            (1.0..=len).contains(&e.passes_per_image),
+            "{}: {e:?}",
+            fam.name
+        );
+        let log = std::fs::read_to_string(run.join("log.jsonl")).unwrap();
+        assert!(log.contains("\"eval_passes_per_image\""));
+        assert!(
+            tuner
+                .quick_eval(2, &Device::flex(), DecoderConfig::autoregressive())
+                .is_err()
+        );
 
         let out = work.path().join("export");
         let settings = Sjd2Settings::new(

@@ -16,15 +16,21 @@
 //!
 //! - **Emu3 MoVQ** ([`MovqDecoder`], `BAAI/Emu3-VisionTokenizer`, or `vqmodel.*` of `Emu3-Gen-hf`):
 //!   SpatialNorm conditioned on the codes, a causal temporal stack run on both the latent and the
-//!   codes, BatchNorm3d with running statistics; frame 0 is returned. Decoder only.
+//!   codes, BatchNorm3d with running statistics; frame 0 is returned. Its encoder
+//!   ([`MovqEncoder`]) repeats the image in time, downsamples time with causal convolutions and
+//!   quantizes to the plain codebook.
+//!
+//! Encoders implement [`ImageEncoder`] (images → codes, for preparing training data).
 //!
 //! Decoded images are in about `[-1, 1]`; [`to_rgb8`] clamps and maps them to 8-bit as upstream
 //! (`(x + 1) / 2 · 255`).
 
 mod layers;
 mod movq;
+mod movq_encoder;
 
 pub use movq::{MovqConfig, MovqDecoder, MovqLayout};
+pub use movq_encoder::MovqEncoder;
 
 use std::path::Path;
 
@@ -625,15 +631,7 @@ impl VqModel {
 
     /// The nearest codebook entry of each latent `[n, embed_dim]`: `argmin ‖z − e‖²`.
     pub fn nearest(&self, latents: Tensor<2>) -> Tensor<1, Int> {
-        let n = latents.dims()[0];
-        let cb = self.codebook_vectors();
-        let dist = cb
-            .clone()
-            .powf_scalar(2.0)
-            .sum_dim(1)
-            .reshape([1, self.config.codebook_size])
-            - latents.matmul(cb.transpose()) * 2.0;
-        dist.argmin(1).reshape([n])
+        nearest_code(latents, self.codebook_vectors())
     }
 
     /// Codes `[b, h·w]` (raster order) of images `[b, 3, H, W]` in `[-1, 1]`.
@@ -662,19 +660,88 @@ impl VqModel {
     /// factor) into codes in raster order, with the grid size.
     ///
     /// # Errors
-    /// [`Error::Unsupported`] without an encoder, [`Error::Shape`] for a bad image size.
+    /// [`Error::Unsupported`] without an encoder, [`Error::Shape`] for a bad image size or a
+    /// batch of more than one image.
     pub fn encode(&self, image: Tensor<4>) -> std::result::Result<(Vec<u32>, usize, usize), Error> {
-        let [b, c, h, w] = image.dims();
+        let [b, _, h, w] = image.dims();
         let f = self.config.downsample();
-        if b != 1 || c != 3 || h == 0 || w == 0 || h % f != 0 || w % f != 0 {
+        if b != 1 {
             return Err(Error::Shape {
-                what: format!("image to encode (sides must be multiples of {f})"),
-                expected: vec![1, 3, h.div_ceil(f).max(1) * f, w.div_ceil(f).max(1) * f],
+                what: "image to encode (one image)".into(),
+                expected: vec![1, 3, h, w],
+                got: image.dims().to_vec(),
+            });
+        }
+        let codes = self.encode_batch(image)?.pop().unwrap_or_default();
+        Ok((codes, h / f, w / f))
+    }
+}
+
+impl ImageEncoder for VqModel {
+    fn downsample(&self) -> usize {
+        self.config.downsample()
+    }
+
+    fn codebook_size(&self) -> usize {
+        self.config.codebook_size
+    }
+
+    fn encode_codes(&self, images: Tensor<4>) -> std::result::Result<Tensor<2, Int>, Error> {
+        self.codes(images)
+    }
+}
+
+/// Index of the nearest codebook row (Euclidean) of each latent `[n, e]` in `codebook` `[K, e]`
+/// (the first of equals, as `torch.argmin`).
+pub(crate) fn nearest_code(latents: Tensor<2>, codebook: Tensor<2>) -> Tensor<1, Int> {
+    let [n, _] = latents.dims();
+    let [k, _] = codebook.dims();
+    let dist = codebook.clone().powf_scalar(2.0).sum_dim(1).reshape([1, k])
+        - latents.matmul(codebook.transpose()) * 2.0;
+    dist.argmin(1).reshape([n])
+}
+
+/// RGB → codes: an image tokenizer's encoder, what preparing training data needs. Implemented by
+/// [`VqModel`] (with its encoder loaded) and [`MovqEncoder`].
+pub trait ImageEncoder {
+    /// Pixels per code along each side.
+    fn downsample(&self) -> usize;
+
+    /// Codebook entries (codes lie in `0..codebook_size`).
+    fn codebook_size(&self) -> usize;
+
+    /// Codes `[b, rows·cols]` (raster order) of images `[b, 3, H, W]` in `[-1, 1]`, sides
+    /// multiples of [`ImageEncoder::downsample`] (not checked: see
+    /// [`ImageEncoder::encode_batch`]).
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] when the encoder is not loaded.
+    fn encode_codes(&self, images: Tensor<4>) -> std::result::Result<Tensor<2, Int>, Error>;
+
+    /// The codes of each image of `[b, 3, H, W]` (values in `[-1, 1]`), in raster order on an
+    /// `H/f × W/f` grid.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] for an empty batch, a channel count other than 3 or sides that are not
+    /// positive multiples of the downsampling factor `f`; [`Error::Unsupported`] without an
+    /// encoder.
+    fn encode_batch(&self, images: Tensor<4>) -> std::result::Result<Vec<Vec<u32>>, Error> {
+        let [b, c, h, w] = images.dims();
+        let f = self.downsample().max(1);
+        if b == 0 || c != 3 || h == 0 || w == 0 || h % f != 0 || w % f != 0 {
+            return Err(Error::Shape {
+                what: format!("images to encode (3 channels, sides multiples of {f})"),
+                expected: vec![
+                    b.max(1),
+                    3,
+                    h.div_ceil(f).max(1) * f,
+                    w.div_ceil(f).max(1) * f,
+                ],
                 got: vec![b, c, h, w],
             });
         }
-        let codes = self.codes(image)?;
-        let codes = codes
+        let codes = self
+            .encode_codes(images)?
             .into_data()
             .convert::<i64>()
             .try_into_vec::<i64>()
@@ -682,7 +749,10 @@ impl VqModel {
                 what: "VQ codes".into(),
                 detail: format!("{e:?}"),
             })?;
-        Ok((codes.into_iter().map(|c| c as u32).collect(), h / f, w / f))
+        Ok(codes
+            .chunks((h / f) * (w / f))
+            .map(|c| c.iter().map(|&x| x as u32).collect())
+            .collect())
     }
 }
 

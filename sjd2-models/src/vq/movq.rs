@@ -44,7 +44,7 @@ pub enum MovqLayout {
 }
 
 impl MovqLayout {
-    fn prefix(&self) -> &str {
+    pub(super) fn prefix(&self) -> &str {
         match self {
             Self::Original { prefix } | Self::HuggingFace { prefix } => prefix,
         }
@@ -92,7 +92,7 @@ impl MovqConfig {
         }
     }
 
-    fn validate(&self) -> std::result::Result<(), Error> {
+    pub(super) fn validate(&self) -> std::result::Result<(), Error> {
         if self.ch == 0 || self.ch_mult.is_empty() || self.ch_mult.contains(&0) {
             return Err(Error::config(
                 "ch_mult",
@@ -208,24 +208,24 @@ impl MovqAttn {
     }
 
     fn forward(&self, x: Tensor<4>, zq: &Tensor<4>) -> Tensor<4> {
-        let [b, c, h, w] = x.dims();
-        let n = self
-            .norm
-            .forward(x.clone(), zq)
-            .reshape([b, c, h * w])
-            .swap_dims(1, 2); // [b, hw, c]
-        let (q, k, v) = (
-            self.q.forward(n.clone()),
-            self.k.forward(n.clone()),
-            self.v.forward(n),
-        );
-        let att = softmax(q.matmul(k.swap_dims(1, 2)) / (c as f64).sqrt(), 2);
-        let out = self.proj_out.forward(att.matmul(v)); // [b, hw, c]
-        x + out.swap_dims(1, 2).reshape([b, c, h, w])
+        let n = self.norm.forward(x.clone(), zq);
+        x + attend_positions(n, [&self.q, &self.k, &self.v, &self.proj_out])
     }
 }
 
-/// A causal 3-D convolution: `k_t − 1` zero frames in front, spatial padding `k / 2`.
+/// Single-head attention over the positions of normalized features `n` `[b, c, h, w]` with
+/// `Linear` projections `[q, k, v, out]` (scale `c^-1/2`); the residual is the caller's.
+pub(super) fn attend_positions(n: Tensor<4>, [q, k, v, out]: [&Linear; 4]) -> Tensor<4> {
+    let [b, c, h, w] = n.dims();
+    let n = n.reshape([b, c, h * w]).swap_dims(1, 2); // [b, hw, c]
+    let (q, k, v) = (q.forward(n.clone()), k.forward(n.clone()), v.forward(n));
+    let att = softmax(q.matmul(k.swap_dims(1, 2)) / (c as f64).sqrt(), 2);
+    let o = out.forward(att.matmul(v)); // [b, hw, c]
+    o.swap_dims(1, 2).reshape([b, c, h, w])
+}
+
+/// A causal 3-D convolution: `k_t − s_t` zero frames in front (`s_t` the temporal stride, as
+/// BAAI's `CausalConv3d` and transformers' `Emu3VQVAEConv3d`), spatial padding `k / 2`.
 #[derive(Module, Debug)]
 pub struct CausalConv3d {
     /// The convolution (temporal padding added by hand).
@@ -233,18 +233,33 @@ pub struct CausalConv3d {
 }
 
 impl CausalConv3d {
-    fn new(inp: usize, out: usize, k: [usize; 3], device: &Device) -> Self {
+    pub(super) fn new(inp: usize, out: usize, k: [usize; 3], device: &Device) -> Self {
+        Self::strided(inp, out, k, 1, device)
+    }
+
+    /// With temporal stride `stride` (the encoder's 2× temporal downsampling).
+    pub(super) fn strided(
+        inp: usize,
+        out: usize,
+        k: [usize; 3],
+        stride: usize,
+        device: &Device,
+    ) -> Self {
         Self {
             conv: Conv3dConfig::new([inp, out], k)
+                .with_stride([stride, 1, 1])
                 .with_padding(PaddingConfig3d::Explicit(0, k[1] / 2, k[2] / 2))
                 .init(device),
         }
     }
 
-    fn forward(&self, x: Tensor<5>) -> Tensor<5> {
+    pub(super) fn forward(&self, x: Tensor<5>) -> Tensor<5> {
         let [b, c, _, h, w] = x.dims();
-        let kt = self.conv.weight.dims()[2];
-        let front = Tensor::zeros([b, c, kt - 1, h, w], &x.device());
+        let pad = self.conv.weight.dims()[2].saturating_sub(self.conv.stride[0]);
+        if pad == 0 {
+            return self.conv.forward(x);
+        }
+        let front = Tensor::zeros([b, c, pad, h, w], &x.device());
         self.conv.forward(Tensor::cat(vec![front, x], 2))
     }
 }
@@ -264,7 +279,7 @@ pub struct TimeRes {
 }
 
 impl TimeRes {
-    fn new(z: usize, device: &Device) -> Self {
+    pub(super) fn new(z: usize, device: &Device) -> Self {
         let norm = || BatchNormConfig::new(z).init(device).valid();
         Self {
             norm1: norm(),
@@ -274,7 +289,7 @@ impl TimeRes {
         }
     }
 
-    fn forward(&self, x: Tensor<5>) -> Tensor<5> {
+    pub(super) fn forward(&self, x: Tensor<5>) -> Tensor<5> {
         let h = self.conv1.forward(swish(self.norm1.forward(x.clone())));
         x + self.conv2.forward(swish(self.norm2.forward(h)))
     }
@@ -357,28 +372,36 @@ pub struct MovqDecoder {
     config: MovqConfig,
 }
 
-/// transformers' name of an original-layout key (after the prefix).
-fn hf_name(original: &str) -> String {
+/// transformers' name of an original-layout key (after the prefix), for the encoder and the
+/// decoder: `{en,de}coder.mid.attn_1.norm` → `middle_block.attn_norm`, `mid` → `middle_block`,
+/// `encoder.down.{i}` → `encoder.down_block.down.{i}` (`decoder.up.{i}` → `up_block.up.{i}`),
+/// `….attn.{j}.norm` → `attn_norms.{j}`, `q`/`k`/`v`/`proj_out` → `q_proj`/…/`out_proj`.
+pub(super) fn hf_name(original: &str) -> String {
     let mut parts: Vec<&str> = original.split('.').collect();
     let mut out: Vec<String> = Vec::with_capacity(parts.len() + 1);
-    // decoder.mid.attn_1.norm.* → decoder.middle_block.attn_norm.*;
-    // decoder.up.{i}.attn.{j}.norm.* → decoder.up_block.up.{i}.attn_norms.{j}.*
-    if parts.len() > 3 && parts[0] == "decoder" && parts[1] == "mid" {
-        out.push("decoder".into());
-        out.push("middle_block".into());
-        if parts[2] == "attn_1" && parts[3] == "norm" {
-            out.push("attn_norm".into());
-            parts.drain(..4);
-        } else {
-            parts.drain(..2);
-        }
-    } else if parts.len() > 5 && parts[0] == "decoder" && parts[1] == "up" {
-        out.extend(["decoder", "up_block", "up", parts[2]].map(String::from));
-        if parts[3] == "attn" && parts[5] == "norm" {
-            out.extend(["attn_norms", parts[4]].map(String::from));
-            parts.drain(..6);
-        } else {
-            parts.drain(..3);
+    let root = parts.first().copied().unwrap_or_default();
+    let levels = match root {
+        "encoder" => Some(("down", "down_block")),
+        "decoder" => Some(("up", "up_block")),
+        _ => None,
+    };
+    if let (Some((level, block)), true) = (levels, parts.len() > 3) {
+        if parts[1] == "mid" {
+            out.extend([root, "middle_block"].map(String::from));
+            if parts[2] == "attn_1" && parts[3] == "norm" {
+                out.push("attn_norm".into());
+                parts.drain(..4);
+            } else {
+                parts.drain(..2);
+            }
+        } else if parts[1] == level {
+            out.extend([root, block, level, parts[2]].map(String::from));
+            if parts.len() > 5 && parts[3] == "attn" && parts[5] == "norm" {
+                out.extend(["attn_norms", parts[4]].map(String::from));
+                parts.drain(..6);
+            } else {
+                parts.drain(..3);
+            }
         }
     }
     let renamed = parts.iter().enumerate().map(|(i, p)| {
@@ -392,6 +415,40 @@ fn hf_name(original: &str) -> String {
     });
     out.extend(renamed);
     out.join(".")
+}
+
+/// Module path ↔ checkpoint name of every parameter of a MoVQ part in `layout`: the module path
+/// is the original name (norm `gamma` / `beta` stored as `weight` / `bias`), renamed for
+/// transformers' layout; attention projections are `Linear` weights, stored as 1×1 convolutions
+/// in the original layout.
+pub(super) fn name_table<M: Module>(module: &M, layout: &MovqLayout) -> Vec<Wanted> {
+    let hf = matches!(layout, MovqLayout::HuggingFace { .. });
+    let prefix = layout.prefix();
+    param_paths(module)
+        .into_iter()
+        .map(|path| {
+            let original = path
+                .strip_suffix(".gamma")
+                .map(|p| format!("{p}.weight"))
+                .or_else(|| path.strip_suffix(".beta").map(|p| format!("{p}.bias")))
+                .unwrap_or_else(|| path.clone());
+            let projection = ["q", "k", "v", "proj_out"]
+                .iter()
+                .any(|p| original.ends_with(&format!(".{p}.weight")))
+                && original.contains(".attn");
+            let name = if hf { hf_name(&original) } else { original };
+            let view = RowView {
+                transpose: projection,
+                conv1x1: projection && !hf,
+                ..RowView::default()
+            };
+            Wanted {
+                path,
+                name: format!("{prefix}{name}"),
+                view,
+            }
+        })
+        .collect()
 }
 
 impl MovqDecoder {
@@ -458,40 +515,6 @@ impl MovqDecoder {
         })
     }
 
-    /// Module path ↔ checkpoint name of every parameter in the configured layout: the module
-    /// path is the original name (norm `gamma` / `beta` stored as `weight` / `bias`), renamed
-    /// for transformers' layout; attention projections are `Linear` weights, stored as 1×1
-    /// convolutions in the original layout.
-    fn name_table(&self) -> Vec<Wanted> {
-        let hf = matches!(self.config.layout, MovqLayout::HuggingFace { .. });
-        let prefix = self.config.layout.prefix();
-        param_paths(self)
-            .into_iter()
-            .map(|path| {
-                let original = path
-                    .strip_suffix(".gamma")
-                    .map(|p| format!("{p}.weight"))
-                    .or_else(|| path.strip_suffix(".beta").map(|p| format!("{p}.bias")))
-                    .unwrap_or_else(|| path.clone());
-                let projection = ["q", "k", "v", "proj_out"]
-                    .iter()
-                    .any(|p| original.ends_with(&format!(".{p}.weight")))
-                    && original.contains(".attn");
-                let name = if hf { hf_name(&original) } else { original };
-                let view = RowView {
-                    transpose: projection,
-                    conv1x1: projection && !hf,
-                    ..RowView::default()
-                };
-                Wanted {
-                    path,
-                    name: format!("{prefix}{name}"),
-                    view,
-                }
-            })
-            .collect()
-    }
-
     /// Loads the decoder from a checkpoint (the encoder and `quant_conv` in the same file, and
     /// BatchNorm `num_batches_tracked`, are ignored; anything else under the layout's prefix
     /// must match exactly).
@@ -501,7 +524,7 @@ impl MovqDecoder {
     pub fn load(path: impl AsRef<Path>, config: MovqConfig, device: &Device) -> Result<Self> {
         let mut loader = WeightLoader::new(Checkpoint::open(path)?, device);
         let mut model = Self::new(config, device)?;
-        let table = model.name_table();
+        let table = name_table(&model, &model.config.layout);
         loader.apply(&mut model, table);
         let p = model.config.layout.prefix().to_string();
         loader.finish(|n| {
@@ -519,7 +542,7 @@ impl MovqDecoder {
     /// # Errors
     /// [`Error::TensorData`] when a parameter cannot be read back.
     pub fn export(&self) -> std::result::Result<Vec<NamedTensor>, Error> {
-        crate::weights::export_table(self, self.name_table())
+        crate::weights::export_table(self, name_table(self, &self.config.layout))
     }
 
     /// The configuration.
@@ -636,6 +659,31 @@ mod tests {
                 "decoder.time_conv.0.conv.conv.bias",
             ),
             ("quantize.embedding.weight", "quantize.embedding.weight"),
+            (
+                "encoder.mid.attn_1.norm.weight",
+                "encoder.middle_block.attn_norm.weight",
+            ),
+            (
+                "encoder.mid.attn_1.proj_out.bias",
+                "encoder.middle_block.attn_1.out_proj.bias",
+            ),
+            (
+                "encoder.down.3.attn.1.norm.bias",
+                "encoder.down_block.down.3.attn_norms.1.bias",
+            ),
+            (
+                "encoder.down.3.attn.1.k.weight",
+                "encoder.down_block.down.3.attn.1.k_proj.weight",
+            ),
+            (
+                "encoder.down.0.downsample.conv.weight",
+                "encoder.down_block.down.0.downsample.conv.weight",
+            ),
+            (
+                "encoder.time_conv.1.conv.conv.weight",
+                "encoder.time_conv.1.conv.conv.weight",
+            ),
+            ("quant_conv.conv.bias", "quant_conv.conv.bias"),
         ] {
             assert_eq!(hf_name(original), hf, "{original}");
         }

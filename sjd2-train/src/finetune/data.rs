@@ -461,6 +461,10 @@ pub fn prepare(
         report(&manifest, &mut progress);
     }
     if manifest.examples() == 0 {
+        // Nothing was stored: forget the skips, so that the same command starts over once the
+        // inputs are fixed instead of resuming a run where everything was skipped.
+        let path = out.join(MANIFEST);
+        std::fs::remove_file(&path).map_err(io(&path))?;
         let first: Vec<String> = manifest
             .skipped
             .iter()

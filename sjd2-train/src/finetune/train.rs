@@ -510,6 +510,16 @@ impl Finetuner {
         &self.opts
     }
 
+    /// The examples held out of training (the last `held_out` of the data).
+    pub fn held_out_examples(&self) -> &[Example] {
+        &self.held_out
+    }
+
+    /// Appends a line to the run's `log.jsonl`.
+    pub(super) fn log(&self, line: &serde_json::Value) -> Result<()> {
+        self.run.log(line)
+    }
+
     /// The trained model (adapters still attached; [`super::export()`] merges them).
     ///
     /// # Errors
