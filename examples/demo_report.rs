@@ -49,6 +49,10 @@ struct Args {
     /// SJD2 window: a length, `auto` or `auto:MAX`.
     #[arg(long, default_value_t = sjd2::Window::Fixed(sjd2::demo::SJD2_WINDOW))]
     sjd2_window: sjd2::Window,
+    /// Sampling seeds: prompt `i` is decoded with seed `i + 1 000 000 · sample_seed` (0: the
+    /// seeds of the shipped report). Several values give independent samples of the same prompts.
+    #[arg(long, default_value_t = 0)]
+    sample_seed: u64,
     /// Only these configurations (comma-separated names from the table); all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -151,6 +155,11 @@ fn main() -> Result<()> {
     let tuned = DemoModel::load(&args.model, DemoWeights::Sjd2, &device)?;
     let c = base.config.clone();
     let (samples, prompts) = held_out(&base.tokenizer, args.prompts, c.image_size)?;
+    let prompts: Vec<Prompt> = prompts
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| p.with_seed(i as u64 + 1_000_000 * args.sample_seed))
+        .collect();
     std::fs::create_dir_all(&args.out)?;
 
     // References: the dataset's own images and their VQ reconstructions.
@@ -204,8 +213,9 @@ fn main() -> Result<()> {
     let ar_passes = rows.iter().find(|r| r.name == "ar-base").map(|r| r.passes);
     let mut md = String::new();
     md.push_str(&format!(
-        "{} held-out prompts (seed {HELDOUT_SEED}), temperature {}, top-k {}, guidance {}, SJD window {}, SJD2 window {} with K = {} ({}).\n\n",
+        "{} held-out prompts (seed {HELDOUT_SEED}, sampling seeds from {}), temperature {}, top-k {}, guidance {}, SJD window {}, SJD2 window {} with K = {} ({}).\n\n",
         args.prompts,
+        1_000_000 * args.sample_seed,
         args.temperature,
         args.top_k,
         args.guidance.unwrap_or(c.guidance_scale),

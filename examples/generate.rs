@@ -104,23 +104,25 @@ struct Args {
     /// and print each time: the first image's time against warm ones.
     #[arg(long, default_value_t = 0)]
     repeat: usize,
-    /// How drafts are redrawn between passes (default: coupled for the demo model, else
-    /// independent).
+    /// How drafts are redrawn between passes (default: coupled; both are lossless, coupled
+    /// accepts more drafts).
     #[arg(long, value_enum)]
     draft_update: Option<DraftUpdateArg>,
     /// SJD2 denoising steps (default: the demo model's fine-tuning setting, else 20).
     #[arg(long)]
     steps: Option<usize>,
-    /// Sampling temperature (0 = greedy).
-    #[arg(long, default_value_t = 1.0)]
-    temperature: f32,
-    /// Top-k (0 = off).
-    #[arg(long, default_value_t = 0)]
-    top_k: usize,
-    /// Top-p (1 = off).
-    #[arg(long, default_value_t = 1.0)]
-    top_p: f32,
-    /// Classifier-free guidance scale (default: the demo model's setting, else 3).
+    /// Sampling temperature, 0 = greedy (default: the family's upstream setting, 1 for the demo
+    /// model).
+    #[arg(long)]
+    temperature: Option<f32>,
+    /// Top-k, 0 = off (default: the family's upstream setting, off for the demo model).
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// Top-p, 1 = off (default: the family's upstream setting, off for the demo model).
+    #[arg(long)]
+    top_p: Option<f32>,
+    /// Classifier-free guidance scale (default: the demo model's setting or the family's
+    /// upstream one).
     #[arg(long)]
     guidance: Option<f32>,
     /// Seed.
@@ -177,13 +179,21 @@ fn main() -> Result<()> {
             (m, v, p, Some(c))
         }
     };
-    let sampling = if args.temperature == 0.0 {
+    // A published family samples as its upstream code does unless told otherwise.
+    let upstream = args.m.family.map(families::Family::defaults);
+    let temperature = args
+        .temperature
+        .or(upstream.map(|d| d.temperature))
+        .unwrap_or(1.0);
+    let top_k = args.top_k.or(upstream.map(|d| d.top_k)).unwrap_or(0);
+    let top_p = args.top_p.or(upstream.map(|d| d.top_p)).unwrap_or(1.0);
+    let sampling = if temperature == 0.0 {
         Sampling::Greedy
     } else {
         Sampling::Multinomial {
-            temperature: args.temperature,
-            top_k: (args.top_k > 0).then_some(args.top_k),
-            top_p: (args.top_p < 1.0).then_some(args.top_p),
+            temperature,
+            top_k: (top_k > 0).then_some(top_k),
+            top_p: (top_p < 1.0).then_some(top_p),
         }
     };
     let mode = match args.mode {
@@ -208,7 +218,7 @@ fn main() -> Result<()> {
     if let Some(w) = args.window {
         config.window_len = w;
     }
-    if let Some(g) = args.guidance {
+    if let Some(g) = args.guidance.or(upstream.map(|d| d.guidance)) {
         config.guidance_scale = g;
     }
     if let Some(k) = args.steps {

@@ -30,6 +30,50 @@ pub enum Family {
     LlamagenT2i,
 }
 
+/// A family's upstream image size and sampling (docs/models.md lists the source of each).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Defaults {
+    /// Image side in pixels.
+    pub size: usize,
+    /// Classifier-free guidance scale.
+    pub guidance: f32,
+    /// Temperature.
+    pub temperature: f32,
+    /// Top-k (0: off).
+    pub top_k: usize,
+    /// Top-p (1: off).
+    pub top_p: f32,
+}
+
+impl Family {
+    /// What the upstream code generates with (MODELS.md's table of defaults).
+    pub fn defaults(self) -> Defaults {
+        let d = |size, guidance, temperature, top_k, top_p| Defaults {
+            size,
+            guidance,
+            temperature,
+            top_k,
+            top_p,
+        };
+        match self {
+            // Lumina-mGPT-7B-768: CFG 3.0 (the SJD paper's setting; the README uses 4.0), image
+            // top-k 2000.
+            Family::LuminaMgpt => d(768, 3.0, 1.0, 2000, 1.0),
+            // Chameleon / Anole: temperature 0.7, top-p 0.9; upstream guides three ways (text 3.0,
+            // image 1.2), here two ways at the text scale.
+            Family::Anole => d(512, 3.0, 0.7, 0, 0.9),
+            // Emu3-Gen: 720 px (90 × 90 codes), CFG 3.0, top-k 2048.
+            Family::Emu3 => d(720, 3.0, 1.0, 2048, 1.0),
+            // Janus-Pro: 384 px (24 × 24), CFG 5, no top-k.
+            Family::JanusPro => d(384, 5.0, 1.0, 0, 1.0),
+            // LlamaGen c2i-384: CFG 4.0, top-k 2000.
+            Family::LlamagenC2i => d(384, 4.0, 1.0, 2000, 1.0),
+            // LlamaGen t2i (stage-2 512 px checkpoint): CFG 7.5, top-k 1000.
+            Family::LlamagenT2i => d(512, 7.5, 1.0, 1000, 1.0),
+        }
+    }
+}
+
 /// Which model to load.
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
@@ -49,9 +93,9 @@ pub struct ModelArgs {
     /// `--weights`, the transformer comes from there: a fine-tuned export of a fixture).
     #[arg(long)]
     pub fixtures: Option<PathBuf>,
-    /// Image side in pixels.
-    #[arg(long, default_value_t = 512)]
-    pub size: usize,
+    /// Image side in pixels (default: the family's upstream size, `Family::defaults`).
+    #[arg(long)]
+    pub size: Option<usize>,
 }
 
 /// How a loaded family makes prompts.
@@ -111,10 +155,12 @@ pub struct Loaded {
 }
 
 /// The decoder settings a published family starts from in `mode` (before `sjd2.json` and the
-/// command line): the library's SJD2 defaults with the demo's windows and guidance 3.
+/// command line): the library's SJD2 defaults with the demo's windows, coupled draft updates
+/// and guidance 3.
 pub fn default_decoder(mode: sjd2::Mode) -> sjd2::DecoderConfig {
     sjd2::DecoderConfig {
         mode,
+        draft_update: sjd2::DraftUpdate::Coupled,
         window_len: sjd2::Window::Fixed(match mode {
             sjd2::Mode::Sjd => sjd2::demo::SJD_WINDOW,
             sjd2::Mode::Sjd2 => sjd2::demo::SJD2_WINDOW,
@@ -143,6 +189,11 @@ impl ModelArgs {
     /// The family (required).
     pub fn family(&self) -> Result<Family> {
         self.family.context("no --family given")
+    }
+
+    /// The image side: `--size`, else the family's upstream size.
+    pub fn size(&self) -> Result<usize> {
+        Ok(self.size.unwrap_or(self.family()?.defaults().size))
     }
 
     fn weights(&self) -> Result<(PathBuf, PathBuf)> {
@@ -271,13 +322,21 @@ impl ModelArgs {
         }
         Ok(match &self.vq {
             Some(p) => (p.clone(), MovqConfig::emu3()),
-            None => (
-                self.weights()?.0,
-                MovqConfig {
-                    layout: hf("vqmodel."),
-                    ..MovqConfig::emu3()
-                },
-            ),
+            None => {
+                // `vqmodel.*` (Emu3-Gen-hf) or `model.vqmodel.*` (saved by transformers 5).
+                let weights = self.weights()?.0;
+                let nested = Checkpoint::open(&weights)?
+                    .shape("model.vqmodel.quantize.embedding.weight")
+                    .is_some();
+                let prefix = if nested { "model.vqmodel." } else { "vqmodel." };
+                (
+                    weights,
+                    MovqConfig {
+                        layout: hf(prefix),
+                        ..MovqConfig::emu3()
+                    },
+                )
+            }
         })
     }
 
@@ -387,7 +446,7 @@ impl ModelArgs {
             });
         }
         let (weights, dir) = self.weights()?;
-        let size = self.size;
+        let size = self.size()?;
         Ok(match family {
             Family::LuminaMgpt | Family::Anole => {
                 let lumina = family == Family::LuminaMgpt;
@@ -464,7 +523,15 @@ impl ModelArgs {
                 }
             }
             Family::LlamagenC2i => {
-                let m = LlamaGen::load(&weights, LlamaGenConfig::gpt_xl_c2i(size / 16), device)?;
+                // Any gpt.py size (B … 3B), read from the checkpoint's shapes.
+                let cfg = LlamaGenConfig::detect(&Checkpoint::open(&weights)?, size / 16)?;
+                if !matches!(cfg.task, LlamaGenTask::ClassToImage { .. }) {
+                    bail!(
+                        "{} is a text-conditional LlamaGen checkpoint: use --family llamagen-t2i",
+                        weights.display()
+                    );
+                }
+                let m = LlamaGen::load(&weights, cfg, device)?;
                 Loaded {
                     model: m,
                     decoder: boxed(vq)?,
@@ -477,7 +544,14 @@ impl ModelArgs {
                     .t5
                     .clone()
                     .context("--t5 is required for LlamaGen t2i")?;
-                let m = LlamaGen::load(&weights, LlamaGenConfig::gpt_xl_t2i(size / 16), device)?
+                let cfg = LlamaGenConfig::detect(&Checkpoint::open(&weights)?, size / 16)?;
+                if !matches!(cfg.task, LlamaGenTask::TextToImage { .. }) {
+                    bail!(
+                        "{} is a class-conditional LlamaGen checkpoint: use --family llamagen-c2i",
+                        weights.display()
+                    );
+                }
+                let m = LlamaGen::load(&weights, cfg, device)?
                     .with_caption_encoder(T5Encoder::load(&t5, 120, device)?);
                 Loaded {
                     model: m,

@@ -93,6 +93,39 @@ impl TextConfig {
     }
 }
 
+/// A Llama text config as transformers reads it: fields the file omits take `LlamaConfig`'s
+/// defaults (width 4096, 32 layers, 32 heads, SwiGLU 11008, vocabulary 32000, RMSNorm 1e-6,
+/// RoPE 10000, 2048 positions; `transformers/models/llama/configuration_llama.py`). Janus'
+/// original `config.json` relies on them: its `language_config` lists only
+/// `max_position_embeddings`, `model_type`, `num_hidden_layers`, `torch_dtype` and `vocab_size`.
+///
+/// # Errors
+/// [`LoadError::Corrupt`] naming `path` when the value is not a text config.
+pub fn llama_text_config(value: serde_json::Value, path: &Path) -> Result<TextConfig> {
+    let mut value = value;
+    if let Some(o) = value.as_object_mut() {
+        let rope_given = o.contains_key("rope_theta") || o.contains_key("rope_parameters");
+        for (key, default) in [
+            ("hidden_size", serde_json::json!(4096)),
+            ("intermediate_size", serde_json::json!(11_008)),
+            ("num_hidden_layers", serde_json::json!(32)),
+            ("num_attention_heads", serde_json::json!(32)),
+            ("vocab_size", serde_json::json!(32_000)),
+            ("rms_norm_eps", serde_json::json!(1e-6)),
+            ("max_position_embeddings", serde_json::json!(2048)),
+        ] {
+            o.entry(key).or_insert(default);
+        }
+        if !rope_given {
+            o.insert("rope_theta".into(), serde_json::json!(10_000.0));
+        }
+    }
+    serde_json::from_value(value).map_err(|e| LoadError::Corrupt {
+        path: path.to_path_buf(),
+        detail: format!("invalid text config: {e}"),
+    })
+}
+
 /// Reads and parses a JSON file.
 ///
 /// # Errors
@@ -106,4 +139,46 @@ pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
         path: path.to_path_buf(),
         detail: format!("invalid config: {e}"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn janus_pro_7b_original_language_config_takes_llama_defaults() {
+        // deepseek-ai/Janus-Pro-7B config.json `language_config`, verbatim (MODELS.md §5).
+        let published = serde_json::json!({
+            "max_position_embeddings": 16384,
+            "model_type": "llama",
+            "num_hidden_layers": 30,
+            "torch_dtype": "bfloat16",
+            "vocab_size": 102400
+        });
+        let c = llama_text_config(published, Path::new("config.json")).unwrap();
+        assert_eq!(c.backbone(false), crate::presets::janus_pro_7b());
+    }
+
+    #[test]
+    fn given_fields_win_over_llama_defaults() {
+        let given = serde_json::json!({
+            "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "intermediate_size": 160, "vocab_size": 96, "rms_norm_eps": 1e-5,
+            "rope_parameters": {"rope_theta": 5e5, "rope_type": "default"}
+        });
+        let b = llama_text_config(given, Path::new("c.json"))
+            .unwrap()
+            .backbone(false);
+        assert_eq!(
+            (b.hidden, b.layers, b.heads, b.intermediate),
+            (64, 2, 4, 160)
+        );
+        assert_eq!(b.rms_eps, 1e-5);
+        assert_eq!(b.rope, RopeKind::Sequence { theta: 5e5 });
+        let bad = llama_text_config(
+            serde_json::json!({"hidden_size": "wide"}),
+            Path::new("c.json"),
+        );
+        assert!(bad.unwrap_err().to_string().contains("c.json"));
+    }
 }

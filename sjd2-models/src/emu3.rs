@@ -3,9 +3,10 @@
 //!
 //! - Paper: Wang et al., "Emu3: Next-Token Prediction is All You Need" (arXiv 2409.18869).
 //! - Upstream: `baaivision/Emu3`; transformers' `Emu3ForConditionalGeneration`.
-//! - Weights: Hugging Face `BAAI/Emu3-Gen` (original layout: `model.*`, `lm_head.weight`) or
+//! - Weights: Hugging Face `BAAI/Emu3-Gen` (original layout: `model.*`, `lm_head.weight`),
 //!   `BAAI/Emu3-Gen-hf` (transformers layout: `text_model.model.*`, `text_model.lm_head.weight`,
-//!   `vqmodel.*`): a directory with `config.json` and the safetensors shards with their index.
+//!   `vqmodel.*`) or a checkpoint saved by transformers 5 (`model.text_model.*`, `lm_head.weight`,
+//!   `model.vqmodel.*`): a directory with `config.json` and the safetensors shards with their index.
 //!
 //! The prompt (generation mode) is `BOS + text + BOI + "{H}*{W}" + <|image token|>`; the model
 //! then emits `H` rows of `W` visual tokens each ended by EOL, then EOF, EOI and EOS, all forced
@@ -122,17 +123,20 @@ impl Emu3 {
             })?,
         };
         let checkpoint = Checkpoint::open(dir)?;
-        let names = if checkpoint
-            .shape("text_model.model.embed_tokens.weight")
-            .is_some()
-        {
+        let has = |n: &str| checkpoint.shape(n).is_some();
+        let names = if has("text_model.model.embed_tokens.weight") {
             KeyNames::hugging_face("text_model.model.", "text_model.lm_head.weight")
+        } else if has("model.text_model.embed_tokens.weight") {
+            // As transformers 5 saves `Emu3ForConditionalGeneration` (its conversion mapping:
+            // `text_model.lm_head` → `lm_head`, `text_model` → `model.text_model`, `vqmodel` →
+            // `model.vqmodel`).
+            KeyNames::hugging_face("model.text_model.", "lm_head.weight")
         } else {
             KeyNames::hugging_face("model.", "lm_head.weight")
         };
         let mut loader = WeightLoader::new(checkpoint, device);
         let backbone = Backbone::load(text.backbone(false), &names, &mut loader, device)?;
-        loader.finish(|n| n.starts_with("vqmodel."))?;
+        loader.finish(|n| n.starts_with("vqmodel.") || n.starts_with("model.vqmodel."))?;
         let layout = ImageLayout::new(
             tokens.visual_start..tokens.visual_start + tokens.visual_count,
             image.rows,

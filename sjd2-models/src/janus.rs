@@ -29,7 +29,7 @@ use serde::Deserialize;
 use sjd2_core::{Device, GuidanceStyle, ImageLayout};
 
 use crate::adapter::{Conditioning, Gelu, ImageIo, LlamaT2I, Mlp, Prompting, Unconditional};
-use crate::config::{TextConfig, read_json};
+use crate::config::{TextConfig, llama_text_config, read_json};
 use crate::error::Result;
 use crate::llama::{Backbone, KeyNames};
 use crate::weights::{Checkpoint, WeightLoader};
@@ -45,8 +45,8 @@ pub struct JanusTokens {
 
 #[derive(Deserialize)]
 struct JanusConfigJson {
-    text_config: Option<TextConfig>,
-    language_config: Option<TextConfig>,
+    text_config: Option<serde_json::Value>,
+    language_config: Option<serde_json::Value>,
 }
 
 /// Loader for Janus / Janus-Pro.
@@ -70,14 +70,18 @@ impl Janus {
     ) -> Result<LlamaT2I> {
         let config_path = config.as_ref();
         let raw: JanusConfigJson = read_json(config_path)?;
-        let text =
+        // Both layouts' text configs are transformers `LlamaConfig`s: omitted fields take its
+        // defaults (the original Janus-Pro configs omit the width, heads and SwiGLU size).
+        let text: TextConfig = llama_text_config(
             raw.text_config
                 .or(raw.language_config)
                 .ok_or_else(|| crate::LoadError::Config {
                     path: config_path.to_path_buf(),
                     field: "text_config".into(),
                     reason: "is missing (neither text_config nor language_config)".into(),
-                })?;
+                })?,
+            config_path,
+        )?;
         let checkpoint = Checkpoint::open(weights)?;
         let hf = checkpoint
             .shape("model.language_model.embed_tokens.weight")

@@ -21,7 +21,7 @@
 
 use std::path::Path;
 
-use sjd2_core::{Device, GuidanceStyle, ImageLayout};
+use sjd2_core::{Device, Error, GuidanceStyle, ImageLayout};
 
 use crate::adapter::{Conditioning, Gelu, ImageIo, LlamaT2I, Mlp};
 use crate::error::Result;
@@ -154,6 +154,122 @@ impl LlamaGenConfig {
         }
     }
 
+    /// The configuration of a LlamaGen checkpoint read from its tensor shapes, so that any of
+    /// `gpt.py`'s sizes loads (B, L, XL, XXL, XXXL, 1B, 3B, 7B, c2i or t2i): width and codebook
+    /// from `tok_embeddings`, blocks counted, heads from the width (`gpt.py`'s table: 768 → 12,
+    /// 1024 → 16, 1280 → 20, 1536 → 24, 2560 → 40, 2048 / 3200 / 4096 → 32), key/value heads and
+    /// the SwiGLU width from the block's tensors, the task from `cls_embedding`. `shape` gives a
+    /// tensor's shape by name; `grid` is the image grid side (`image_size / 16`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the tensor or size that does not fit a LlamaGen GPT.
+    pub fn from_shapes<'a>(
+        names: impl Iterator<Item = &'a str>,
+        shape: impl Fn(&str) -> Option<Vec<usize>>,
+        grid: usize,
+    ) -> std::result::Result<Self, Error> {
+        let need = |name: &'static str, rank: usize| {
+            shape(name)
+                .filter(|s| s.len() == rank)
+                .ok_or_else(|| Error::config(name, format!("a {rank}-D tensor is required")))
+        };
+        let emb = need("tok_embeddings.weight", 2)?;
+        let (vocab_size, dim) = (emb[0], emb[1]);
+        let n_layer = names
+            .filter_map(|n| {
+                n.strip_prefix("layers.")?
+                    .split('.')
+                    .next()?
+                    .parse::<usize>()
+                    .ok()
+            })
+            .max()
+            .map_or(0, |i| i + 1);
+        if n_layer == 0 {
+            return Err(Error::config("layers", "no `layers.{i}` tensors"));
+        }
+        let n_head = match dim {
+            768 => 12,
+            1024 => 16,
+            1280 => 20,
+            1536 => 24,
+            2560 => 40,
+            2048 | 3200 | 4096 => 32,
+            // The head count is not in the shapes (wqkv is 3·dim rows for any MHA split).
+            d => {
+                return Err(Error::config(
+                    "tok_embeddings.weight",
+                    format!(
+                        "width {d} is not one of gpt.py's sizes (768, 1024, 1280, 1536, 2048, 2560, 3200, 4096): build the LlamaGenConfig by hand"
+                    ),
+                ));
+            }
+        };
+        let head_dim = dim / n_head;
+        let qkv = need("layers.0.attention.wqkv.weight", 2)?[0];
+        if qkv % head_dim != 0 || qkv / head_dim < n_head + 2 {
+            return Err(Error::config(
+                "layers.0.attention.wqkv.weight",
+                format!("{qkv} rows do not fit {n_head} heads of {head_dim}"),
+            ));
+        }
+        let kv = (qkv / head_dim - n_head) / 2;
+        let ffn = need("layers.0.feed_forward.w1.weight", 2)?[0];
+        let task = match (
+            shape("cls_embedding.embedding_table.weight"),
+            shape("cls_embedding.uncond_embedding"),
+        ) {
+            (Some(t), _) if t.len() == 2 && t[0] > 1 => LlamaGenTask::ClassToImage {
+                num_classes: t[0] - 1,
+            },
+            (_, Some(u)) if u.len() == 2 => LlamaGenTask::TextToImage {
+                caption_dim: u[1],
+                slots: u[0],
+            },
+            _ => {
+                return Err(Error::config(
+                    "cls_embedding",
+                    "neither a class table nor a caption projection",
+                ));
+            }
+        };
+        let mut config = Self {
+            n_kv_head: (kv != n_head).then_some(kv),
+            ..Self::preset(dim, n_layer, n_head, grid, task)
+        };
+        config.vocab_size = vocab_size;
+        // gpt.py rounds the SwiGLU width up to `multiple_of` (256 in every released model).
+        config.multiple_of = [256, 128, 64, 32, 16, 8, 1]
+            .into_iter()
+            .find(|&m| {
+                Self {
+                    multiple_of: m,
+                    ..config.clone()
+                }
+                .ffn_hidden()
+                    == ffn
+            })
+            .ok_or_else(|| {
+                Error::config(
+                    "layers.0.feed_forward.w1.weight",
+                    format!("SwiGLU width {ffn} is not gpt.py's rounding of 8·{dim}/3"),
+                )
+            })?;
+        Ok(config)
+    }
+
+    /// [`LlamaGenConfig::from_shapes`] of a checkpoint.
+    ///
+    /// # Errors
+    /// As [`LlamaGenConfig::from_shapes`].
+    pub fn detect(checkpoint: &Checkpoint, grid: usize) -> std::result::Result<Self, Error> {
+        Self::from_shapes(
+            checkpoint.names(),
+            |n| checkpoint.shape(n).map(<[usize]>::to_vec),
+            grid,
+        )
+    }
+
     /// Condition positions (`cls_token_num`).
     pub fn cond_len(&self) -> usize {
         match self.task {
@@ -252,5 +368,102 @@ impl LlamaGen {
             conditioning,
             device,
         )?)
+    }
+}
+
+#[cfg(test)]
+mod detection_tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// The tensor shapes of a `gpt.py` checkpoint (the ones detection reads).
+    fn shapes(
+        dim: usize,
+        layers: usize,
+        heads: usize,
+        task: LlamaGenTask,
+    ) -> BTreeMap<String, Vec<usize>> {
+        let c = LlamaGenConfig::preset(dim, layers, heads, 16, task);
+        let mut m = BTreeMap::new();
+        m.insert("tok_embeddings.weight".to_string(), vec![16_384, dim]);
+        for i in 0..layers {
+            m.insert(
+                format!("layers.{i}.attention.wqkv.weight"),
+                vec![3 * dim, dim],
+            );
+            m.insert(
+                format!("layers.{i}.feed_forward.w1.weight"),
+                vec![c.ffn_hidden(), dim],
+            );
+        }
+        match task {
+            LlamaGenTask::ClassToImage { num_classes } => {
+                m.insert(
+                    "cls_embedding.embedding_table.weight".into(),
+                    vec![num_classes + 1, dim],
+                );
+            }
+            LlamaGenTask::TextToImage { caption_dim, slots } => {
+                m.insert(
+                    "cls_embedding.uncond_embedding".into(),
+                    vec![slots, caption_dim],
+                );
+            }
+        }
+        m
+    }
+
+    fn detect(m: &BTreeMap<String, Vec<usize>>) -> std::result::Result<LlamaGenConfig, Error> {
+        LlamaGenConfig::from_shapes(m.keys().map(String::as_str), |n| m.get(n).cloned(), 16)
+    }
+
+    #[test]
+    fn every_gpt_size_is_detected_from_its_shapes() {
+        let c2i = LlamaGenTask::ClassToImage { num_classes: 1000 };
+        let t2i = LlamaGenTask::TextToImage {
+            caption_dim: 2048,
+            slots: 120,
+        };
+        // gpt.py: B, L, XL, XXL, XXXL, 1B, 3B (head width 100), 7B; the t2i XL.
+        for (dim, layers, heads, task) in [
+            (768, 12, 12, c2i),
+            (1024, 24, 16, c2i),
+            (1280, 36, 20, c2i),
+            (1536, 48, 24, c2i),
+            (2560, 48, 40, c2i),
+            (2048, 22, 32, c2i),
+            (3200, 24, 32, c2i),
+            (4096, 32, 32, c2i),
+            (1280, 36, 20, t2i),
+        ] {
+            let got = detect(&shapes(dim, layers, heads, task)).unwrap();
+            assert_eq!(
+                got,
+                LlamaGenConfig::preset(dim, layers, heads, 16, task),
+                "{dim}"
+            );
+        }
+        assert_eq!(
+            LlamaGenConfig::gpt_xl_t2i(16),
+            detect(&shapes(1280, 36, 20, t2i)).unwrap()
+        );
+    }
+
+    #[test]
+    fn shapes_that_fit_no_gpt_are_named() {
+        let c2i = LlamaGenTask::ClassToImage { num_classes: 1000 };
+        let mut m = shapes(1280, 36, 20, c2i);
+        m.insert("layers.0.feed_forward.w1.weight".into(), vec![1000, 1280]);
+        let e = detect(&m).unwrap_err();
+        assert_eq!(e.field(), Some("layers.0.feed_forward.w1.weight"), "{e}");
+        let mut m = shapes(1280, 36, 20, c2i);
+        m.remove("tok_embeddings.weight");
+        assert_eq!(
+            detect(&m).unwrap_err().field(),
+            Some("tok_embeddings.weight")
+        );
+        let mut m = shapes(1280, 36, 20, c2i);
+        m.remove("cls_embedding.embedding_table.weight");
+        assert_eq!(detect(&m).unwrap_err().field(), Some("cls_embedding"));
     }
 }

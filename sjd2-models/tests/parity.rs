@@ -233,6 +233,47 @@ fn emu3_parity_original_layout() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[test]
+fn emu3_parity_transformers_5_layout() {
+    // The fixture as transformers 5 saves it: `model.text_model.*`, `lm_head`, `model.vqmodel.*`.
+    let src = Checkpoint::open(fixtures().join("emu3/hf")).unwrap();
+    let dir = std::env::temp_dir().join(format!("sjd2-emu3-tf5-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = src
+        .names()
+        .filter(|n| !n.ends_with("num_batches_tracked"))
+        .map(|name| {
+            let (shape, data) = src.read_f32(name).unwrap();
+            let renamed = if let Some(rest) = name.strip_prefix("text_model.lm_head") {
+                format!("lm_head{rest}")
+            } else if let Some(rest) = name.strip_prefix("text_model.model.") {
+                format!("model.text_model.{rest}")
+            } else {
+                format!("model.{name}")
+            };
+            (renamed, shape, data)
+        })
+        .collect();
+    let refs: Vec<(&str, &[usize], &[f32])> = tensors
+        .iter()
+        .map(|(n, s, d)| (n.as_str(), s.as_slice(), d.as_slice()))
+        .collect();
+    sjd2_models::weights::write_safetensors(
+        dir.join("model.safetensors"),
+        &refs,
+        Default::default(),
+    )
+    .unwrap();
+    std::fs::copy(
+        fixtures().join("emu3/hf/config.json"),
+        dir.join("config.json"),
+    )
+    .unwrap();
+    let m = Emu3::load(&dir, emu3_tokens(), emu3_image(), &device()).unwrap();
+    check_emu3(&m, "emu3 (model.text_model.*)");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 fn check_janus(weights: &std::path::Path, what: &str) {
     let r = Reference::open("janus");
     let d = device();

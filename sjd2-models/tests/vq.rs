@@ -380,3 +380,47 @@ fn emu3_movq_encoder_checks_images_and_exports_what_it_loaded() {
         }
     }
 }
+
+#[test]
+fn training_loss_tensors_in_a_vqgan_ckpt_are_ignored_and_other_extras_named() {
+    let src = fixtures().join("chameleon_vqgan/weights_vqgan_ckpt_layout.safetensors");
+    let mut tensors = common::all_tensors(&src);
+    // What taming's training checkpoints add beside the model: the loss module.
+    tensors.push((
+        "loss.discriminator.main.0.weight".into(),
+        vec![4, 3, 4, 4],
+        vec![0.5; 192],
+    ));
+    tensors.push((
+        "loss.perceptual_loss.lin0.model.1.weight".into(),
+        vec![1, 4, 1, 1],
+        vec![1.0; 4],
+    ));
+    let path = std::env::temp_dir().join(format!(
+        "sjd2-vqgan-ckpt-{}.safetensors",
+        std::process::id()
+    ));
+    common::write_tensors(&path, &tensors, Default::default());
+    let cfg = || {
+        tiny(
+            VqConfig::chameleon(),
+            32,
+            16,
+            VqLayout::Taming {
+                prefix: String::new(),
+            },
+        )
+    };
+    let with_loss = VqModel::load(&path, cfg(), &Device::flex()).unwrap();
+    let plain = chameleon_fixture();
+    assert_eq!(
+        host(with_loss.decode(&[1, 2, 3, 4], 2, 2).unwrap()),
+        host(plain.decode(&[1, 2, 3, 4], 2, 2).unwrap())
+    );
+    tensors.push(("decoder.extra.weight".into(), vec![2], vec![0.0; 2]));
+    common::write_tensors(&path, &tensors, Default::default());
+    let e = VqModel::load(&path, cfg(), &Device::flex()).unwrap_err();
+    assert!(e.to_string().contains("decoder.extra.weight"), "{e}");
+    assert!(!e.to_string().contains("loss."), "{e}");
+    std::fs::remove_file(path).unwrap();
+}

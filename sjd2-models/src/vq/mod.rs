@@ -549,6 +549,9 @@ impl VqModel {
         loader.finish(|n| {
             !n.starts_with(&p)
                 || n == format!("{p}quantize.codebook_used")
+                // taming's training checkpoints (Chameleon's `vqgan.ckpt`) also hold the loss
+                // module (`loss.discriminator.*`, `loss.perceptual_loss.*`).
+                || n.starts_with(&format!("{p}loss."))
                 || (!with_encoder
                     && (n.starts_with(&format!("{p}encoder."))
                         || n == format!("{p}quant_conv.weight")
