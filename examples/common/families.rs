@@ -80,9 +80,13 @@ pub struct ModelArgs {
     /// Model family; without it, the project's demo model (where the example supports it).
     #[arg(long, value_enum)]
     pub family: Option<Family>,
-    /// Checkpoint directory or file.
+    /// Checkpoint directory or file, or a Hugging Face repository id (`owner/name`: read from
+    /// the local Hugging Face cache, downloaded into it when missing unless `HF_HUB_OFFLINE=1`).
     #[arg(long)]
     pub weights: Option<PathBuf>,
+    /// Revision (branch, tag or commit) of a `--weights` repository id (default: main).
+    #[arg(long)]
+    pub revision: Option<String>,
     /// Image tokenizer checkpoint (see the file header for defaults).
     #[arg(long)]
     pub vq: Option<PathBuf>,
@@ -196,11 +200,21 @@ impl ModelArgs {
         Ok(self.size.unwrap_or(self.family()?.defaults().size))
     }
 
+    /// The checkpoint and its directory: `--weights` as a local path, or, when no such path
+    /// exists and it reads `owner/name`, the Hugging Face repository's snapshot from the local
+    /// cache (downloaded into it when missing, unless `HF_HUB_OFFLINE=1`).
     fn weights(&self) -> Result<(PathBuf, PathBuf)> {
-        let weights = self
+        let mut weights = self
             .weights
             .clone()
             .context("--weights is required (or --fixtures)")?;
+        if !weights.exists()
+            && let Some(id) = weights
+                .to_str()
+                .filter(|s| sjd2::models::hub::is_repo_id(s))
+        {
+            weights = sjd2::models::hub::resolve(id, self.revision.as_deref())?;
+        }
         let dir = if weights.is_dir() {
             weights.clone()
         } else {
@@ -362,7 +376,11 @@ impl ModelArgs {
             let fx = |p: &str| f.join(p);
             // The transformer comes from --weights when given (a fine-tuned export of a
             // fixture), else from the fixture itself.
-            let model_src = |p: &str| self.weights.clone().unwrap_or_else(|| f.join(p));
+            let given = match &self.weights {
+                Some(_) => Some(self.weights()?.0),
+                None => None,
+            };
+            let model_src = |p: &str| given.clone().unwrap_or_else(|| f.join(p));
             let (model, decoder, prompts, source): (
                 LlamaT2I,
                 Box<dyn ImageDecoder>,

@@ -67,6 +67,17 @@ pub enum LoadError {
         reason: String,
     },
 
+    /// A Hugging Face Hub repository could not be resolved to local files.
+    #[error("Hugging Face repository {repo} (revision {revision}): {detail}")]
+    Hub {
+        /// The repository id.
+        repo: String,
+        /// The revision asked for.
+        revision: String,
+        /// What failed: a file missing from the cache in offline mode, a download error.
+        detail: String,
+    },
+
     /// A model-level error while building the model.
     #[error(transparent)]
     Core(#[from] sjd2_core::Error),

@@ -27,6 +27,7 @@ pub mod demo;
 pub mod emu3;
 mod error;
 pub mod finetuned;
+pub mod hub;
 pub mod janus;
 pub mod llama;
 pub mod llamagen;
