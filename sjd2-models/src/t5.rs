@@ -45,6 +45,9 @@ pub struct T5Config {
     /// Layer-norm epsilon.
     #[serde(default = "eps")]
     pub layer_norm_epsilon: f64,
+    /// End-of-sequence id (`</s>`, 1 in T5's vocabulary): kept when a caption is truncated.
+    #[serde(default = "eos")]
+    pub eos_token_id: u32,
 }
 
 fn buckets() -> usize {
@@ -55,6 +58,9 @@ fn distance() -> usize {
 }
 fn eps() -> f64 {
     1e-6
+}
+fn eos() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone)]
@@ -116,7 +122,8 @@ pub fn relative_bucket(relative: i64, num_buckets: usize, max_distance: usize) -
 
 impl T5Encoder {
     /// Loads `dir/config.json` and the encoder weights in `dir` (decoder tensors, if present,
-    /// are ignored). Captions are truncated to `max_tokens` tokens (120 for LlamaGen).
+    /// are ignored). Captions are truncated to `max_tokens` tokens (120 for LlamaGen), keeping a final
+    /// `</s>`.
     ///
     /// # Errors
     /// [`crate::LoadError`] naming the file, field or tensors at fault.
@@ -244,7 +251,20 @@ impl T5Encoder {
 
 impl CaptionEncoder for T5Encoder {
     fn encode(&self, tokens: &[u32]) -> sjd2_core::Result<Tensor<2>> {
-        let tokens = &tokens[..tokens.len().min(self.max_tokens)];
+        // Truncated as transformers' tokenizer truncates with special tokens: the caption is cut
+        // and a final `</s>` kept (LlamaGen's `t5.py` tokenizes with `truncation=True`).
+        let eos = self.config.eos_token_id;
+        let kept: Vec<u32>;
+        let tokens = if tokens.len() > self.max_tokens && tokens.last() == Some(&eos) {
+            kept = tokens[..self.max_tokens.saturating_sub(1)]
+                .iter()
+                .copied()
+                .chain((self.max_tokens > 0).then_some(eos))
+                .collect();
+            &kept[..]
+        } else {
+            &tokens[..tokens.len().min(self.max_tokens)]
+        };
         if tokens.is_empty() {
             return Err(sjd2_core::Error::InvalidPrompt {
                 index: 0,

@@ -499,3 +499,22 @@ fn t5_encoder_parity() {
     let e = sjd2_models::CaptionEncoder::encode(&enc, &first).unwrap();
     assert_close(&host(e), &last[..n0 * dm], "t5 caption encoder");
 }
+
+#[test]
+fn t5_truncation_keeps_the_final_end_of_sequence() {
+    use sjd2_models::CaptionEncoder;
+    use sjd2_models::t5::T5Encoder;
+    let d = device();
+    let enc = T5Encoder::load(fixtures().join("t5_encoder/hf"), 4, &d).unwrap();
+    let eos = enc.config().eos_token_id;
+    // As transformers truncates `text</s>` to 4 tokens: three words, then `</s>`.
+    let long = host(CaptionEncoder::encode(&enc, &[5, 6, 7, 8, 9, eos]).unwrap());
+    let cut = host(CaptionEncoder::encode(&enc, &[5, 6, 7, eos]).unwrap());
+    assert_eq!(long, cut);
+    // Ids without a final `</s>` are only cut.
+    let raw = host(CaptionEncoder::encode(&enc, &[5, 6, 7, 8, 9]).unwrap());
+    assert_eq!(
+        raw,
+        host(CaptionEncoder::encode(&enc, &[5, 6, 7, 8]).unwrap())
+    );
+}
