@@ -177,14 +177,14 @@ fn missing_vq_weights_are_named() {
     std::fs::remove_file(path).unwrap();
 }
 
-/// The Emu3 vision tokenizer fixture in both layouts: the file, its key prefix and the loaded
-/// decoder (tiny sizes: ch 32, 64 codes).
-fn emu3_movq_both_layouts() -> Vec<(
+/// The Emu3 vision tokenizer fixture's files in both layouts, with their key prefixes and the
+/// tiny sizes (ch 32, 64 codes).
+fn emu3_movq_files() -> Vec<(
     std::path::PathBuf,
     &'static str,
-    sjd2_models::vq::MovqDecoder,
+    sjd2_models::vq::MovqConfig,
 )> {
-    use sjd2_models::vq::{MovqConfig, MovqDecoder, MovqLayout};
+    use sjd2_models::vq::{MovqConfig, MovqLayout};
     [
         (fixtures().join("emu3/hf/model.safetensors"), "vqmodel."),
         (common::emu3_original_vq(), ""),
@@ -203,10 +203,24 @@ fn emu3_movq_both_layouts() -> Vec<(
             layout,
             ..MovqConfig::emu3()
         };
-        let m = MovqDecoder::load(&file, cfg, &Device::flex()).unwrap();
-        (file, prefix, m)
+        (file, prefix, cfg)
     })
     .collect()
+}
+
+/// The fixture's decoder in both layouts, with its file and key prefix.
+fn emu3_movq_both_layouts() -> Vec<(
+    std::path::PathBuf,
+    &'static str,
+    sjd2_models::vq::MovqDecoder,
+)> {
+    emu3_movq_files()
+        .into_iter()
+        .map(|(file, prefix, cfg)| {
+            let m = sjd2_models::vq::MovqDecoder::load(&file, cfg, &Device::flex()).unwrap();
+            (file, prefix, m)
+        })
+        .collect()
 }
 
 #[test]
@@ -245,36 +259,19 @@ fn emu3_movq_exports_the_checkpoint_it_loaded() {
     }
 }
 
-/// The Emu3 vision tokenizer's encoder from the fixture in both layouts (tiny sizes: ch 32, 64
-/// codes), with its file and key prefix.
+/// The fixture's encoder in both layouts, with its file and key prefix.
 fn emu3_encoder_both_layouts() -> Vec<(
     std::path::PathBuf,
     &'static str,
     sjd2_models::vq::MovqEncoder,
 )> {
-    use sjd2_models::vq::{MovqConfig, MovqEncoder, MovqLayout};
-    [
-        (fixtures().join("emu3/hf/model.safetensors"), "vqmodel."),
-        (common::emu3_original_vq(), ""),
-    ]
-    .into_iter()
-    .map(|(file, prefix)| {
-        let layout = match prefix {
-            "" => MovqLayout::Original {
-                prefix: String::new(),
-            },
-            p => MovqLayout::HuggingFace { prefix: p.into() },
-        };
-        let cfg = MovqConfig {
-            ch: 32,
-            codebook_size: 64,
-            layout,
-            ..MovqConfig::emu3()
-        };
-        let m = MovqEncoder::load(&file, cfg, &Device::flex()).unwrap();
-        (file, prefix, m)
-    })
-    .collect()
+    emu3_movq_files()
+        .into_iter()
+        .map(|(file, prefix, cfg)| {
+            let m = sjd2_models::vq::MovqEncoder::load(&file, cfg, &Device::flex()).unwrap();
+            (file, prefix, m)
+        })
+        .collect()
 }
 
 /// `scripts/emu3_encoder_reference.py`: transformers' `Emu3VQVAE.encode` on two images.

@@ -417,6 +417,29 @@ pub(super) fn hf_name(original: &str) -> String {
     out.join(".")
 }
 
+/// Loads `model` (one part of the vision tokenizer) from the checkpoint at `path` by
+/// [`name_table`]: tensors under the layout's prefix that belong to the other part (`other`
+/// roots) and BatchNorm `num_batches_tracked` counters are ignored; anything else under the
+/// prefix must match exactly.
+pub(super) fn load_part<M: Module + burn::store::ModuleSnapshot>(
+    path: &Path,
+    mut model: M,
+    layout: &MovqLayout,
+    other: [&str; 2],
+    device: &Device,
+) -> Result<M> {
+    let mut loader = WeightLoader::new(Checkpoint::open(path)?, device);
+    let table = name_table(&model, layout);
+    loader.apply(&mut model, table);
+    let p = layout.prefix().to_string();
+    loader.finish(|n| {
+        !n.starts_with(&p)
+            || other.iter().any(|o| n.starts_with(&format!("{p}{o}")))
+            || n.ends_with(".num_batches_tracked")
+    })?;
+    Ok(model)
+}
+
 /// Module path ↔ checkpoint name of every parameter of a MoVQ part in `layout`: the module path
 /// is the original name (norm `gamma` / `beta` stored as `weight` / `bias`), renamed for
 /// transformers' layout; attention projections are `Linear` weights, stored as 1×1 convolutions
@@ -522,18 +545,15 @@ impl MovqDecoder {
     /// # Errors
     /// [`crate::LoadError`] naming the file or tensors at fault.
     pub fn load(path: impl AsRef<Path>, config: MovqConfig, device: &Device) -> Result<Self> {
-        let mut loader = WeightLoader::new(Checkpoint::open(path)?, device);
-        let mut model = Self::new(config, device)?;
-        let table = name_table(&model, &model.config.layout);
-        loader.apply(&mut model, table);
-        let p = model.config.layout.prefix().to_string();
-        loader.finish(|n| {
-            !n.starts_with(&p)
-                || n.starts_with(&format!("{p}encoder."))
-                || n.starts_with(&format!("{p}quant_conv."))
-                || n.ends_with(".num_batches_tracked")
-        })?;
-        Ok(model)
+        let layout = config.layout.clone();
+        let model = Self::new(config, device)?;
+        load_part(
+            path.as_ref(),
+            model,
+            &layout,
+            ["encoder.", "quant_conv."],
+            device,
+        )
     }
 
     /// Every parameter under its checkpoint name in the configured layout, as `f32` host

@@ -17,10 +17,10 @@ use burn::tensor::{Device, Int};
 use sjd2_core::Error;
 
 use super::layers::{ResBlock, conv, group_norm, swish};
-use super::movq::{CausalConv3d, Quantize, TimeRes, attend_positions, name_table};
+use super::movq::{CausalConv3d, Quantize, TimeRes, attend_positions, load_part, name_table};
 use super::{ImageEncoder, MovqConfig, nearest_code};
 use crate::error::Result;
-use crate::weights::{Checkpoint, NamedTensor, WeightLoader};
+use crate::weights::NamedTensor;
 
 /// Single-head attention over positions with a group norm; `Linear` projections (1×1
 /// convolutions in the original layout, `q_proj`… in transformers').
@@ -206,18 +206,15 @@ impl MovqEncoder {
     /// # Errors
     /// [`crate::LoadError`] naming the file or tensors at fault.
     pub fn load(path: impl AsRef<Path>, config: MovqConfig, device: &Device) -> Result<Self> {
-        let mut loader = WeightLoader::new(Checkpoint::open(path)?, device);
-        let mut model = Self::new(config, device)?;
-        let table = name_table(&model, &model.config.layout);
-        loader.apply(&mut model, table);
-        let p = model.config.layout.prefix().to_string();
-        loader.finish(|n| {
-            !n.starts_with(&p)
-                || n.starts_with(&format!("{p}decoder."))
-                || n.starts_with(&format!("{p}post_quant_conv."))
-                || n.ends_with(".num_batches_tracked")
-        })?;
-        Ok(model)
+        let layout = config.layout.clone();
+        let model = Self::new(config, device)?;
+        load_part(
+            path.as_ref(),
+            model,
+            &layout,
+            ["decoder.", "post_quant_conv."],
+            device,
+        )
     }
 
     /// Every parameter under its checkpoint name in the configured layout, as `f32` host
