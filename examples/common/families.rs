@@ -87,6 +87,10 @@ pub struct ModelArgs {
     /// Revision (branch, tag or commit) of a `--weights` repository id (default: main).
     #[arg(long)]
     pub revision: Option<String>,
+    /// `tokenizer.json` (or a directory holding one) when the checkpoint has none (the
+    /// Lumina-mGPT-7B-512 and -1024 repositories: take Lumina-mGPT-7B-768's or Chameleon's).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
     /// Image tokenizer checkpoint (see the file header for defaults).
     #[arg(long)]
     pub vq: Option<PathBuf>,
@@ -175,9 +179,19 @@ pub fn default_decoder(mode: sjd2::Mode) -> sjd2::DecoderConfig {
     }
 }
 
-fn tokenizer(dir: &Path) -> Result<PromptTokenizer> {
-    PromptTokenizer::from_file(dir.join("tokenizer.json"))
-        .with_context(|| format!("tokenizer.json in {}", dir.display()))
+fn tokenizer_file(path: &Path) -> Result<PromptTokenizer> {
+    let file = if path.is_dir() {
+        path.join("tokenizer.json")
+    } else {
+        path.to_path_buf()
+    };
+    PromptTokenizer::from_file(&file).with_context(|| {
+        format!(
+            "{} (a repository without tokenizer files, such as Lumina-mGPT-7B-512 / -1024, takes \
+             one from a sibling with --tokenizer)",
+            file.display()
+        )
+    })
 }
 
 fn tiny_vq(mut c: VqConfig, codebook: usize, embed: usize, layout: VqLayout) -> VqConfig {
@@ -193,6 +207,12 @@ impl ModelArgs {
     /// The family (required).
     pub fn family(&self) -> Result<Family> {
         self.family.context("no --family given")
+    }
+
+    /// The prompt tokenizer: `--tokenizer` (a `tokenizer.json` or a directory holding one), else
+    /// the checkpoint directory's.
+    fn tokenizer(&self, dir: &Path) -> Result<PromptTokenizer> {
+        tokenizer_file(self.tokenizer.as_deref().unwrap_or(dir))
     }
 
     /// The image side: `--size`, else the family's upstream size.
@@ -490,12 +510,12 @@ impl ModelArgs {
                 Loaded {
                     model: m,
                     decoder: boxed(vq)?,
-                    prompts: PromptSource::Text(Box::new(tokenizer(&dir)?), template),
+                    prompts: PromptSource::Text(Box::new(self.tokenizer(&dir)?), template),
                     source: weights,
                 }
             }
             Family::Emu3 => {
-                let tok = tokenizer(&dir)?;
+                let tok = self.tokenizer(&dir)?;
                 let side = size / 8;
                 let size_tokens = tok.encode_text(&format!("{side}*{side}"))?;
                 let t = Emu3Tokens::EMU3_GEN;
@@ -523,7 +543,7 @@ impl ModelArgs {
                 }
             }
             Family::JanusPro => {
-                let tok = tokenizer(&dir)?;
+                let tok = self.tokenizer(&dir)?;
                 let id = |t: &str| {
                     tok.token_id(t)
                         .with_context(|| format!("tokenizer has no {t}"))
@@ -574,7 +594,7 @@ impl ModelArgs {
                 Loaded {
                     model: m,
                     decoder: boxed(vq)?,
-                    prompts: PromptSource::Text(Box::new(tokenizer(&t5)?), Template::T5),
+                    prompts: PromptSource::Text(Box::new(tokenizer_file(&t5)?), Template::T5),
                     source: weights,
                 }
             }
