@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use sjd2::models::chameleon::{Chameleon, ChameleonImage};
 use sjd2::models::emu3::{Emu3, Emu3Image, Emu3Tokens};
 use sjd2::models::janus::{Janus, JanusTokens};
@@ -15,70 +15,18 @@ use sjd2::models::vq::{
     ImageDecoder, ImageEncoder, MovqConfig, MovqDecoder, MovqEncoder, MovqLayout, VqConfig,
     VqLayout, VqModel,
 };
-use sjd2::models::weights::Checkpoint;
 use sjd2::models::{LlamaT2I, Unconditional};
 use sjd2::{Device, Prompt};
 
-/// A published model family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Family {
-    LuminaMgpt,
-    Anole,
-    Emu3,
-    JanusPro,
-    LlamagenC2i,
-    LlamagenT2i,
-}
-
-/// A family's upstream image size and sampling (docs/models.md lists the source of each).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Defaults {
-    /// Image side in pixels.
-    pub size: usize,
-    /// Classifier-free guidance scale.
-    pub guidance: f32,
-    /// Temperature.
-    pub temperature: f32,
-    /// Top-k (0: off).
-    pub top_k: usize,
-    /// Top-p (1: off).
-    pub top_p: f32,
-}
-
-impl Family {
-    /// What the upstream code generates with (MODELS.md's table of defaults).
-    pub fn defaults(self) -> Defaults {
-        let d = |size, guidance, temperature, top_k, top_p| Defaults {
-            size,
-            guidance,
-            temperature,
-            top_k,
-            top_p,
-        };
-        match self {
-            // Lumina-mGPT-7B-768: CFG 3.0 (the SJD paper's setting; the README uses 4.0), image
-            // top-k 2000.
-            Family::LuminaMgpt => d(768, 3.0, 1.0, 2000, 1.0),
-            // Chameleon / Anole: temperature 0.7, top-p 0.9; upstream guides three ways (text 3.0,
-            // image 1.2), here two ways at the text scale.
-            Family::Anole => d(512, 3.0, 0.7, 0, 0.9),
-            // Emu3-Gen: 720 px (90 × 90 codes), CFG 3.0, top-k 2048.
-            Family::Emu3 => d(720, 3.0, 1.0, 2048, 1.0),
-            // Janus-Pro: 384 px (24 × 24), CFG 5, no top-k.
-            Family::JanusPro => d(384, 5.0, 1.0, 0, 1.0),
-            // LlamaGen c2i-384: CFG 4.0, top-k 2000.
-            Family::LlamagenC2i => d(384, 4.0, 1.0, 2000, 1.0),
-            // LlamaGen t2i (stage-2 512 px checkpoint): CFG 7.5, top-k 1000.
-            Family::LlamagenT2i => d(512, 7.5, 1.0, 1000, 1.0),
-        }
-    }
-}
+pub use sjd2::models::pipeline::Family;
+use sjd2::models::pipeline::{Files, Pipeline, Prompts};
 
 /// Which model to load.
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// Model family; without it, the project's demo model (where the example supports it).
-    #[arg(long, value_enum)]
+    /// Model family (lumina-mgpt, anole, emu3, janus-pro, llamagen-c2i, llamagen-t2i); without
+    /// it, the project's demo model (where the example supports it).
+    #[arg(long)]
     pub family: Option<Family>,
     /// Checkpoint directory or file, or a Hugging Face repository id (`owner/name`: read from
     /// the local Hugging Face cache, downloaded into it when missing unless `HF_HUB_OFFLINE=1`).
@@ -179,21 +127,6 @@ pub fn default_decoder(mode: sjd2::Mode) -> sjd2::DecoderConfig {
     }
 }
 
-fn tokenizer_file(path: &Path) -> Result<PromptTokenizer> {
-    let file = if path.is_dir() {
-        path.join("tokenizer.json")
-    } else {
-        path.to_path_buf()
-    };
-    PromptTokenizer::from_file(&file).with_context(|| {
-        format!(
-            "{} (a repository without tokenizer files, such as Lumina-mGPT-7B-512 / -1024, takes \
-             one from a sibling with --tokenizer)",
-            file.display()
-        )
-    })
-}
-
 fn tiny_vq(mut c: VqConfig, codebook: usize, embed: usize, layout: VqLayout) -> VqConfig {
     c.ch = 32;
     c.z_channels = 32;
@@ -209,195 +142,109 @@ impl ModelArgs {
         self.family.context("no --family given")
     }
 
-    /// The prompt tokenizer: `--tokenizer` (a `tokenizer.json` or a directory holding one), else
-    /// the checkpoint directory's.
-    fn tokenizer(&self, dir: &Path) -> Result<PromptTokenizer> {
-        tokenizer_file(self.tokenizer.as_deref().unwrap_or(dir))
-    }
-
-    /// The image side: `--size`, else the family's upstream size.
-    pub fn size(&self) -> Result<usize> {
-        Ok(self.size.unwrap_or(self.family()?.defaults().size))
-    }
-
-    /// The checkpoint and its directory: `--weights` as a local path, or, when no such path
-    /// exists and it reads `owner/name`, the Hugging Face repository's snapshot from the local
-    /// cache (downloaded into it when missing, unless `HF_HUB_OFFLINE=1`).
-    fn weights(&self) -> Result<(PathBuf, PathBuf)> {
-        let mut weights = self
+    /// The files of a published checkpoint (`--weights` may be a Hugging Face repository id).
+    fn files(&self) -> Result<Files> {
+        let weights = self
             .weights
             .clone()
             .context("--weights is required (or --fixtures)")?;
-        if !weights.exists()
-            && let Some(id) = weights
-                .to_str()
-                .filter(|s| sjd2::models::hub::is_repo_id(s))
-        {
-            weights = sjd2::models::hub::resolve(id, self.revision.as_deref())?;
-        }
-        let dir = if weights.is_dir() {
-            weights.clone()
-        } else {
-            weights.parent().map(Path::to_path_buf).unwrap_or_default()
-        };
-        Ok((weights, dir))
+        Ok(Files {
+            weights,
+            revision: self.revision.clone(),
+            vq: self.vq.clone(),
+            t5: self.t5.clone(),
+            tokenizer: self.tokenizer.clone(),
+            size: self.size,
+        })
     }
 
-    /// The VQ model of a VQGAN / VQ-16 family (`None` for Emu3's MoVQ), with its encoder when
-    /// `with_encoder` (data preparation) or without it (decoding).
-    pub fn vq_model(&self, device: &Device, with_encoder: bool) -> Result<Option<VqModel>> {
-        let family = self.family()?;
-        if let Some(f) = &self.fixtures {
-            let (file, cfg) = match family {
-                Family::LuminaMgpt | Family::Anole => (
-                    f.join("chameleon_vqgan/weights_vqgan_ckpt_layout.safetensors"),
-                    tiny_vq(
-                        VqConfig::chameleon(),
-                        32,
-                        16,
-                        VqLayout::Taming {
-                            prefix: String::new(),
-                        },
-                    ),
-                ),
-                Family::Emu3 => return Ok(None),
-                Family::JanusPro => (
-                    f.join("janus/hf"),
-                    tiny_vq(
-                        VqConfig::vq16(),
-                        64,
-                        8,
-                        VqLayout::Vq16Hf {
-                            prefix: "model.vqmodel.".into(),
-                        },
-                    ),
-                ),
-                Family::LlamagenC2i | Family::LlamagenT2i => (
-                    f.join("llamagen_vq/weights.safetensors"),
-                    tiny_vq(
-                        VqConfig::vq16(),
-                        64,
-                        8,
-                        VqLayout::Vq16 {
-                            prefix: String::new(),
-                        },
-                    ),
-                ),
-            };
-            let cfg = VqConfig {
-                with_encoder,
-                ..cfg
-            };
-            return Ok(Some(VqModel::load(file, cfg, device)?));
-        }
-        let (weights, _) = self.weights()?;
-        let (path, cfg) = match family {
-            Family::LuminaMgpt | Family::Anole => {
-                let (path, prefix) = match &self.vq {
-                    Some(p) => (p.clone(), String::new()),
-                    None => (weights.clone(), "model.vqmodel.".to_string()),
-                };
-                (
-                    path,
-                    VqConfig {
-                        layout: VqLayout::Taming { prefix },
-                        ..VqConfig::chameleon()
+    /// The fixture VQ model of a VQGAN / VQ-16 family (`None` for Emu3's MoVQ), with its
+    /// encoder when `with_encoder` (data preparation) or without it (decoding).
+    fn fixture_vq(&self, f: &Path, device: &Device, with_encoder: bool) -> Result<Option<VqModel>> {
+        let (file, cfg) = match self.family()? {
+            Family::LuminaMgpt | Family::Anole => (
+                f.join("chameleon_vqgan/weights_vqgan_ckpt_layout.safetensors"),
+                tiny_vq(
+                    VqConfig::chameleon(),
+                    32,
+                    16,
+                    VqLayout::Taming {
+                        prefix: String::new(),
                     },
-                )
-            }
+                ),
+            ),
             Family::Emu3 => return Ok(None),
-            Family::JanusPro => {
-                let hf = Checkpoint::open(&weights)?
-                    .shape("model.vqmodel.quantize.embedding.weight")
-                    .is_some();
-                let layout = if hf {
+            Family::JanusPro => (
+                f.join("janus/hf"),
+                tiny_vq(
+                    VqConfig::vq16(),
+                    64,
+                    8,
                     VqLayout::Vq16Hf {
                         prefix: "model.vqmodel.".into(),
-                    }
-                } else {
-                    VqLayout::Vq16 {
-                        prefix: "gen_vision_model.".into(),
-                    }
-                };
-                (
-                    self.vq.clone().unwrap_or(weights.clone()),
-                    VqConfig {
-                        layout,
-                        ..VqConfig::vq16()
                     },
-                )
-            }
+                ),
+            ),
             Family::LlamagenC2i | Family::LlamagenT2i => (
-                self.vq.clone().context("--vq is required for LlamaGen")?,
-                VqConfig::vq16(),
+                f.join("llamagen_vq/weights.safetensors"),
+                tiny_vq(
+                    VqConfig::vq16(),
+                    64,
+                    8,
+                    VqLayout::Vq16 {
+                        prefix: String::new(),
+                    },
+                ),
             ),
         };
         let cfg = VqConfig {
             with_encoder,
             ..cfg
         };
-        Ok(Some(VqModel::load(path, cfg, device)?))
+        Ok(Some(VqModel::load(file, cfg, device)?))
     }
 
-    /// Emu3's vision tokenizer file and its sizes and layout: the fixture's, `--vq` (BAAI's
-    /// original names), or `vqmodel.*` inside the transformers checkpoint.
-    fn movq(&self) -> Result<(PathBuf, MovqConfig)> {
-        let hf = |prefix: &str| MovqLayout::HuggingFace {
-            prefix: prefix.into(),
+    /// The fixture's Emu3 vision tokenizer file and its sizes and layout.
+    fn fixture_movq(f: &Path) -> (PathBuf, MovqConfig) {
+        let cfg = MovqConfig {
+            ch: 32,
+            codebook_size: 64,
+            layout: MovqLayout::HuggingFace {
+                prefix: "vqmodel.".into(),
+            },
+            ..MovqConfig::emu3()
         };
-        if let Some(f) = &self.fixtures {
-            let cfg = MovqConfig {
-                ch: 32,
-                codebook_size: 64,
-                layout: hf("vqmodel."),
-                ..MovqConfig::emu3()
-            };
-            return Ok((f.join("emu3/hf"), cfg));
-        }
-        Ok(match &self.vq {
-            Some(p) => (p.clone(), MovqConfig::emu3()),
-            None => {
-                // `vqmodel.*` (Emu3-Gen-hf) or `model.vqmodel.*` (saved by transformers 5).
-                let weights = self.weights()?.0;
-                let nested = Checkpoint::open(&weights)?
-                    .shape("model.vqmodel.quantize.embedding.weight")
-                    .is_some();
-                let prefix = if nested { "model.vqmodel." } else { "vqmodel." };
-                (
-                    weights,
-                    MovqConfig {
-                        layout: hf(prefix),
-                        ..MovqConfig::emu3()
-                    },
-                )
-            }
-        })
+        (f.join("emu3/hf"), cfg)
     }
 
     /// The family's image encoder (RGB → codes), for data preparation.
     #[allow(dead_code)] // `finetune` uses it, `generate` (which includes this file too) does not
     pub fn image_encoder(&self, device: &Device) -> Result<Box<dyn ImageEncoder>> {
-        if self.family()? == Family::Emu3 {
-            let (path, cfg) = self.movq()?;
+        let family = self.family()?;
+        let Some(f) = &self.fixtures else {
+            return Ok(Pipeline::image_encoder(family, &self.files()?, device)?);
+        };
+        if family == Family::Emu3 {
+            let (path, cfg) = Self::fixture_movq(f);
             return Ok(Box::new(MovqEncoder::load(path, cfg, device)?));
         }
-        let vq = self.vq_model(device, true)?.context("no VQ model")?;
+        let vq = self.fixture_vq(f, device, true)?.context("no VQ model")?;
         Ok(Box::new(vq))
     }
 
     /// The model, its image decoder and how its prompts are made.
     pub fn load(&self, device: &Device) -> Result<Loaded> {
         let family = self.family()?;
-        let vq = self.vq_model(device, false)?;
-        let boxed = |vq: Option<VqModel>| -> Result<Box<dyn ImageDecoder>> {
-            Ok(Box::new(vq.context("no VQ model")?))
-        };
         if let Some(f) = &self.fixtures {
+            let vq = self.fixture_vq(f, device, false)?;
+            let boxed = |vq: Option<VqModel>| -> Result<Box<dyn ImageDecoder>> {
+                Ok(Box::new(vq.context("no VQ model")?))
+            };
             let fx = |p: &str| f.join(p);
             // The transformer comes from --weights when given (a fine-tuned export of a
             // fixture), else from the fixture itself.
             let given = match &self.weights {
-                Some(_) => Some(self.weights()?.0),
+                Some(_) => Some(self.files()?.local_weights()?.0),
                 None => None,
             };
             let model_src = |p: &str| given.clone().unwrap_or_else(|| f.join(p));
@@ -441,7 +288,7 @@ impl ModelArgs {
                     };
                     let src = model_src("emu3/hf");
                     let m = Emu3::load(&src, t, image, device)?;
-                    let (path, cfg) = self.movq()?;
+                    let (path, cfg) = Self::fixture_movq(f);
                     let d = Box::new(MovqDecoder::load(path, cfg, device)?);
                     (m, d, PromptSource::Ids, src)
                 }
@@ -483,121 +330,20 @@ impl ModelArgs {
                 source,
             });
         }
-        let (weights, dir) = self.weights()?;
-        let size = self.size()?;
-        Ok(match family {
-            Family::LuminaMgpt | Family::Anole => {
-                let lumina = family == Family::LuminaMgpt;
-                let (m, _) = Chameleon::load(
-                    &weights,
-                    |v| {
-                        if lumina {
-                            ChameleonImage::lumina(v, size, size)
-                        } else {
-                            ChameleonImage::anole(v)
-                        }
-                    },
-                    device,
-                )?;
-                let template = if lumina {
-                    Template::Lumina {
-                        width: size,
-                        height: size,
-                    }
-                } else {
-                    Template::Chameleon
-                };
-                Loaded {
-                    model: m,
-                    decoder: boxed(vq)?,
-                    prompts: PromptSource::Text(Box::new(self.tokenizer(&dir)?), template),
-                    source: weights,
-                }
-            }
-            Family::Emu3 => {
-                let tok = self.tokenizer(&dir)?;
-                let side = size / 8;
-                let size_tokens = tok.encode_text(&format!("{side}*{side}"))?;
-                let t = Emu3Tokens::EMU3_GEN;
-                let mut negative = vec![t.bos];
-                negative.extend(tok.encode_text("lowres, bad anatomy, bad hands, text, error, missing fingers, extra digit, fewer digits, cropped, worst quality, low quality, normal quality, jpeg artifacts, signature, watermark, username, blurry.")?);
-                let m = Emu3::load(
-                    &weights,
-                    t,
-                    Emu3Image {
-                        rows: side,
-                        cols: side,
-                        size_tokens,
-                        negative,
-                    },
-                    device,
-                )?;
-                let (path, cfg) = self.movq()?;
-                let decoder: Box<dyn ImageDecoder> =
-                    Box::new(MovqDecoder::load(path, cfg, device)?);
-                Loaded {
-                    model: m,
-                    decoder,
-                    prompts: PromptSource::Text(Box::new(tok), Template::Emu3),
-                    source: weights,
-                }
-            }
-            Family::JanusPro => {
-                let tok = self.tokenizer(&dir)?;
-                let id = |t: &str| {
-                    tok.token_id(t)
-                        .with_context(|| format!("tokenizer has no {t}"))
-                };
-                let tokens = JanusTokens {
-                    pad: id("<｜▁pad▁｜>")?,
-                    begin_of_image: id("<begin_of_image>")?,
-                };
-                let m = Janus::load(dir.join("config.json"), &weights, tokens, size / 16, device)?;
-                Loaded {
-                    model: m,
-                    decoder: boxed(vq)?,
-                    prompts: PromptSource::Text(Box::new(tok), Template::Janus),
-                    source: weights,
-                }
-            }
-            Family::LlamagenC2i => {
-                // Any gpt.py size (B … 3B), read from the checkpoint's shapes.
-                let cfg = LlamaGenConfig::detect(&Checkpoint::open(&weights)?, size / 16)?;
-                if !matches!(cfg.task, LlamaGenTask::ClassToImage { .. }) {
-                    bail!(
-                        "{} is a text-conditional LlamaGen checkpoint: use --family llamagen-t2i",
-                        weights.display()
-                    );
-                }
-                let m = LlamaGen::load(&weights, cfg, device)?;
-                Loaded {
-                    model: m,
-                    decoder: boxed(vq)?,
-                    prompts: PromptSource::Class(None),
-                    source: weights,
-                }
-            }
-            Family::LlamagenT2i => {
-                let t5 = self
-                    .t5
-                    .clone()
-                    .context("--t5 is required for LlamaGen t2i")?;
-                let cfg = LlamaGenConfig::detect(&Checkpoint::open(&weights)?, size / 16)?;
-                if !matches!(cfg.task, LlamaGenTask::TextToImage { .. }) {
-                    bail!(
-                        "{} is a class-conditional LlamaGen checkpoint: use --family llamagen-c2i",
-                        weights.display()
-                    );
-                }
-                let m = LlamaGen::load(&weights, cfg, device)?
-                    .with_caption_encoder(T5Encoder::load(&t5, 120, device)?);
-                Loaded {
-                    model: m,
-                    decoder: boxed(vq)?,
-                    prompts: PromptSource::Text(Box::new(tokenizer_file(&t5)?), Template::T5),
-                    source: weights,
-                }
-            }
+        // A published checkpoint: the library's pipeline pairs everything.
+        let p = Pipeline::load(family, &self.files()?, device)?;
+        let prompts = match p.prompts {
+            Prompts::Text {
+                tokenizer,
+                template,
+            } => PromptSource::Text(tokenizer, template),
+            Prompts::Class => PromptSource::Class(None),
+        };
+        Ok(Loaded {
+            model: p.model,
+            decoder: p.decoder,
+            prompts,
+            source: p.source,
         })
     }
 }

@@ -31,6 +31,7 @@ pub mod hub;
 pub mod janus;
 pub mod llama;
 pub mod llamagen;
+pub mod pipeline;
 pub mod presets;
 pub mod prompt;
 pub mod t5;
