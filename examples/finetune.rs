@@ -40,7 +40,6 @@ use sjd2_train::finetune::{
     DataSpec, FinetuneOptions, Finetuner, LoraOptions, PrepareOptions, Sjd2Settings, export,
     load_prepared, load_trained, prepare,
 };
-use sjd2_train::lm_train::LevelInput;
 
 #[derive(Parser, Debug)]
 #[command(about = "SJD2 fine-tuning: prepare data, train, export")]
@@ -405,12 +404,10 @@ fn main() -> Result<()> {
             let t = c.target(&device, false)?;
             let loaded = t.loaded;
             let (model, opts, step) = load_trained(loaded.model, &run)?;
-            let mut settings = Sjd2Settings::new(
-                opts.noise.schedule,
-                decoder_steps.unwrap_or(opts.noise.levels),
-                opts.noise.conditioning == LevelInput::Sinusoidal,
-                opts.normalization,
-            );
+            let mut settings = opts.settings();
+            if let Some(k) = decoder_steps {
+                settings.denoising_steps = k;
+            }
             settings.training = serde_json::json!({"steps": step, "options": opts_json(&opts)?});
             let report = export(&model, &loaded.source, &out, &settings)
                 .with_context(|| format!("exporting to {}", out.display()))?;

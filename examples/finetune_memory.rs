@@ -8,6 +8,8 @@
 //! cargo run --release --example finetune_memory -- measure --hidden 512 --layers 4 --seq 512 --full
 //! # The table of docs/finetuning.md (bf16, micro-batch 1).
 //! cargo run --release --example finetune_memory -- table
+//! # The inference table of docs/models.md (weights + KV cache of both guidance rows).
+//! cargo run --release --example finetune_memory -- inference
 //! ```
 //!
 //! Linux only for `measure` (it reads `VmRSS` / `VmHWM` from `/proc/self/status`).
@@ -63,6 +65,8 @@ enum Command {
     },
     /// The estimate for Janus-Pro-1B, Janus-Pro-7B, Lumina-mGPT-7B and Emu3-Gen (bf16).
     Table,
+    /// Memory to generate one image per family: weights + the KV cache of both guidance rows.
+    Inference,
 }
 
 const PROMPT: usize = 8;
@@ -254,6 +258,50 @@ fn table() {
     }
 }
 
+fn inference() {
+    use sjd2::models::llamagen::LlamaGenConfig;
+    let rows: [(&str, BackboneConfig, usize); 7] = [
+        (
+            "Lumina-mGPT-7B-768",
+            presets::chameleon_7b(),
+            40 + 48 * 49 + 2,
+        ),
+        ("Anole-7B (512²)", presets::chameleon_7b(), 40 + 32 * 32),
+        ("Emu3-Gen (720²)", presets::emu3_gen(), 40 + 90 * 91 + 3),
+        ("Janus-Pro-7B (384²)", presets::janus_pro_7b(), 40 + 24 * 24),
+        ("Janus-Pro-1B (384²)", presets::janus_pro_1b(), 40 + 24 * 24),
+        (
+            "LlamaGen XL c2i (384²)",
+            LlamaGenConfig::gpt_xl_c2i(24).backbone(),
+            1 + 24 * 24,
+        ),
+        (
+            "LlamaGen XL t2i (512²)",
+            LlamaGenConfig::gpt_xl_t2i(32).backbone(),
+            120 + 32 * 32,
+        ),
+    ];
+    println!(
+        "| model | parameters | tokens (CFG rows) | weights bf16 / f16 | weights f32 | KV cache bf16 / f16 | KV cache f32 | total bf16 / f16 | total f32 |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (name, c, tokens) in rows {
+        let params = presets::parameter_count(&c) as u64;
+        // Keys and values of every layer for both guidance rows.
+        let kv = 2 * (c.layers * c.kv_heads * c.head_dim * tokens * 2) as u64;
+        println!(
+            "| {name} | {:.2} B | {tokens} (2) | {:.1} GiB | {:.1} GiB | {:.2} GiB | {:.2} GiB | {:.1} GiB | {:.1} GiB |",
+            params as f64 / 1e9,
+            gib(2 * params),
+            gib(4 * params),
+            gib(2 * kv),
+            gib(4 * kv),
+            gib(2 * (params + kv)),
+            gib(4 * (params + kv))
+        );
+    }
+}
+
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Measure {
@@ -288,6 +336,10 @@ fn main() -> Result<()> {
         }
         Command::Table => {
             table();
+            Ok(())
+        }
+        Command::Inference => {
+            inference();
             Ok(())
         }
     }

@@ -346,7 +346,7 @@ impl Pipeline {
                 } else {
                     Template::Chameleon
                 };
-                let vq = Self::vq_model(family, files, device, false)?;
+                let vq = Self::vq_model(family, files, &weights, device, false)?;
                 let prompts = Prompts::Text {
                     tokenizer: Box::new(tokenizer()?),
                     template,
@@ -367,7 +367,7 @@ impl Pipeline {
                     negative,
                 };
                 let m = Emu3::load(&weights, t, image, device)?;
-                let (path, cfg) = Self::movq(files)?;
+                let (path, cfg) = Self::movq(files, &weights)?;
                 let prompts = Prompts::Text {
                     tokenizer: Box::new(tok),
                     template: Template::Emu3,
@@ -388,7 +388,7 @@ impl Pipeline {
                     begin_of_image: id("<begin_of_image>")?,
                 };
                 let m = Janus::load(dir.join("config.json"), &weights, tokens, size / 16, device)?;
-                let vq = Self::vq_model(family, files, device, false)?;
+                let vq = Self::vq_model(family, files, &weights, device, false)?;
                 let prompts = Prompts::Text {
                     tokenizer: Box::new(tok),
                     template: Template::Janus,
@@ -410,7 +410,7 @@ impl Pipeline {
                         ),
                     });
                 }
-                let vq = Self::vq_model(family, files, device, false)?;
+                let vq = Self::vq_model(family, files, &weights, device, false)?;
                 if t2i {
                     let t5 = files.required(files.t5.as_ref(), "t5", "FLAN-T5-XL is required")?;
                     let m = LlamaGen::load(&weights, cfg, device)?
@@ -445,18 +445,25 @@ impl Pipeline {
         files: &Files,
         device: &Device,
     ) -> Result<Box<dyn ImageEncoder>> {
+        let (weights, _) = files.local_weights()?;
         Ok(match family {
             Family::Emu3 => {
-                let (path, cfg) = Self::movq(files)?;
+                let (path, cfg) = Self::movq(files, &weights)?;
                 Box::new(MovqEncoder::load(path, cfg, device)?)
             }
-            f => Box::new(Self::vq_model(f, files, device, true)?),
+            f => Box::new(Self::vq_model(f, files, &weights, device, true)?),
         })
     }
 
     /// The VQGAN / VQ-16 model of a family that has one (not Emu3).
-    fn vq_model(family: Family, files: &Files, device: &Device, encoder: bool) -> Result<VqModel> {
-        let (weights, _) = files.local_weights()?;
+    fn vq_model(
+        family: Family,
+        files: &Files,
+        weights: &Path,
+        device: &Device,
+        encoder: bool,
+    ) -> Result<VqModel> {
+        let weights = weights.to_path_buf();
         let (path, cfg) = match family {
             Family::LuminaMgpt | Family::Anole => {
                 let (path, prefix) = match &files.vq {
@@ -523,17 +530,16 @@ impl Pipeline {
     /// Emu3's vision tokenizer file and layout: `files.vq` (BAAI's original names), or the
     /// `vqmodel.*` (Emu3-Gen-hf) / `model.vqmodel.*` (saved by transformers 5) tensors of the
     /// checkpoint.
-    fn movq(files: &Files) -> Result<(PathBuf, MovqConfig)> {
+    fn movq(files: &Files, weights: &Path) -> Result<(PathBuf, MovqConfig)> {
         if let Some(p) = &files.vq {
             return Ok((p.clone(), MovqConfig::emu3()));
         }
-        let (weights, _) = files.local_weights()?;
-        let nested = Checkpoint::open(&weights)?
+        let nested = Checkpoint::open(weights)?
             .shape("model.vqmodel.quantize.embedding.weight")
             .is_some();
         let prefix = if nested { "model.vqmodel." } else { "vqmodel." };
         Ok((
-            weights,
+            weights.to_path_buf(),
             MovqConfig {
                 layout: MovqLayout::HuggingFace {
                     prefix: prefix.into(),

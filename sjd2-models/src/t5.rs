@@ -254,17 +254,14 @@ impl CaptionEncoder for T5Encoder {
         // Truncated as transformers' tokenizer truncates with special tokens: the caption is cut
         // and a final `</s>` kept (LlamaGen's `t5.py` tokenizes with `truncation=True`).
         let eos = self.config.eos_token_id;
-        let kept: Vec<u32>;
-        let tokens = if tokens.len() > self.max_tokens && tokens.last() == Some(&eos) {
-            kept = tokens[..self.max_tokens.saturating_sub(1)]
-                .iter()
-                .copied()
-                .chain((self.max_tokens > 0).then_some(eos))
-                .collect();
-            &kept[..]
-        } else {
-            &tokens[..tokens.len().min(self.max_tokens)]
-        };
+        let mut tokens = tokens.to_vec();
+        if tokens.len() > self.max_tokens {
+            let ends_with_eos = tokens.last() == Some(&eos);
+            tokens.truncate(self.max_tokens);
+            if let (true, Some(last)) = (ends_with_eos, tokens.last_mut()) {
+                *last = eos;
+            }
+        }
         if tokens.is_empty() {
             return Err(sjd2_core::Error::InvalidPrompt {
                 index: 0,

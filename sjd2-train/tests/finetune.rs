@@ -435,12 +435,8 @@ fn every_fixture_family_prepares_trains_and_exports() {
         );
 
         let out = work.path().join("export");
-        let settings = Sjd2Settings::new(
-            tuner.options().noise.schedule,
-            tuner.options().noise.levels,
-            true,
-            tuner.options().normalization,
-        );
+        let settings = tuner.settings();
+        assert!(settings.sinusoidal_levels().unwrap());
         let model = tuner.into_model().unwrap();
         let report = export(&model, &fam.source, &out, &settings).unwrap();
         assert!(

@@ -73,13 +73,7 @@ impl Finetuner {
     /// The decoder settings of the model as it is now (what [`super::export()`] writes as
     /// `sjd2.json` with `K` = the trained levels).
     pub fn settings(&self) -> Sjd2Settings {
-        let o = self.options();
-        Sjd2Settings::new(
-            o.noise.schedule,
-            o.noise.levels,
-            o.noise.conditioning == crate::lm_train::LevelInput::Sinusoidal,
-            o.normalization,
-        )
+        self.options().settings()
     }
 
     /// Decodes the prompts of the first `images` held-out examples with SJD2 on `device` (a

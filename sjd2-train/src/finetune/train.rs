@@ -182,6 +182,17 @@ impl FinetuneOptions {
         Ok(())
     }
 
+    /// The decoder settings a model trained with these options needs (`sjd2.json`): the noise
+    /// schedule, `K` = the trained levels, the level conditioning and the normalization.
+    pub fn settings(&self) -> sjd2_models::finetuned::Sjd2Settings {
+        sjd2_models::finetuned::Sjd2Settings::new(
+            self.noise.schedule,
+            self.noise.levels,
+            self.noise.conditioning == LevelInput::Sinusoidal,
+            self.normalization,
+        )
+    }
+
     /// The settings a resumed run must share (everything but `checkpoint_every`).
     fn fingerprint(&self) -> serde_json::Value {
         let mut v = serde_json::to_value(self).unwrap_or_default();
