@@ -92,12 +92,14 @@ struct Args {
     #[arg(long, value_enum)]
     mode: Option<ModeArg>,
     /// Window: a length, `auto` (chosen before every pass from this device's measured pass
-    /// times and the acceptance so far) or `auto:MAX` (default: 16 for SJD, 64 for SJD2).
+    /// times and the acceptance seen: as long as pays, plain passes where no draft does) or
+    /// `auto:MAX` (default: auto:16 for SJD, auto:64 for SJD2).
     #[arg(long)]
     window: Option<sjd2::Window>,
-    /// File for the pass costs `--window auto` measures (default: a file per model, device and
-    /// settings in `$XDG_CACHE_HOME/sjd2` or `~/.cache/sjd2`); later runs reuse it, skip the
-    /// measurement and choose the same windows for the same seed.
+    /// File for what `--window auto` measures and learns, the pass costs and the acceptance of
+    /// the first generations (default: a file per model, device and settings in
+    /// `$XDG_CACHE_HOME/sjd2` or `~/.cache/sjd2`); later runs reuse it, skip the measurement and
+    /// the exploration, and choose the same windows for the same seed.
     #[arg(long)]
     window_costs: Option<PathBuf>,
     /// Decode the prompt this many more times in the same process, after the image is written,
@@ -229,13 +231,19 @@ fn main() -> Result<()> {
         Some(DraftUpdateArg::Coupled) => config.draft_update = DraftUpdate::Coupled,
         None => {}
     }
+    // Everything that shapes passes and acceptance, but not the seed: one file serves every
+    // prompt and seed.
     let costs_key = format!(
-        "{}|{:?}|{:?}|{}|{}|{config:?}",
+        "{}|{:?}|{:?}|{}|{}|{:?}",
         args.model.display(),
         args.m.weights,
         args.demo_weights,
         args.device.device,
         args.device.dtype,
+        sjd2::DecoderConfig {
+            seed: 0,
+            ..config.clone()
+        },
     );
     let costs_path = config
         .window_len
@@ -246,7 +254,9 @@ fn main() -> Result<()> {
         .as_deref()
         .map(|p| load_window_costs(p, &costs_key))
         .unwrap_or_default();
-    let decoder = Sjd2Decoder::new(model, config)?.with_cost_curves(saved.clone());
+    let decoder = Sjd2Decoder::new(model, config)?
+        .with_cost_curves(saved.curves.clone())
+        .with_acceptance_history(saved.acceptance.clone())?;
     let bar = ProgressBar::new(1);
     bar.set_style(ProgressStyle::with_template(
         "{bar:40} {pos}/{len} tokens  {msg}",
@@ -262,9 +272,9 @@ fn main() -> Result<()> {
     bar.finish();
     let first_wall = g.stats.wall_time.as_secs_f64();
     if let Some(p) = &costs_path {
-        let curves = decoder.cost_curves();
-        if curves != saved {
-            save_window_costs(p, &costs_key, &curves);
+        let now = WindowMemory::of(&decoder);
+        if now != saved {
+            save_window_costs(p, &costs_key, &now);
         }
     }
     let layout = sjd2::JacobiDenoiser::layout(decoder.model()).clone();
@@ -276,13 +286,17 @@ fn main() -> Result<()> {
     let update = format!("{:?}", c.draft_update).to_lowercase();
     let window = match c.window_len {
         sjd2::Window::Auto { .. } => {
-            let mut drafted: Vec<usize> = s.windows.iter().copied().filter(|&w| w > 0).collect();
-            drafted.sort_unstable();
-            match (drafted.first(), drafted.last()) {
+            // The first entry is the prefill's.
+            let mut chosen: Vec<usize> = s.windows.iter().skip(1).copied().collect();
+            chosen.sort_unstable();
+            let plain = chosen.iter().filter(|&&w| w == 0).count();
+            match (chosen.first(), chosen.last()) {
                 (Some(lo), Some(hi)) => format!(
-                    "window {} (chose {lo}-{hi}, median {})",
+                    "window {} (chose {lo}-{hi}, median {}; {plain} of {} passes plain: \
+                     drafts did not pay on this device)",
                     c.window_len,
-                    drafted[drafted.len() / 2]
+                    chosen[chosen.len() / 2],
+                    chosen.len()
                 ),
                 _ => format!("window {}", c.window_len),
             }
@@ -335,10 +349,31 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// Where `--window auto` keeps the pass costs it measured, so that later runs with the same
-/// model, device and settings skip the measurement and choose the same windows: `explicit`, or
-/// `$XDG_CACHE_HOME/sjd2` (`~/.cache/sjd2`) under a name hashed from `key`; `None` without a
-/// home directory.
+/// What `--window auto` learns about a model on a device: the pass costs it measured and the
+/// acceptance of its first generations (its calibration).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WindowMemory {
+    /// Cost curves by cache rows.
+    pub curves: std::collections::BTreeMap<usize, sjd2::sampler::CostCurve>,
+    /// The decoder's calibration.
+    #[serde(default)]
+    pub acceptance: sjd2::sampler::AcceptanceHistory,
+}
+
+impl WindowMemory {
+    /// What `decoder` has measured and learned.
+    pub fn of<M: sjd2::JacobiDenoiser>(decoder: &Sjd2Decoder<M>) -> Self {
+        Self {
+            curves: decoder.cost_curves(),
+            acceptance: decoder.acceptance_history(),
+        }
+    }
+}
+
+/// Where `--window auto` keeps what it measured and learned, so that later runs with the same
+/// model, device and settings skip the measurement and the exploration and choose the same
+/// windows: `explicit`, or `$XDG_CACHE_HOME/sjd2` (`~/.cache/sjd2`) under a name hashed from
+/// `key`; `None` without a home directory.
 pub fn window_costs_path(
     explicit: Option<&std::path::Path>,
     key: &str,
@@ -357,35 +392,35 @@ pub fn window_costs_path(
     Some(dir.join(format!("window-costs-{:016x}.json", h.finish())))
 }
 
-/// Cost curves saved by [`save_window_costs`] for the same `key` (anything else, or an unreadable
-/// file, is ignored: the decoder measures again).
-pub fn load_window_costs(
-    path: &std::path::Path,
-    key: &str,
-) -> std::collections::BTreeMap<usize, sjd2::sampler::CostCurve> {
+/// What [`save_window_costs`] saved for the same `key` (anything else, an unreadable file or
+/// invalid counts are ignored: the decoder measures and explores again).
+pub fn load_window_costs(path: &std::path::Path, key: &str) -> WindowMemory {
     let Ok(text) = std::fs::read_to_string(path) else {
-        return Default::default();
+        return WindowMemory::default();
     };
     let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
-        return Default::default();
+        return WindowMemory::default();
     };
     if v["key"] != key {
-        return Default::default();
+        return WindowMemory::default();
     }
-    serde_json::from_value(v["curves"].clone()).unwrap_or_default()
+    match serde_json::from_value::<WindowMemory>(v) {
+        Ok(m) if m.acceptance.validate().is_ok() => m,
+        _ => WindowMemory::default(),
+    }
 }
 
-/// Saves a decoder's cost curves under `key` (best effort: a cache that cannot be written only
-/// costs the next run a measurement).
-pub fn save_window_costs(
-    path: &std::path::Path,
-    key: &str,
-    curves: &std::collections::BTreeMap<usize, sjd2::sampler::CostCurve>,
-) {
-    if curves.is_empty() {
+/// Saves a decoder's [`WindowMemory`] under `key` (best effort: a cache that cannot be written
+/// only costs the next run a measurement).
+pub fn save_window_costs(path: &std::path::Path, key: &str, memory: &WindowMemory) {
+    if memory.curves.is_empty() {
         return;
     }
-    let json = serde_json::json!({ "key": key, "curves": curves });
+    let json = serde_json::json!({
+        "key": key,
+        "curves": memory.curves,
+        "acceptance": memory.acceptance,
+    });
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }

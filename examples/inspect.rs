@@ -161,22 +161,9 @@ fn main() -> Result<()> {
         }
         Family::Emu3 => {
             let dir = weights("hf")?;
-            let tokens = if fixture.is_some() {
-                Emu3Tokens {
-                    pad: 0,
-                    bos: 1,
-                    eos: 2,
-                    eol: 3,
-                    eof: 4,
-                    boi: 5,
-                    eoi: 6,
-                    img: 7,
-                    visual_start: 96,
-                    visual_count: 64,
-                }
-            } else {
-                Emu3Tokens::EMU3_GEN
-            };
+            // The checkpoint's own ids (its config's vocabulary map), else the released ones.
+            let tokens =
+                Emu3Tokens::from_config(dir.join("config.json"))?.unwrap_or(Emu3Tokens::EMU3_GEN);
             let m = Emu3::load(
                 &dir,
                 tokens,

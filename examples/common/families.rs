@@ -111,17 +111,20 @@ pub struct Loaded {
 }
 
 /// The decoder settings a published family starts from in `mode` (before `sjd2.json` and the
-/// command line): the library's SJD2 defaults with the demo's windows, coupled draft updates
-/// and guidance 3.
+/// command line): the library's SJD2 defaults with adaptive windows of at most the demo's
+/// lengths, coupled draft updates and guidance 3.
 pub fn default_decoder(mode: sjd2::Mode) -> sjd2::DecoderConfig {
     sjd2::DecoderConfig {
         mode,
         draft_update: sjd2::DraftUpdate::Coupled,
-        window_len: sjd2::Window::Fixed(match mode {
-            sjd2::Mode::Sjd => sjd2::demo::SJD_WINDOW,
-            sjd2::Mode::Sjd2 => sjd2::demo::SJD2_WINDOW,
-            _ => 1,
-        }),
+        window_len: match mode {
+            sjd2::Mode::Sjd => sjd2::Window::Auto {
+                max: sjd2::demo::SJD_WINDOW,
+                explore: sjd2::sampler::AUTO_EXPLORE_PASSES,
+            },
+            sjd2::Mode::Sjd2 => sjd2::Window::auto(),
+            _ => sjd2::Window::Fixed(1),
+        },
         guidance_scale: 3.0,
         ..sjd2::DecoderConfig::sjd2()
     }
@@ -268,18 +271,8 @@ impl ModelArgs {
                     (m, boxed(vq)?, PromptSource::Ids, src)
                 }
                 Family::Emu3 => {
-                    let t = Emu3Tokens {
-                        pad: 0,
-                        bos: 1,
-                        eos: 2,
-                        eol: 3,
-                        eof: 4,
-                        boi: 5,
-                        eoi: 6,
-                        img: 7,
-                        visual_start: 96,
-                        visual_count: 64,
-                    };
+                    let t = Emu3Tokens::from_config(f.join("emu3/hf/config.json"))?
+                        .context("the Emu3 fixture's config has no vocabulary_map")?;
                     let image = Emu3Image {
                         rows: 3,
                         cols: 4,

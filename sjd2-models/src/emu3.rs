@@ -58,7 +58,100 @@ pub struct Emu3Tokens {
     pub visual_count: u32,
 }
 
+/// The names of Emu3's special tokens, as its tokenizer (`tokenization_emu3.py`) and the
+/// `vocabulary_map` of transformers' `Emu3Config` spell them.
+const SPECIAL_NAMES: [&str; 8] = [
+    "<|endoftext|>",
+    "<|extra_203|>",
+    "<|extra_204|>",
+    "<|extra_200|>",
+    "<|extra_201|>",
+    "<|image start|>",
+    "<|image end|>",
+    "<|image token|>",
+];
+
+/// The name of visual token `code` (`<|visual token 000000|>` …).
+fn visual_name(code: u32) -> String {
+    format!("<|visual token {code:06}|>")
+}
+
 impl Emu3Tokens {
+    /// The ids a vocabulary gives Emu3's special and visual tokens: `id` maps a token's name to
+    /// its id (the checkpoint's `vocabulary_map`, [`Emu3Tokens::from_config`], or a tokenizer).
+    /// Visual tokens are counted from `<|visual token 000000|>` while their ids stay consecutive,
+    /// as transformers' `Emu3ImageVocabularyMapping` reads them.
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use sjd2_models::emu3::Emu3Tokens;
+    ///
+    /// let mut vocab: HashMap<String, u32> = [
+    ///     "<|endoftext|>", "<|extra_203|>", "<|extra_204|>", "<|extra_200|>", "<|extra_201|>",
+    ///     "<|image start|>", "<|image end|>", "<|image token|>",
+    /// ]
+    /// .iter()
+    /// .enumerate()
+    /// .map(|(i, n)| (n.to_string(), i as u32))
+    /// .collect();
+    /// for code in 0..4 {
+    ///     vocab.insert(format!("<|visual token {code:06}|>"), 20 + code);
+    /// }
+    /// let t = Emu3Tokens::from_vocabulary(|name| vocab.get(name).copied()).unwrap();
+    /// assert_eq!((t.boi, t.img, t.visual_start, t.visual_count), (5, 7, 20, 4));
+    /// vocab.remove("<|image end|>");
+    /// assert_eq!(Emu3Tokens::from_vocabulary(|n| vocab.get(n).copied()).unwrap_err(), "<|image end|>");
+    /// ```
+    ///
+    /// # Errors
+    /// The name of the first token the vocabulary lacks.
+    pub fn from_vocabulary(id: impl Fn(&str) -> Option<u32>) -> std::result::Result<Self, String> {
+        let mut ids = [0u32; SPECIAL_NAMES.len()];
+        for (slot, name) in ids.iter_mut().zip(SPECIAL_NAMES) {
+            *slot = id(name).ok_or_else(|| name.to_string())?;
+        }
+        let [pad, bos, eos, eol, eof, boi, eoi, img] = ids;
+        let visual_start = id(&visual_name(0)).ok_or_else(|| visual_name(0))?;
+        let visual_count = (1..)
+            .take_while(|&code| id(&visual_name(code)) == Some(visual_start + code))
+            .count() as u32
+            + 1;
+        Ok(Self {
+            pad,
+            bos,
+            eos,
+            eol,
+            eof,
+            boi,
+            eoi,
+            img,
+            visual_start,
+            visual_count,
+        })
+    }
+
+    /// The ids recorded in a transformers `config.json` (`vocabulary_map`, Emu3-Gen-hf and
+    /// conversions); `Ok(None)` when the config has no map (the original layout: take the ids
+    /// from the tokenizer with [`Emu3Tokens::from_vocabulary`]).
+    ///
+    /// # Errors
+    /// [`LoadError::Config`](crate::LoadError::Config) for an unreadable config or a map without
+    /// a token Emu3 needs.
+    pub fn from_config(path: impl AsRef<Path>) -> Result<Option<Self>> {
+        let path = path.as_ref();
+        let config: serde_json::Value = read_json(path)?;
+        let Some(map) = config.get("vocabulary_map").and_then(|m| m.as_object()) else {
+            return Ok(None);
+        };
+        Self::from_vocabulary(|name| map.get(name)?.as_u64().map(|v| v as u32))
+            .map(Some)
+            .map_err(|name| crate::LoadError::Config {
+                path: path.to_path_buf(),
+                field: "vocabulary_map".into(),
+                reason: format!("has no `{name}`"),
+            })
+    }
+
     /// The ids of the released Emu3 tokenizer (`tokenization_emu3.py`).
     pub const EMU3_GEN: Emu3Tokens = Emu3Tokens {
         pad: 151_643,

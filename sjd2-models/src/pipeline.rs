@@ -357,7 +357,19 @@ impl Pipeline {
                 let tok = tokenizer()?;
                 let side = size / 8;
                 let size_tokens = tok.encode_text(&format!("{side}*{side}"))?;
-                let t = Emu3Tokens::EMU3_GEN;
+                // The checkpoint's own ids: its config's vocabulary map, else its tokenizer.
+                let t = match Emu3Tokens::from_config(dir.join("config.json")) {
+                    Ok(Some(t)) => t,
+                    Ok(None) | Err(LoadError::Io { .. }) => Emu3Tokens::from_vocabulary(|name| {
+                        tok.token_id(name)
+                    })
+                    .map_err(|name| LoadError::Config {
+                        path: dir.join("tokenizer.json"),
+                        field: name,
+                        reason: "is not in the tokenizer (an Emu3 token)".into(),
+                    })?,
+                    Err(e) => return Err(e),
+                };
                 let mut negative = vec![t.bos];
                 negative.extend(tok.encode_text(EMU3_NEGATIVE)?);
                 let image = Emu3Image {

@@ -10,20 +10,21 @@ use rand_distr::{Distribution, StandardNormal};
 use sjd2_core::error::tensor_to_vec;
 use sjd2_core::sampling::sample_index;
 use sjd2_core::{
-    DecodeCache, Dist, Draft, EmbeddingNormalizer, Error, JacobiDenoiser, JacobiVerifier,
-    ProbabilisticVerifier, Prompt, PromptRow, Result, Role, ScheduleTable, Target, Verifier,
-    VerifyInput, ddim_step, guide, ids_tensor, sinusoidal_level_embedding,
+    DecodeCache, Dist, Draft, EmbeddingNormalizer, Error, ImageLayout, JacobiDenoiser,
+    JacobiVerifier, ProbabilisticVerifier, Prompt, PromptRow, Result, Role, ScheduleTable, Target,
+    Verifier, VerifyInput, ddim_step, guide, ids_tensor, sinusoidal_level_embedding,
 };
 
 use crate::config::{
     Acceptance, DecoderConfig, LevelConditioning, LevelPolicy, Mode, Verification, Window,
 };
 use crate::output::{Control, FinishReason, Generation, StepEvent};
-use crate::policy::{Acceptable, CostCurve, WindowPolicy, probe_lengths};
+use crate::policy::{Acceptable, AcceptanceHistory, CostCurve, WindowPolicy, probe_lengths};
 use crate::window::{BufferOp, BufferSource, Commit, Prediction, SampleState, Slot, WindowRules};
 
-/// Timed passes per probe length when measuring a cost curve (the fastest counts).
-const PROBE_REPEATS: usize = 2;
+/// Timed passes per probe length when measuring a cost curve (the fastest counts), after an
+/// untimed one.
+const PROBE_REPEATS: usize = 3;
 
 struct NoiseSetup {
     table: ScheduleTable,
@@ -56,6 +57,9 @@ pub struct Sjd2Decoder<M: JacobiDenoiser> {
     noise: Option<NoiseSetup>,
     /// Measured or restored cost curves by cache rows (batch shape).
     costs: Mutex<BTreeMap<usize, CostCurve>>,
+    /// The adaptive window's calibration: the judged drafts of the first generation (then
+    /// frozen, so that a seed gives the same tokens).
+    acceptance: Mutex<AcceptanceHistory>,
 }
 
 impl<M: JacobiDenoiser> std::fmt::Debug for Sjd2Decoder<M> {
@@ -80,6 +84,7 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
             verifier: Box::new(ProbabilisticVerifier),
             noise: None,
             costs: Mutex::new(BTreeMap::new()),
+            acceptance: Mutex::new(AcceptanceHistory::default()),
         };
         d.set_config(config)?;
         Ok(d)
@@ -140,6 +145,29 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
             c.extend(curves);
         }
         self
+    }
+
+    /// The adaptive window's calibration: how the drafts of this decoder's first generation
+    /// were accepted, by age. Generations after it start from it instead of exploring, and it
+    /// no longer changes, so a seed gives the same tokens again. Save it with the cost curves
+    /// ([`AcceptanceHistory::to_json`]).
+    pub fn acceptance_history(&self) -> AcceptanceHistory {
+        self.acceptance
+            .lock()
+            .map(|a| a.clone())
+            .unwrap_or_default()
+    }
+
+    /// Starts from a saved calibration (see [`Sjd2Decoder::acceptance_history`]).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] (`acceptance_history`) for invalid counts.
+    pub fn with_acceptance_history(self, history: AcceptanceHistory) -> Result<Self> {
+        history.validate()?;
+        if let Ok(mut a) = self.acceptance.lock() {
+            *a = history;
+        }
+        Ok(self)
     }
 
     /// The configuration.
@@ -292,18 +320,7 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
         // Lossy acceptance can leave up to w + 1 pending tokens; padding adds one window more.
         let capacity = longest + target + 2 * max_window + 2;
         let mut cache = model.new_cache(rows.len(), capacity)?;
-        let mut rules = WindowRules {
-            layout: &layout,
-            window_len: max_window,
-            plain_prefix: cfg.jacobi_span.plain_prefix,
-            plain_suffix: cfg.jacobi_span.plain_suffix,
-            draft_init: cfg.draft_init,
-            draft_update: cfg.draft_update,
-            noise: self
-                .noise
-                .as_ref()
-                .map(|n| (&n.table, cfg.sjd2.level_policy)),
-        };
+        let mut rules = self.window_rules(&layout, max_window);
         let mut states: Vec<SampleState> = prompts
             .iter()
             .enumerate()
@@ -398,6 +415,12 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
             cancelled = emit(&states, &active, on_step, &accepted_now);
         }
 
+        if let (Some(seen), Ok(mut calibration)) = (policy.seen(), self.acceptance.lock())
+            && calibration.generations() == 0
+        {
+            calibration.add(seen);
+            calibration.count_generation();
+        }
         let wall = start.elapsed();
         Ok(states
             .into_iter()
@@ -411,6 +434,23 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
                 }
             })
             .collect())
+    }
+
+    /// The window-shaping settings of this configuration with windows of `window_len` slots.
+    fn window_rules<'a>(&'a self, layout: &'a ImageLayout, window_len: usize) -> WindowRules<'a> {
+        let cfg = &self.config;
+        WindowRules {
+            layout,
+            window_len,
+            plain_prefix: cfg.jacobi_span.plain_prefix,
+            plain_suffix: cfg.jacobi_span.plain_suffix,
+            draft_init: cfg.draft_init,
+            draft_update: cfg.draft_update,
+            noise: self
+                .noise
+                .as_ref()
+                .map(|n| (&n.table, cfg.sjd2.level_policy)),
+        }
     }
 
     /// The longest window a pass may draft (0 in autoregressive mode).
@@ -530,68 +570,85 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
             (Some(_), _, LevelPolicy::ByDistance) => Acceptable::Front(sjd2.denoising_steps),
             (Some(_), _, LevelPolicy::OnePerIteration) => Acceptable::Aged(sjd2.denoising_steps),
         };
-        Ok(WindowPolicy::auto(curve, max, explore, acceptable))
+        let prior = self.acceptance_history();
+        Ok(WindowPolicy::auto(curve, &prior, max, explore, acceptable))
     }
 
-    /// Times whole passes of [`probe_lengths`] on the prefilled `cache`, best of
-    /// [`PROBE_REPEATS`]: stand-in samples (their own random streams, never the real ones)
-    /// with one pending token and `len − 1` slots (noisy in SJD2, clean drafts otherwise) go
-    /// through the real loop's steps: window embeddings, forward pass, guidance and the copy to
-    /// the host, the sampling transforms of every position, and SJD2's buffer update. The cache
-    /// is rolled back after each pass.
+    /// Times whole passes of [`probe_lengths`] on the prefilled `cache`, longest first: per
+    /// length an untimed pass (the first pass of a shape pays for allocations, and the one after
+    /// a longer pass for refilling the CPU caches, which a running decoder does not) and then
+    /// [`PROBE_REPEATS`] timed ones in a row, as a decoder repeats a window; the fastest counts.
+    /// Stand-in samples (their own random streams, never the real ones) with one pending token
+    /// and `len − 1` slots (noisy in SJD2, clean drafts otherwise) go through the real loop's
+    /// steps: window embeddings, forward pass, guidance and the copy to the host, verification
+    /// and commit, the window's refill and SJD2's buffer update. The cache is rolled back after
+    /// each pass.
     fn measure_cost_curve(
         &self,
         cache: &mut M::Cache,
         samples: usize,
         max: usize,
     ) -> Result<CostCurve> {
-        let device = self.model.device();
         let lens_before = cache.lens().to_vec();
-        let range = self.model.layout().image_token_range();
-        let (w_max, d) = (self.max_window(), self.model.hidden_size());
         let mut points = Vec::new();
-        for len in probe_lengths(max) {
-            let slots = len - 1;
-            let mut stand_ins: Vec<SampleState> = (0..samples)
-                .map(|_| SampleState::stand_in(range.start, slots, self.noise.is_some()))
-                .collect();
-            let plans: Vec<Vec<BufferOp>> = (0..samples)
-                .map(|_| (0..slots).map(BufferOp::stand_in).collect())
-                .collect();
-            let fresh = vec![1; samples];
+        for len in probe_lengths(max).into_iter().rev() {
             let mut best = f64::INFINITY;
-            for _ in 0..PROBE_REPEATS {
-                let buffer = self
-                    .noise
-                    .as_ref()
-                    .map(|_| Tensor::<3>::zeros([samples, w_max, d], &device));
-                let clock = Instant::now();
-                let embeddings = self.window_embeddings(&stand_ins, len, buffer.as_ref())?;
-                let embeddings = if self.config.uses_guidance() {
-                    Tensor::cat(vec![embeddings.clone(), embeddings], 0)
-                } else {
-                    embeddings
-                };
-                let logits = self.model.forward(cache, embeddings)?;
-                let host = self.guided_image_logits(logits, samples)?;
-                for row in host.chunks(range.len()) {
-                    let mut row = row.to_vec();
-                    self.config
-                        .sampling
-                        .process_in_place(&mut row, &|| "cost probe logits".into())?;
-                }
-                if let Some(b) = self.update_buffer(buffer, &plans, &mut stand_ins, &fresh)? {
-                    // Flex computes eagerly, other backends when the result is read.
-                    b.sum().into_scalar::<f32>();
-                }
-                best = best.min(clock.elapsed().as_secs_f64());
+            for repeat in 0..=PROBE_REPEATS {
+                let seconds = self.probe_pass(cache, samples, len)?;
                 for (r, &l) in lens_before.iter().enumerate() {
                     cache.rollback_to(r, l)?;
+                }
+                if repeat > 0 {
+                    best = best.min(seconds);
                 }
             }
             points.push((len, best.max(1e-9)));
         }
+        points.reverse();
+        // A longer pass does the shorter one's work and more: where noise made a shorter
+        // length look dearer, it costs what the longer one did.
+        for i in (0..points.len().saturating_sub(1)).rev() {
+            points[i].1 = points[i].1.min(points[i + 1].1);
+        }
         CostCurve::new(points)
+    }
+
+    /// Seconds of one stand-in pass of `len` tokens per row (see
+    /// [`Sjd2Decoder::measure_cost_curve`]); the caller rolls the cache back.
+    fn probe_pass(&self, cache: &mut M::Cache, samples: usize, len: usize) -> Result<f64> {
+        let device = self.model.device();
+        let layout = self.model.layout();
+        let token = layout.image_token_range().start;
+        let (w_max, d) = (self.max_window(), self.model.hidden_size());
+        let slots = len - 1;
+        let rules = self.window_rules(layout, slots);
+        let mut stand_ins: Vec<SampleState> = (0..samples)
+            .map(|_| SampleState::stand_in(token, slots, self.noise.is_some()))
+            .collect();
+        let buffer = self
+            .noise
+            .as_ref()
+            .map(|_| Tensor::<3>::zeros([samples, w_max, d], &device));
+        let clock = Instant::now();
+        let embeddings = self.window_embeddings(&stand_ins, len, buffer.as_ref())?;
+        let embeddings = if self.config.uses_guidance() {
+            Tensor::cat(vec![embeddings.clone(), embeddings], 0)
+        } else {
+            embeddings
+        };
+        let logits = self.model.forward(cache, embeddings)?;
+        let host = self.guided_image_logits(logits, samples)?;
+        let mut plans = Vec::with_capacity(samples);
+        let mut fresh = vec![0; samples];
+        for (b, st) in stand_ins.iter_mut().enumerate() {
+            let (commit, predictions) = self.verify_and_commit(st, &host, b, len)?;
+            plans.push(st.advance(&rules, &commit.tokens, predictions, &mut fresh[b])?);
+        }
+        if let Some(b) = self.update_buffer(buffer, &plans, &mut stand_ins, &fresh)? {
+            // Flex computes eagerly, other backends when the result is read.
+            b.sum().into_scalar::<f32>();
+        }
+        Ok(clock.elapsed().as_secs_f64())
     }
 
     /// Input embeddings `[samples, len, hidden]` of the next pass: pending tokens, then slots
@@ -671,6 +728,11 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
         let Some(noise) = &self.noise else {
             return Ok(None);
         };
+        if plans.iter().all(Vec::is_empty) {
+            // No slot anywhere (a plain pass, or every sample done): nothing refers to the old
+            // buffer any more and no noise is drawn, so the pass costs what an AR pass does.
+            return Ok(None);
+        }
         let device = self.model.device();
         let (s, w, d) = (states.len(), self.max_window(), self.model.hidden_size());
         let f = fresh.iter().copied().max().unwrap_or(0).max(1);

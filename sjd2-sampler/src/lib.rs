@@ -29,4 +29,4 @@ pub use config::{
 };
 pub use decoder::Sjd2Decoder;
 pub use output::{Control, FinishReason, Generation, SlotKind, SlotView, Stats, StepEvent};
-pub use policy::CostCurve;
+pub use policy::{AcceptanceHistory, CostCurve};

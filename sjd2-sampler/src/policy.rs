@@ -2,11 +2,11 @@
 //!
 //! A fixed window always drafts the same number of slots. An adaptive window
 //! ([`crate::Window::Auto`]) chooses, before each pass, the length that maximizes the expected
-//! tokens committed per second: the device's measured cost of a pass of each length
-//! ([`CostCurve`]) against the acceptance this generation has seen so far (how far runs of
-//! drafts got before a rejection, by slot index). The choice is made from finished passes only,
-//! before the next pass's drafts are drawn, so verification stays lossless (docs/algorithm.md,
-//! "Adaptive windows").
+//! tokens committed per second, a plain autoregressive pass (no slot) included: the device's
+//! measured cost of a pass of each length ([`CostCurve`]) against the acceptance seen so far
+//! (the decoder's calibration, [`AcceptanceHistory`], plus this generation's passes: how drafts
+//! of each age fared). The choice is made from finished passes only, before the next pass's
+//! drafts are drawn, so verification stays lossless (docs/algorithm.md, "Adaptive windows").
 
 use serde::{Deserialize, Serialize};
 use sjd2_core::{Error, Result};
@@ -149,18 +149,114 @@ impl Acceptable {
     }
 }
 
-/// Acceptance seen so far in one generation, pooled over the batch, as a rejection rate by the
-/// age of the draft (passes it has been refined for): a draft that has lived longer in the window
-/// has seen its context settle and is accepted more often, which is what a longer window buys.
-/// Only drafts verification could accept count (forced tokens never; an SJD2 noisy slot ends a
-/// run without being a rejection).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct AcceptanceModel {
+/// Drafts judged by verification, pooled over a batch or over generations, counted by the age
+/// of the draft (passes it has been refined for) and whether it was rejected: a draft that has
+/// lived longer in the window has seen its context settle and is accepted more often, which is
+/// what a longer window buys. Only drafts verification could accept count (forced tokens never;
+/// an SJD2 noisy slot ends a run without being a rejection).
+///
+/// A decoder with [`crate::Window::Auto`] keeps the history of its first generation as its
+/// calibration ([`crate::Sjd2Decoder::acceptance_history`]); save it with the cost curves so
+/// that a later process starts from it instead of exploring.
+///
+/// ```
+/// use sjd2_sampler::AcceptanceHistory;
+///
+/// let h = AcceptanceHistory::default();
+/// assert_eq!(h.judged(), 0.0);
+/// assert_eq!(AcceptanceHistory::from_json(&h.to_json())?, h);
+/// assert!(AcceptanceHistory::from_json("[1]").is_err());
+/// # Ok::<(), sjd2_core::Error>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AcceptanceHistory {
+    /// Judged drafts by age bucket.
     verified: [f64; AGE_BUCKETS.len() + 1],
+    /// Rejected drafts by age bucket.
     rejected: [f64; AGE_BUCKETS.len() + 1],
+    /// Generations the counts come from (0: no calibration yet).
+    #[serde(default)]
+    generations: u64,
 }
 
-impl AcceptanceModel {
+impl AcceptanceHistory {
+    /// Drafts judged in all.
+    pub fn judged(&self) -> f64 {
+        self.verified.iter().sum()
+    }
+
+    /// Generations the counts come from; a decoder whose history has none explores first.
+    pub fn generations(&self) -> u64 {
+        self.generations
+    }
+
+    /// The history as JSON (what [`AcceptanceHistory::from_json`] reads).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// A history from [`AcceptanceHistory::to_json`]'s output.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] (`acceptance_history`) for malformed JSON, negative or
+    /// non-finite counts, or more rejections than judged drafts in a bucket.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let h: Self = serde_json::from_str(text).map_err(|e| {
+            Error::config(
+                "acceptance_history",
+                format!("not an acceptance history: {e}"),
+            )
+        })?;
+        h.validate()?;
+        Ok(h)
+    }
+
+    /// Checks the counts (what deserializing from elsewhere cannot promise).
+    ///
+    /// # Errors
+    /// As [`AcceptanceHistory::from_json`].
+    pub fn validate(&self) -> Result<()> {
+        let ok = self
+            .verified
+            .iter()
+            .zip(&self.rejected)
+            .all(|(&v, &r)| v.is_finite() && r.is_finite() && r >= 0.0 && r <= v);
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::config(
+                "acceptance_history",
+                "counts must be finite, >= 0, with no more rejections than judged drafts",
+            ))
+        }
+    }
+
+    /// Adds `other`'s counts.
+    pub(crate) fn add(&mut self, other: &Self) {
+        for b in 0..self.verified.len() {
+            self.verified[b] += other.verified[b];
+            self.rejected[b] += other.rejected[b];
+        }
+        self.generations += other.generations;
+    }
+
+    /// Counts one more generation.
+    pub(crate) fn count_generation(&mut self) {
+        self.generations += 1;
+    }
+
+    /// The same rates with at most `n` judged drafts in all (a prior that the generation's own
+    /// passes can overrule).
+    pub(crate) fn capped(&self, n: f64) -> Self {
+        let total = self.judged();
+        let f = if total > n { n / total } else { 1.0 };
+        Self {
+            verified: self.verified.map(|v| v * f),
+            rejected: self.rejected.map(|r| r * f),
+            generations: self.generations,
+        }
+    }
+
     /// One sample's pass: `verified` holds, in order, the age of each draft verification
     /// judged (forced tokens left out) and whether it was rejected.
     pub(crate) fn observe(&mut self, verified: &[(usize, bool)]) {
@@ -202,7 +298,7 @@ impl AcceptanceModel {
     }
 }
 
-/// [`AcceptanceModel::expected_accepted`] for rejection rates `hazards` by age bucket.
+/// [`AcceptanceHistory::expected_accepted`] for rejection rates `hazards` by age bucket.
 fn steady_state_accepted(hazards: &[f64], w: usize, acceptable: Acceptable) -> f64 {
     let accepted_at = |tau: f64| {
         let mut survive = 1.0;
@@ -229,12 +325,13 @@ fn steady_state_accepted(hazards: &[f64], w: usize, acceptable: Acceptable) -> f
     accepted_at(0.5 * (lo + hi))
 }
 
-/// The window length, in `1..=max`, that maximizes expected committed tokens per second when
-/// `pending` tokens are fed before the slots (ties, to a relative 1e-9, go to the longer
-/// window: a slot that costs nothing is worth drafting).
+/// The window length, in `0..=max`, that maximizes expected committed tokens per second when
+/// `pending` tokens are fed before the slots; 0 is a plain autoregressive pass, which commits one
+/// token (ties, to a relative 1e-9, go to the longer window: a slot that costs nothing is worth
+/// drafting).
 pub(crate) fn best_window(
     curve: &CostCurve,
-    acceptance: &AcceptanceModel,
+    acceptance: &AcceptanceHistory,
     acceptable: Acceptable,
     pending: usize,
     max: usize,
@@ -247,21 +344,23 @@ pub(crate) fn best_window(
     let rates: Vec<f64> = candidates
         .iter()
         .map(|&w| {
-            best_so_far = best_so_far.max(steady_state_accepted(&hazards, w, acceptable));
-            (1.0 + best_so_far) / curve.seconds(pending + w)
+            if w > 0 {
+                best_so_far = best_so_far.max(steady_state_accepted(&hazards, w, acceptable));
+            }
+            (1.0 + best_so_far) / curve.seconds(pending.max(1) + w)
         })
         .collect();
     let top = rates.iter().copied().fold(f64::MIN, f64::max);
     rates
         .iter()
         .rposition(|&r| r >= top * (1.0 - 1e-9))
-        .map_or(1, |i| candidates[i])
+        .map_or(0, |i| candidates[i])
 }
 
-/// The windows the policy weighs: 1, 2, 3, then about 1.5× apart (4, 6, 8, 12, 16, 24, …),
-/// and `max`.
+/// The windows the policy weighs: 0 (a plain pass), 1, 2, 3, then about 1.5× apart (4, 6, 8,
+/// 12, 16, 24, …), and `max`.
 fn window_candidates(max: usize) -> Vec<usize> {
-    let mut out = vec![1, 2, 3];
+    let mut out = vec![0, 1, 2, 3];
     let mut w = 4;
     while w < max {
         out.push(w);
@@ -269,7 +368,7 @@ fn window_candidates(max: usize) -> Vec<usize> {
         w *= 2;
     }
     out.retain(|&c| c < max);
-    out.push(max.max(1));
+    out.push(max);
     out.dedup();
     out
 }
@@ -280,13 +379,19 @@ pub(crate) enum WindowPolicy {
     Fixed(usize),
     Auto {
         curve: CostCurve,
-        acceptance: Box<AcceptanceModel>,
+        /// The decoder's calibration, capped at [`PRIOR_WEIGHT`] judged drafts.
+        prior: Box<AcceptanceHistory>,
+        /// This generation's judged drafts.
+        seen: Box<AcceptanceHistory>,
         max: usize,
         /// Windows chosen so far.
         chosen: usize,
-        /// Passes drafting [`EXPLORE_WINDOW`] slots first.
+        /// Passes drafting [`EXPLORE_WINDOW`] slots first (none with a calibration).
         explore: usize,
         acceptable: Acceptable,
+        /// The last choice, by pending tokens and judged drafts seen: unchanged inputs give
+        /// the same window, without weighing the candidates again.
+        last: Option<(usize, f64, usize)>,
     },
 }
 
@@ -294,24 +399,33 @@ pub(crate) enum WindowPolicy {
 /// age in it, so their acceptance is seen before the policy weighs windows against their cost.
 const EXPLORE_WINDOW: usize = 16;
 
+/// How many judged drafts a calibration weighs at most against a generation's own.
+const PRIOR_WEIGHT: f64 = 512.0;
+
 impl WindowPolicy {
     pub(crate) fn fixed(w: usize) -> Self {
         Self::Fixed(w)
     }
 
+    /// An adaptive policy on `curve`, starting from `prior` (the decoder's calibration; without
+    /// one the first `explore` passes explore).
     pub(crate) fn auto(
         curve: CostCurve,
+        prior: &AcceptanceHistory,
         max: usize,
         explore: usize,
         acceptable: Acceptable,
     ) -> Self {
+        let calibrated = prior.generations() > 0;
         Self::Auto {
             curve,
-            acceptance: Box::default(),
+            prior: Box::new(prior.capped(PRIOR_WEIGHT)),
+            seen: Box::default(),
             max,
             chosen: 0,
-            explore,
+            explore: if calibrated { 0 } else { explore },
             acceptable,
+            last: None,
         }
     }
 
@@ -321,26 +435,46 @@ impl WindowPolicy {
             Self::Fixed(w) => *w,
             Self::Auto {
                 curve,
-                acceptance,
+                prior,
+                seen,
                 max,
                 chosen,
                 explore,
                 acceptable,
+                last,
             } => {
                 *chosen += 1;
                 if *chosen <= *explore {
-                    EXPLORE_WINDOW.min(*max)
-                } else {
-                    best_window(curve, acceptance, *acceptable, pending, *max)
+                    return EXPLORE_WINDOW.min(*max);
                 }
+                let judged = seen.judged();
+                if let Some((p, j, w)) = *last
+                    && p == pending
+                    && j == judged
+                {
+                    return w;
+                }
+                let mut all = (**prior).clone();
+                all.add(seen);
+                let w = best_window(curve, &all, *acceptable, pending, *max);
+                *last = Some((pending, judged, w));
+                w
             }
         }
     }
 
-    /// Records one sample's verified pass (see [`AcceptanceModel::observe`]).
+    /// Records one sample's verified pass (see [`AcceptanceHistory::observe`]).
     pub(crate) fn observe(&mut self, verified: &[(usize, bool)]) {
-        if let Self::Auto { acceptance, .. } = self {
-            acceptance.observe(verified);
+        if let Self::Auto { seen, .. } = self {
+            seen.observe(verified);
+        }
+    }
+
+    /// This generation's judged drafts (none for a fixed window).
+    pub(crate) fn seen(&self) -> Option<&AcceptanceHistory> {
+        match self {
+            Self::Fixed(_) => None,
+            Self::Auto { seen, .. } => Some(seen),
         }
     }
 }
@@ -351,8 +485,9 @@ mod tests {
 
     /// An acceptance model after `n` passes of window `w` whose drafts are accepted up to
     /// index `a` (ages as in a window advancing `a + 1` slots per pass).
-    fn seen(n: usize, w: usize, a: usize) -> AcceptanceModel {
-        let mut m = AcceptanceModel::default();
+    fn seen(n: usize, w: usize, a: usize) -> AcceptanceHistory {
+        let mut m = AcceptanceHistory::default();
+        m.count_generation();
         for _ in 0..n {
             let verified: Vec<(usize, bool)> = (0..=a.min(w - 1))
                 .map(|k| ((w - 1 - k) / (a + 1), k == a))
@@ -393,10 +528,10 @@ mod tests {
     fn candidate_windows() {
         assert_eq!(
             window_candidates(64),
-            vec![1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]
+            vec![0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]
         );
-        assert_eq!(window_candidates(5), vec![1, 2, 3, 4, 5]);
-        assert_eq!(window_candidates(1), vec![1]);
+        assert_eq!(window_candidates(5), vec![0, 1, 2, 3, 4, 5]);
+        assert_eq!(window_candidates(1), vec![0, 1]);
     }
 
     #[test]
@@ -423,10 +558,17 @@ mod tests {
 
     #[test]
     fn a_steep_cost_curve_picks_short_windows() {
-        // Cost proportional to length: each slot must pay for itself.
+        // Cost proportional to length: each slot must pay for itself, and a draft accepted
+        // now and then does not, so a plain pass wins.
         let linear = CostCurve::new(vec![(1, 1.0), (100, 100.0)]).unwrap();
         let rarely = seen(50, 8, 0);
-        assert_eq!(best_window(&linear, &rarely, Acceptable::All, 1, 64), 1);
+        assert_eq!(best_window(&linear, &rarely, Acceptable::All, 1, 64), 0);
+        // Even drafts that were always accepted do not beat a plain pass when every slot costs
+        // a whole pass; with a fixed cost per pass they do.
+        let always = seen(50, 8, 7);
+        assert_eq!(best_window(&linear, &always, Acceptable::All, 1, 64), 0);
+        let fixed_cost = CostCurve::new(vec![(1, 1.0), (100, 10.9)]).unwrap();
+        assert!(best_window(&fixed_cost, &always, Acceptable::All, 1, 64) >= 8);
         // A CPU-like curve (t(65)/t(1) ≈ 6): long runs justify a longer window, rare ones not.
         let cpu = CostCurve::new(vec![(1, 3.1), (2, 3.3), (33, 15.8), (65, 19.0)]).unwrap();
         let w_rare = best_window(&cpu, &seen(50, 16, 0), Acceptable::All, 1, 64);
@@ -436,10 +578,29 @@ mod tests {
     }
 
     #[test]
+    fn the_measured_cpu_curve_falls_back_to_plain_passes() {
+        // The demo model on 2 cores (bench --quick, x86-v4): t(1) = 0.25 ms, t(17) = 1.58,
+        // t(33) = 2.96; drafts accepted as the coupled SJD bench saw them (3.46 tokens per
+        // pass at window 16) do not pay for their slots.
+        let cpu = CostCurve::new(vec![(1, 0.25), (17, 1.58), (33, 2.96)]).unwrap();
+        let mut sjd = seen(100, 16, 2);
+        // A fresh draft is accepted about one time in ten (1.08 tokens per pass at window 1).
+        for i in 0..100 {
+            sjd.observe(&[(0, i % 10 != 0)]);
+        }
+        assert_eq!(best_window(&cpu, &sjd, Acceptable::All, 1, 64), 0);
+        // The same acceptance on a flat (GPU-like) curve takes the longest window.
+        assert_eq!(
+            best_window(&CostCurve::flat(), &sjd, Acceptable::All, 1, 64),
+            64
+        );
+    }
+
+    #[test]
     fn older_drafts_make_longer_windows_pay() {
         // Young drafts are always rejected, drafts refined 4+ times always accepted: a window
         // long enough to age its drafts commits far more per pass than a short one.
-        let mut m = AcceptanceModel::default();
+        let mut m = AcceptanceHistory::default();
         for _ in 0..100 {
             m.observe(&[(8, false), (5, false), (4, false), (0, true)]);
             m.observe(&[(0, true)]);
@@ -452,7 +613,7 @@ mod tests {
     #[test]
     fn sjd2_clean_slots_bound_the_runs() {
         // Every judged draft accepted: runs end where the slots stop being clean.
-        let mut m = AcceptanceModel::default();
+        let mut m = AcceptanceHistory::default();
         for _ in 0..200 {
             let verified: Vec<(usize, bool)> = (0..8).map(|k| (10 - k, false)).collect();
             m.observe(&verified);
@@ -470,10 +631,41 @@ mod tests {
     #[test]
     fn the_first_passes_explore() {
         let curve = CostCurve::new(vec![(1, 1.0), (100, 100.0)]).unwrap();
-        let mut p = WindowPolicy::auto(curve, 32, 5, Acceptable::All);
+        let none = AcceptanceHistory::default();
+        let mut p = WindowPolicy::auto(curve.clone(), &none, 32, 5, Acceptable::All);
         let first: Vec<usize> = (0..5).map(|_| p.choose(1)).collect();
         assert_eq!(first, vec![EXPLORE_WINDOW; 5]);
         assert!(p.choose(1) < EXPLORE_WINDOW);
         assert_eq!(WindowPolicy::fixed(7).choose(1), 7);
+        // A calibration skips the exploration and decides from the first pass.
+        let calibrated = seen(100, 8, 0);
+        assert_eq!(calibrated.generations(), 1);
+        let mut p = WindowPolicy::auto(curve, &calibrated, 32, 5, Acceptable::All);
+        assert_eq!(p.choose(1), 0);
+    }
+
+    #[test]
+    fn a_calibration_is_a_prior_the_generation_can_overrule() {
+        let curve = CostCurve::new(vec![(1, 1.0), (100, 10.9)]).unwrap();
+        // Calibrated on a model whose drafts were rejected: plain passes.
+        let mut p = WindowPolicy::auto(curve, &seen(1000, 8, 0), 32, 5, Acceptable::All);
+        assert_eq!(p.choose(1), 0);
+        // This generation's drafts (seen through the policy) are always accepted.
+        for _ in 0..400 {
+            p.observe(&(0..8).map(|k| (7 - k, false)).collect::<Vec<_>>());
+        }
+        assert!(p.choose(1) >= 1);
+        assert_eq!(p.seen().map(AcceptanceHistory::judged), Some(3200.0));
+    }
+
+    #[test]
+    fn histories_round_trip_and_reject_bad_counts() {
+        let h = seen(10, 8, 3);
+        assert_eq!(AcceptanceHistory::from_json(&h.to_json()).unwrap(), h);
+        let mut bad = h.clone();
+        bad.rejected[0] = bad.verified[0] + 1.0;
+        let err = AcceptanceHistory::from_json(&bad.to_json()).unwrap_err();
+        assert_eq!(err.field(), Some("acceptance_history"));
+        assert_eq!(h.capped(4.0).judged(), 4.0);
     }
 }

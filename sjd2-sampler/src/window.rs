@@ -97,16 +97,6 @@ pub(crate) struct BufferOp {
 }
 
 impl BufferOp {
-    /// A DDIM step of slot `i` from the old buffer, for timing passes.
-    pub(crate) fn stand_in(i: usize) -> Self {
-        Self {
-            source: BufferSource::Old(i),
-            c_e: 0.5,
-            c_x: 0.5,
-            x0_token: 0,
-        }
-    }
-
     pub(crate) const UNUSED: BufferOp = BufferOp {
         source: BufferSource::Unused,
         c_e: 0.0,
@@ -210,7 +200,8 @@ impl SampleState {
     /// A sample that only exists to time passes: one pending `token` and `slots` slots, noisy
     /// or clean drafts of `token`, with a random stream of its own.
     pub(crate) fn stand_in(token: u32, slots: usize, noisy: bool) -> Self {
-        let mut s = Self::new(0, slots + 2);
+        // Room to commit the whole window and still refill it, as a sample mid-image does.
+        let mut s = Self::new(0, 2 * slots + 4);
         s.tokens.push(token);
         s.pending = 1;
         s.ages = vec![0; slots];

@@ -231,18 +231,9 @@ fn llamagen_vq() -> Box<dyn ImageEncoder> {
 }
 
 fn emu3_tokens() -> Emu3Tokens {
-    Emu3Tokens {
-        pad: 0,
-        bos: 1,
-        eos: 2,
-        eol: 3,
-        eof: 4,
-        boi: 5,
-        eoi: 6,
-        img: 7,
-        visual_start: 96,
-        visual_count: 64,
-    }
+    Emu3Tokens::from_config(fixtures().join("emu3/hf/config.json"))
+        .unwrap()
+        .expect("the Emu3 fixture's config has a vocabulary_map")
 }
 
 fn emu3_image() -> Emu3Image {

@@ -83,20 +83,12 @@ pub fn llamagen_config(
     sjd2_models::llamagen::LlamaGenConfig::tiny(task)
 }
 
-/// The Emu3 fixture's special token ids (`meta.json` token_ids).
+/// The Emu3 fixture's special token ids, from its config's `vocabulary_map` (checked against
+/// `meta.json` by `emu3_tokens_come_from_the_vocabulary_map` in `families.rs`).
 pub fn emu3_tokens() -> sjd2_models::emu3::Emu3Tokens {
-    sjd2_models::emu3::Emu3Tokens {
-        pad: 0,
-        bos: 1,
-        eos: 2,
-        eol: 3,
-        eof: 4,
-        boi: 5,
-        eoi: 6,
-        img: 7,
-        visual_start: 96,
-        visual_count: 64,
-    }
+    sjd2_models::emu3::Emu3Tokens::from_config(fixtures().join("emu3/hf/config.json"))
+        .unwrap()
+        .expect("the Emu3 fixture's config has a vocabulary_map")
 }
 
 /// The Emu3 fixture's 3×4 image with size tokens `[30, 31, 32]` and negative prompt `[1, 25, 26]`.
