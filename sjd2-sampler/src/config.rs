@@ -164,18 +164,20 @@ pub const AUTO_EXPLORE_PASSES: usize = 8;
 pub enum Window {
     /// Always this many slots (≥ 1).
     Fixed(usize),
-    /// Chosen before every pass, in `1..=max`, to maximize the expected tokens committed per
-    /// second: the decoder times passes of several lengths on its device once per batch shape
-    /// (its [`crate::CostCurve`], which can be saved and restored) and weighs them against the
-    /// acceptance seen so far in the generation. Lossless like a fixed window. A prompt's tokens
-    /// then depend on its seed, the cost curve and its batch: reuse a saved curve to reproduce
-    /// them in another process.
+    /// Chosen before every pass, in `0..=max` (0: a plain pass, exactly AR's work), to maximize
+    /// the expected tokens committed per second: the decoder times passes of several lengths on
+    /// its device once per batch shape (its [`crate::CostCurve`]) and weighs them against the
+    /// acceptance of its calibration (its first generation, [`crate::AcceptanceHistory`]) and of
+    /// the current generation. On a device where a long pass costs what a short one does it
+    /// drafts `max` slots; where no draft pays, it decodes at AR's speed. Lossless like a fixed
+    /// window. A prompt's tokens then depend on its seed, the cost curve, the calibration and its
+    /// batch: hand a saved curve and calibration to another decoder to reproduce them.
     Auto {
         /// The longest window it may choose.
         max: usize,
-        /// Passes at the start of a generation that draft `min(16, max)` slots before the
-        /// policy chooses, so that it sees how drafts that have aged in the window are accepted
-        /// ([`AUTO_EXPLORE_PASSES`] by default).
+        /// Passes at the start of an uncalibrated decoder's first generation that draft
+        /// `min(16, max)` slots before the policy chooses, so that it sees how drafts that have
+        /// aged in the window are accepted ([`AUTO_EXPLORE_PASSES`] by default).
         explore: usize,
     },
 }

@@ -132,8 +132,8 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
 
     /// The cost curves this decoder has measured (or was given) for [`Window::Auto`], by the
     /// number of cache rows of the batch (samples, times two with guidance). Save them
-    /// ([`CostCurve::to_json`], or serde) so that a later process skips the measurement and
-    /// chooses the same windows.
+    /// ([`CostCurve::to_json`], or serde) with [`Sjd2Decoder::acceptance_history`] so that a
+    /// later process skips the measurement and the exploration and chooses the same windows.
     pub fn cost_curves(&self) -> BTreeMap<usize, CostCurve> {
         self.costs.lock().map(|c| c.clone()).unwrap_or_default()
     }
