@@ -291,13 +291,20 @@ fn main() -> Result<()> {
             chosen.sort_unstable();
             let plain = chosen.iter().filter(|&&w| w == 0).count();
             match (chosen.first(), chosen.last()) {
-                (Some(lo), Some(hi)) => format!(
-                    "window {} (chose {lo}-{hi}, median {}; {plain} of {} passes plain: \
-                     drafts did not pay on this device)",
-                    c.window_len,
-                    chosen[chosen.len() / 2],
-                    chosen.len()
-                ),
+                (Some(lo), Some(hi)) => {
+                    let plain = match plain {
+                        0 => String::new(),
+                        n => format!(
+                            "; {n} of {} passes plain, where no draft paid on this device",
+                            chosen.len()
+                        ),
+                    };
+                    format!(
+                        "window {} (chose {lo}-{hi}, median {}{plain})",
+                        c.window_len,
+                        chosen[chosen.len() / 2],
+                    )
+                }
                 _ => format!("window {}", c.window_len),
             }
         }

@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use common::{prompt, small_toy};
 use rand::{Rng, RngCore};
@@ -46,19 +46,25 @@ fn fit(
 
 /// Decodes [`SAMPLES`] sequences in batches of `batch`; the fit to the exact AR distribution
 /// and the windows the passes drafted.
-fn fit_decoder(decoder: &Sjd2Decoder<ToyModel>, batch: usize) -> (GoodnessOfFit, BTreeSet<usize>) {
+/// The fit, and how many passes (prefills left out) drafted each window (0: a plain pass).
+fn fit_decoder(
+    decoder: &Sjd2Decoder<ToyModel>,
+    batch: usize,
+) -> (GoodnessOfFit, BTreeMap<usize, usize>) {
     let model = decoder.model();
     let cfg = decoder.config();
     let p = prompt(model, &[1, 2]);
     let exact = exact_sequence_distribution(model, &p, &cfg.sampling, cfg.guidance_scale).unwrap();
     let mut counts: HashMap<Vec<u32>, usize> = HashMap::new();
-    let mut windows = BTreeSet::new();
+    let mut windows = BTreeMap::new();
     for chunk in 0..SAMPLES / batch {
         let prompts: Vec<_> = (0..batch)
             .map(|i| p.clone().with_seed((chunk * batch + i) as u64 + 1_000_000))
             .collect();
         for g in decoder.generate_batch(&prompts).unwrap() {
-            windows.extend(g.stats.windows.iter().copied());
+            for &w in g.stats.windows.iter().skip(1) {
+                *windows.entry(w).or_default() += 1;
+            }
             *counts.entry(g.tokens).or_default() += 1;
         }
     }
@@ -68,18 +74,42 @@ fn fit_decoder(decoder: &Sjd2Decoder<ToyModel>, batch: usize) -> (GoodnessOfFit,
 /// An adaptive window over a cost curve on which the best length depends on the acceptance
 /// seen so far, in small batches so that each batch's windows follow its own random outcomes.
 fn fit_adaptive(model: &ToyModel, cfg: DecoderConfig) -> GoodnessOfFit {
+    let curve = CostCurve::new(vec![(1, 1.0), (2, 1.0), (5, 1.75)]).unwrap();
+    fit_adaptive_on(model, cfg, curve, false)
+}
+
+/// [`fit_adaptive`] on `curve`; with `plain`, the policy must also have chosen plain passes
+/// (window 0) between drafting ones.
+fn fit_adaptive_on(
+    model: &ToyModel,
+    cfg: DecoderConfig,
+    curve: CostCurve,
+    plain: bool,
+) -> GoodnessOfFit {
     const SMALL: usize = 10;
     let rows = SMALL * if cfg.uses_guidance() { 2 } else { 1 };
-    let curve = CostCurve::new(vec![(1, 1.0), (2, 1.0), (5, 1.75)]).unwrap();
     let decoder = Sjd2Decoder::new(model.clone(), cfg)
         .unwrap()
         .with_cost_curves(BTreeMap::from([(rows, curve)]));
     let (fit, windows) = fit_decoder(&decoder, SMALL);
-    let drafted: Vec<usize> = windows.into_iter().filter(|&w| w > 0).collect();
+    let drafted: Vec<usize> = windows.keys().copied().filter(|&w| w > 0).collect();
     assert!(
         drafted.len() >= 2,
-        "the policy should vary the window: {drafted:?}"
+        "the policy should vary the window: {windows:?}"
     );
+    if plain {
+        let plain_passes = windows.get(&0).copied().unwrap_or(0);
+        let drafting: usize = windows
+            .iter()
+            .filter(|(w, _)| **w > 0)
+            .map(|(_, n)| n)
+            .sum();
+        assert!(
+            plain_passes > 1000 && drafting > 1000,
+            "plain passes should mix with drafting ones: {windows:?}"
+        );
+        eprintln!("passes by window: {windows:?}");
+    }
     fit
 }
 
@@ -278,6 +308,29 @@ fn sjd2_adaptive_window_with_guidance() {
     );
     cfg.sjd2.denoising_steps = 2;
     assert_same("SJD2 adaptive window", fit_adaptive(&m, cfg));
+}
+
+#[test]
+fn sjd2_adaptive_window_mixing_plain_passes() {
+    // A slot costs half a plain pass: a window pays only while drafts are accepted, so the
+    // policy switches between plain passes and drafting ones, and SJD2's noisy buffer is
+    // dropped and rebuilt along the way.
+    let m = small_toy(15);
+    let mut cfg = sampled(
+        DecoderConfig {
+            window_len: Window::Auto { max: 4, explore: 1 },
+            draft_update: DraftUpdate::Coupled,
+            ..DecoderConfig::sjd2()
+        },
+        1.5,
+        Sampling::default(),
+    );
+    cfg.sjd2.denoising_steps = 2;
+    let curve = CostCurve::new(vec![(1, 1.0), (2, 1.5), (5, 3.0)]).unwrap();
+    assert_same(
+        "SJD2 adaptive window with plain passes",
+        fit_adaptive_on(&m, cfg, curve, true),
+    );
 }
 
 /// Negative control: accepting every draft is wrong.
