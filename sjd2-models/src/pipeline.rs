@@ -542,21 +542,50 @@ impl Pipeline {
     /// Emu3's vision tokenizer file and layout: `files.vq` (BAAI's original names), or the
     /// `vqmodel.*` (Emu3-Gen-hf) / `model.vqmodel.*` (saved by transformers 5) tensors of the
     /// checkpoint.
+    /// Sizes come from the `config.json` beside the tensors (the vision tokenizer's own, or the
+    /// checkpoint's `vq_config`), else the released ones.
     fn movq(files: &Files, weights: &Path) -> Result<(PathBuf, MovqConfig)> {
+        let sizes = |config: &Path, key: Option<&str>| -> Result<MovqConfig> {
+            let json: serde_json::Value = match crate::config::read_json(config) {
+                Ok(v) => v,
+                Err(LoadError::Io { .. }) => return Ok(MovqConfig::emu3()),
+                Err(e) => return Err(e),
+            };
+            let section = key.map_or(Some(&json), |k| json.get(k));
+            match section {
+                Some(v) => MovqConfig::from_json(v, &config.display().to_string()),
+                None => Ok(MovqConfig::emu3()),
+            }
+        };
+        let dir_of = |p: &Path| {
+            if p.is_dir() {
+                p.to_path_buf()
+            } else {
+                p.parent().map(Path::to_path_buf).unwrap_or_default()
+            }
+        };
         if let Some(p) = &files.vq {
-            return Ok((p.clone(), MovqConfig::emu3()));
+            let config = sizes(&dir_of(p).join("config.json"), None)?;
+            return Ok((
+                p.clone(),
+                MovqConfig {
+                    layout: MovqConfig::emu3().layout,
+                    ..config
+                },
+            ));
         }
         let nested = Checkpoint::open(weights)?
             .shape("model.vqmodel.quantize.embedding.weight")
             .is_some();
         let prefix = if nested { "model.vqmodel." } else { "vqmodel." };
+        let config = sizes(&dir_of(weights).join("config.json"), Some("vq_config"))?;
         Ok((
             weights.to_path_buf(),
             MovqConfig {
                 layout: MovqLayout::HuggingFace {
                     prefix: prefix.into(),
                 },
-                ..MovqConfig::emu3()
+                ..config
             },
         ))
     }

@@ -80,3 +80,78 @@ fn emu3_tokens_come_from_the_vocabulary_map() {
     std::fs::write(&broken, v.to_string()).unwrap();
     assert!(Emu3Tokens::from_config(&broken).unwrap().is_none());
 }
+
+/// A `tokenizer.json` (word level) for the Emu3 fixture's 160 ids: the special and visual
+/// tokens under the names its config's `vocabulary_map` gives them, `3` and `*` for the size
+/// string, and a few words.
+fn emu3_fixture_tokenizer(config: &std::path::Path) -> serde_json::Value {
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(config).unwrap()).unwrap();
+    let mut vocab: serde_json::Map<String, serde_json::Value> = v["vocabulary_map"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, id)| id.as_u64().unwrap() < 160)
+        .map(|(k, id)| (k.clone(), id.clone()))
+        .collect();
+    let words = ["3", "*", "a", "red", "circle", ",", "."];
+    for (i, w) in words.iter().enumerate() {
+        vocab.insert((*w).to_string(), serde_json::json!(9 + i));
+    }
+    serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
+        "decoder": null,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<|endoftext|>"}
+    })
+}
+
+#[test]
+fn emu3_loads_from_a_checkpoint_directory_and_draws() {
+    use sjd2_core::JacobiDenoiser;
+    use sjd2_models::vq::{save_png, to_rgb8};
+    use sjd2_sampler::{DecoderConfig, DraftUpdate, Sjd2Decoder, Window};
+    // The fixture's files as a user has them, plus a tokenizer: nothing is passed but the
+    // directory and the size.
+    let src = fixtures().join("emu3/hf");
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["config.json", "generation_config.json", "model.safetensors"] {
+        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+    }
+    let tok = emu3_fixture_tokenizer(&src.join("config.json"));
+    std::fs::write(dir.path().join("tokenizer.json"), tok.to_string()).unwrap();
+    let files = Files::new(dir.path()).with_size(24);
+    let p = Pipeline::load(Family::Emu3, &files, &Device::flex()).unwrap();
+    // The token ids come from the config's vocabulary map, the MoVQ's sizes from its
+    // `vq_config` (32 base channels, 64 codes: not the released 256 / 32 768).
+    let layout = p.model.layout().clone();
+    assert_eq!((layout.rows(), layout.cols()), (3, 3));
+    assert_eq!(layout.image_token_range(), 96..160);
+    assert_eq!(p.decoder.downsample(), 8);
+    // BOS, the caption and Emu3's quality suffix (its other words are unknown here: id 0); the
+    // model appends BOI, "3*3" and <|image token|>.
+    let prompt = p.prompts.text("a red circle").unwrap();
+    assert_eq!(
+        prompt.tokens,
+        vec![1, 11, 12, 13, 0, 14, 0, 0, 14, 0, 0, 15]
+    );
+    let d = p.defaults;
+    let cfg = DecoderConfig {
+        window_len: Window::Fixed(4),
+        draft_update: DraftUpdate::Coupled,
+        guidance_scale: d.guidance,
+        ..DecoderConfig::sjd()
+    };
+    let decoder = Sjd2Decoder::new(p.model, cfg).unwrap();
+    let g = decoder.generate(&prompt.with_seed(3)).unwrap();
+    let codes = decoder.model().image_codes(&g.tokens).unwrap();
+    assert!(
+        codes.len() == 9 && codes.iter().all(|&c| c < 64),
+        "{codes:?}"
+    );
+    let image = to_rgb8(p.decoder.decode(&codes, 3, 3).unwrap()).unwrap();
+    let png = dir.path().join("image.png");
+    save_png(&png, &image).unwrap();
+    let back = image::open(&png).unwrap();
+    assert_eq!((back.width(), back.height()), (24, 24));
+}

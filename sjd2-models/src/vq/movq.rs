@@ -92,6 +92,72 @@ impl MovqConfig {
         }
     }
 
+    /// The sizes a checkpoint's config records, over [`MovqConfig::emu3`]'s: transformers'
+    /// `vq_config` (`base_channels`, `channel_multiplier`, `latent_channels`, `embed_dim`,
+    /// `codebook_size`, `num_res_blocks`, `attn_resolutions`, `temporal_downsample_factor`) or
+    /// the original vision tokenizer's `config.json` (`ch`, `ch_mult`, `z_channels`, the rest
+    /// alike); a field neither spells keeps the released value. `layout` is left for the caller.
+    ///
+    /// ```
+    /// use sjd2_models::vq::MovqConfig;
+    ///
+    /// let hf = serde_json::json!({"base_channels": 32, "codebook_size": 64, "channel_multiplier": [1, 2]});
+    /// let c = MovqConfig::from_json(&hf, "vq_config")?;
+    /// assert_eq!((c.ch, c.codebook_size, c.ch_mult.clone()), (32, 64, vec![1, 2]));
+    /// let original = serde_json::json!({"ch": 256, "z_channels": 4, "attn_resolutions": [3]});
+    /// assert_eq!(MovqConfig::from_json(&original, "config.json")?.codebook_size, 32_768);
+    /// assert!(MovqConfig::from_json(&serde_json::json!({"ch": "wide"}), "config.json").is_err());
+    /// # Ok::<(), sjd2_models::LoadError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`crate::LoadError::Config`] naming a field of the wrong type, with `origin` as the path.
+    pub fn from_json(config: &serde_json::Value, origin: &str) -> Result<Self> {
+        let bad = |field: &str, what: &str| crate::LoadError::Config {
+            path: origin.into(),
+            field: field.into(),
+            reason: format!("must be {what}"),
+        };
+        let number = |names: &[&str], default: usize| -> Result<usize> {
+            for &name in names {
+                if let Some(v) = config.get(name) {
+                    return v
+                        .as_u64()
+                        .map(|n| n as usize)
+                        .ok_or_else(|| bad(name, "a non-negative integer"));
+                }
+            }
+            Ok(default)
+        };
+        let list = |names: &[&str], default: &[usize]| -> Result<Vec<usize>> {
+            for &name in names {
+                if let Some(v) = config.get(name) {
+                    return v
+                        .as_array()
+                        .and_then(|a| {
+                            a.iter()
+                                .map(|x| x.as_u64().map(|n| n as usize))
+                                .collect::<Option<Vec<_>>>()
+                        })
+                        .ok_or_else(|| bad(name, "a list of non-negative integers"));
+                }
+            }
+            Ok(default.to_vec())
+        };
+        let d = Self::emu3();
+        Ok(Self {
+            ch: number(&["base_channels", "ch"], d.ch)?,
+            ch_mult: list(&["channel_multiplier", "ch_mult"], &d.ch_mult)?,
+            num_res_blocks: number(&["num_res_blocks"], d.num_res_blocks)?,
+            z_channels: number(&["latent_channels", "z_channels"], d.z_channels)?,
+            embed_dim: number(&["embed_dim"], d.embed_dim)?,
+            codebook_size: number(&["codebook_size"], d.codebook_size)?,
+            attn_levels: list(&["attn_resolutions"], &d.attn_levels)?,
+            temporal_factor: number(&["temporal_downsample_factor"], d.temporal_factor)?,
+            layout: d.layout,
+        })
+    }
+
     pub(super) fn validate(&self) -> std::result::Result<(), Error> {
         if self.ch == 0 || self.ch_mult.is_empty() || self.ch_mult.contains(&0) {
             return Err(Error::config(
