@@ -529,6 +529,12 @@ impl Pipeline {
                 });
             }
         };
+        // The VQ inside the checkpoint (Anole, Janus on transformers' layout) may be sized
+        // otherwise than the released one: its `vq_config` says how.
+        let cfg = match (&files.vq, checkpoint_config(&path, "vq_config")?) {
+            (None, Some((vq_config, origin))) => cfg.sized_by(&vq_config, &origin)?,
+            _ => cfg,
+        };
         VqModel::load(
             path,
             VqConfig {
@@ -557,13 +563,6 @@ impl Pipeline {
                 None => Ok(MovqConfig::emu3()),
             }
         };
-        let dir_of = |p: &Path| {
-            if p.is_dir() {
-                p.to_path_buf()
-            } else {
-                p.parent().map(Path::to_path_buf).unwrap_or_default()
-            }
-        };
         if let Some(p) = &files.vq {
             let config = sizes(&dir_of(p).join("config.json"), None)?;
             return Ok((
@@ -589,6 +588,30 @@ impl Pipeline {
             },
         ))
     }
+}
+
+/// The directory of a checkpoint given as a directory or as one of its files.
+fn dir_of(p: &Path) -> PathBuf {
+    if p.is_dir() {
+        p.to_path_buf()
+    } else {
+        p.parent().map(Path::to_path_buf).unwrap_or_default()
+    }
+}
+
+/// The `key` section of the `config.json` beside a checkpoint, with the file's path; `None`
+/// without the file or the section.
+fn checkpoint_config(weights: &Path, key: &str) -> Result<Option<(serde_json::Value, String)>> {
+    let path = dir_of(weights).join("config.json");
+    let json: serde_json::Value = match crate::config::read_json(&path) {
+        Ok(v) => v,
+        Err(LoadError::Io { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    Ok(json
+        .get(key)
+        .cloned()
+        .map(|v| (v, path.display().to_string())))
 }
 
 #[cfg(test)]

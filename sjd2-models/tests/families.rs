@@ -155,3 +155,62 @@ fn emu3_loads_from_a_checkpoint_directory_and_draws() {
     let back = image::open(&png).unwrap();
     assert_eq!((back.width(), back.height()), (24, 24));
 }
+
+#[test]
+fn janus_loads_from_a_checkpoint_directory_and_draws() {
+    use sjd2_core::JacobiDenoiser;
+    use sjd2_models::vq::{save_png, to_rgb8};
+    use sjd2_sampler::{DecoderConfig, DraftUpdate, Sjd2Decoder, Window};
+    // The fixture's files (transformers' layout, the VQ inside the checkpoint) plus a
+    // word-level tokenizer with Janus' special tokens at the fixture's ids.
+    let src = fixtures().join("janus/hf");
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["config.json", "generation_config.json", "model.safetensors"] {
+        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+    }
+    let vocab = serde_json::json!({
+        "<unk>": 0, "<｜begin▁of▁sentence｜>": 1, "<｜end▁of▁sentence｜>": 2, "<｜▁pad▁｜>": 3,
+        "<begin_of_image>": 10, "a": 11, "red": 12, "circle": 13,
+        // The chat template's words, as this pre-tokenizer splits them.
+        "<|": 14, "User": 15, "|>:": 16, "Assistant": 17,
+    });
+    let tok = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
+        "decoder": null, "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"}
+    });
+    std::fs::write(dir.path().join("tokenizer.json"), tok.to_string()).unwrap();
+    let p = Pipeline::load(
+        Family::JanusPro,
+        &Files::new(dir.path()).with_size(48),
+        &Device::flex(),
+    )
+    .unwrap();
+    // The VQ's sizes come from the checkpoint's `vq_config` (32 channels, 64 codes), not the
+    // released VQ-16's (128, 16 384): with the released sizes its tensors would not fit.
+    let layout = p.model.layout().clone();
+    assert_eq!((layout.rows(), layout.cols()), (3, 3));
+    assert_eq!(p.decoder.downsample(), 16);
+    // BOS, then "<|User|>: a red circle\n\n<|Assistant|>:"; the model appends
+    // <begin_of_image>.
+    let prompt = p.prompts.text("a red circle").unwrap();
+    assert_eq!(prompt.tokens, vec![1, 14, 15, 16, 11, 12, 13, 14, 17, 16]);
+    let cfg = DecoderConfig {
+        window_len: Window::Fixed(4),
+        draft_update: DraftUpdate::Coupled,
+        guidance_scale: p.defaults.guidance,
+        ..DecoderConfig::sjd()
+    };
+    let decoder = Sjd2Decoder::new(p.model, cfg).unwrap();
+    let g = decoder.generate(&prompt.with_seed(2)).unwrap();
+    let codes = decoder.model().image_codes(&g.tokens).unwrap();
+    assert!(
+        codes.len() == 9 && codes.iter().all(|&c| c < 64),
+        "{codes:?}"
+    );
+    let image = to_rgb8(p.decoder.decode(&codes, 3, 3).unwrap()).unwrap();
+    let png = dir.path().join("image.png");
+    save_png(&png, &image).unwrap();
+    let back = image::open(&png).unwrap();
+    assert_eq!((back.width(), back.height()), (48, 48));
+}

@@ -132,6 +132,78 @@ impl VqConfig {
         }
     }
 
+    /// These settings with the sizes a checkpoint's config records (transformers' `vq_config`
+    /// of Chameleon / Anole / Janus: `base_channels`, `channel_multiplier`, `num_res_blocks`,
+    /// `latent_channels`, `embed_dim`, `num_embeddings`; the attention levels from
+    /// `attn_resolutions` and `resolution` where both are given). Fields the config lacks keep
+    /// their values here; the layout and the encoder choice are kept.
+    ///
+    /// ```
+    /// use sjd2_models::vq::VqConfig;
+    ///
+    /// let janus = serde_json::json!({"base_channels": 32, "num_embeddings": 64, "latent_channels": 32});
+    /// let c = VqConfig::vq16().sized_by(&janus, "config.json")?;
+    /// assert_eq!((c.ch, c.codebook_size, c.z_channels, c.attn_levels.clone()), (32, 64, 32, vec![4]));
+    /// let chameleon = serde_json::json!({"resolution": 512, "attn_resolutions": [32]});
+    /// assert_eq!(VqConfig::chameleon().sized_by(&chameleon, "config.json")?.attn_levels, vec![4]);
+    /// assert!(VqConfig::vq16().sized_by(&serde_json::json!({"embed_dim": -1}), "c").is_err());
+    /// # Ok::<(), sjd2_models::LoadError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`crate::LoadError::Config`] naming a field of the wrong type, with `origin` as the path.
+    pub fn sized_by(&self, config: &serde_json::Value, origin: &str) -> crate::error::Result<Self> {
+        let bad = |field: &str, what: &str| crate::LoadError::Config {
+            path: origin.into(),
+            field: field.into(),
+            reason: format!("must be {what}"),
+        };
+        let number = |name: &str, default: usize| -> crate::error::Result<usize> {
+            config.get(name).map_or(Ok(default), |v| {
+                v.as_u64()
+                    .map(|n| n as usize)
+                    .ok_or_else(|| bad(name, "a non-negative integer"))
+            })
+        };
+        let list = |name: &str| -> crate::error::Result<Option<Vec<usize>>> {
+            config
+                .get(name)
+                .map(|v| {
+                    v.as_array()
+                        .and_then(|a| {
+                            a.iter()
+                                .map(|x| x.as_u64().map(|n| n as usize))
+                                .collect::<Option<Vec<_>>>()
+                        })
+                        .ok_or_else(|| bad(name, "a list of non-negative integers"))
+                })
+                .transpose()
+        };
+        let ch_mult = list("channel_multiplier")?.unwrap_or_else(|| self.ch_mult.clone());
+        let attn_levels = match (list("attn_resolutions")?, config.get("resolution")) {
+            (Some(res), Some(r)) => {
+                let r = r
+                    .as_u64()
+                    .ok_or_else(|| bad("resolution", "a non-negative integer"))?
+                    as usize;
+                (0..ch_mult.len())
+                    .filter(|&level| res.contains(&(r >> level)))
+                    .collect()
+            }
+            _ => self.attn_levels.clone(),
+        };
+        Ok(Self {
+            ch: number("base_channels", self.ch)?,
+            ch_mult,
+            num_res_blocks: number("num_res_blocks", self.num_res_blocks)?,
+            z_channels: number("latent_channels", self.z_channels)?,
+            embed_dim: number("embed_dim", self.embed_dim)?,
+            codebook_size: number("num_embeddings", self.codebook_size)?,
+            attn_levels,
+            ..self.clone()
+        })
+    }
+
     /// Spatial downsampling factor (`2^(levels−1)`).
     pub fn downsample(&self) -> usize {
         1 << self.ch_mult.len().saturating_sub(1)
