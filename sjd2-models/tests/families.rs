@@ -106,11 +106,34 @@ fn emu3_fixture_tokenizer(config: &std::path::Path) -> serde_json::Value {
     })
 }
 
+/// Decodes a 3×3 image of `prompt` with coupled SJD at the pipeline's guidance, checks the
+/// codes (64 in each fixture's codebook) and writes a PNG of `side` pixels into `dir`.
+fn draw(p: Pipeline, prompt: &sjd2_core::Prompt, dir: &std::path::Path, side: u32) {
+    use sjd2_models::vq::{save_png, to_rgb8};
+    use sjd2_sampler::{DecoderConfig, DraftUpdate, Sjd2Decoder, Window};
+    let cfg = DecoderConfig {
+        window_len: Window::Fixed(4),
+        draft_update: DraftUpdate::Coupled,
+        guidance_scale: p.defaults.guidance,
+        ..DecoderConfig::sjd()
+    };
+    let decoder = Sjd2Decoder::new(p.model, cfg).unwrap();
+    let g = decoder.generate(&prompt.clone().with_seed(3)).unwrap();
+    let codes = decoder.model().image_codes(&g.tokens).unwrap();
+    assert!(
+        codes.len() == 9 && codes.iter().all(|&c| c < 64),
+        "{codes:?}"
+    );
+    let image = to_rgb8(p.decoder.decode(&codes, 3, 3).unwrap()).unwrap();
+    let png = dir.join("image.png");
+    save_png(&png, &image).unwrap();
+    let back = image::open(&png).unwrap();
+    assert_eq!((back.width(), back.height()), (side, side));
+}
+
 #[test]
 fn emu3_loads_from_a_checkpoint_directory_and_draws() {
     use sjd2_core::JacobiDenoiser;
-    use sjd2_models::vq::{save_png, to_rgb8};
-    use sjd2_sampler::{DecoderConfig, DraftUpdate, Sjd2Decoder, Window};
     // The fixture's files as a user has them, plus a tokenizer: nothing is passed but the
     // directory and the size.
     let src = fixtures().join("emu3/hf");
@@ -135,32 +158,12 @@ fn emu3_loads_from_a_checkpoint_directory_and_draws() {
         prompt.tokens,
         vec![1, 11, 12, 13, 0, 14, 0, 0, 14, 0, 0, 15]
     );
-    let d = p.defaults;
-    let cfg = DecoderConfig {
-        window_len: Window::Fixed(4),
-        draft_update: DraftUpdate::Coupled,
-        guidance_scale: d.guidance,
-        ..DecoderConfig::sjd()
-    };
-    let decoder = Sjd2Decoder::new(p.model, cfg).unwrap();
-    let g = decoder.generate(&prompt.with_seed(3)).unwrap();
-    let codes = decoder.model().image_codes(&g.tokens).unwrap();
-    assert!(
-        codes.len() == 9 && codes.iter().all(|&c| c < 64),
-        "{codes:?}"
-    );
-    let image = to_rgb8(p.decoder.decode(&codes, 3, 3).unwrap()).unwrap();
-    let png = dir.path().join("image.png");
-    save_png(&png, &image).unwrap();
-    let back = image::open(&png).unwrap();
-    assert_eq!((back.width(), back.height()), (24, 24));
+    draw(p, &prompt, dir.path(), 24);
 }
 
 #[test]
 fn janus_loads_from_a_checkpoint_directory_and_draws() {
     use sjd2_core::JacobiDenoiser;
-    use sjd2_models::vq::{save_png, to_rgb8};
-    use sjd2_sampler::{DecoderConfig, DraftUpdate, Sjd2Decoder, Window};
     // The fixture's files (transformers' layout, the VQ inside the checkpoint) plus a
     // word-level tokenizer with Janus' special tokens at the fixture's ids.
     let src = fixtures().join("janus/hf");
@@ -195,22 +198,5 @@ fn janus_loads_from_a_checkpoint_directory_and_draws() {
     // <begin_of_image>.
     let prompt = p.prompts.text("a red circle").unwrap();
     assert_eq!(prompt.tokens, vec![1, 14, 15, 16, 11, 12, 13, 14, 17, 16]);
-    let cfg = DecoderConfig {
-        window_len: Window::Fixed(4),
-        draft_update: DraftUpdate::Coupled,
-        guidance_scale: p.defaults.guidance,
-        ..DecoderConfig::sjd()
-    };
-    let decoder = Sjd2Decoder::new(p.model, cfg).unwrap();
-    let g = decoder.generate(&prompt.with_seed(2)).unwrap();
-    let codes = decoder.model().image_codes(&g.tokens).unwrap();
-    assert!(
-        codes.len() == 9 && codes.iter().all(|&c| c < 64),
-        "{codes:?}"
-    );
-    let image = to_rgb8(p.decoder.decode(&codes, 3, 3).unwrap()).unwrap();
-    let png = dir.path().join("image.png");
-    save_png(&png, &image).unwrap();
-    let back = image::open(&png).unwrap();
-    assert_eq!((back.width(), back.height()), (48, 48));
+    draw(p, &prompt, dir.path(), 48);
 }
