@@ -12,8 +12,7 @@ use sjd2::models::llamagen::{LlamaGen, LlamaGenConfig, LlamaGenTask};
 use sjd2::models::prompt::{PromptTokenizer, Template};
 use sjd2::models::t5::T5Encoder;
 use sjd2::models::vq::{
-    ImageDecoder, ImageEncoder, MovqConfig, MovqDecoder, MovqEncoder, MovqLayout, VqConfig,
-    VqLayout, VqModel,
+    ImageDecoder, ImageEncoder, MovqConfig, MovqDecoder, MovqEncoder, VqConfig, VqLayout, VqModel,
 };
 use sjd2::models::{LlamaT2I, Unconditional};
 use sjd2::{Device, Prompt};
@@ -207,17 +206,11 @@ impl ModelArgs {
         Ok(Some(VqModel::load(file, cfg, device)?))
     }
 
-    /// The fixture's Emu3 vision tokenizer file and its sizes and layout.
-    fn fixture_movq(f: &Path) -> (PathBuf, MovqConfig) {
-        let cfg = MovqConfig {
-            ch: 32,
-            codebook_size: 64,
-            layout: MovqLayout::HuggingFace {
-                prefix: "vqmodel.".into(),
-            },
-            ..MovqConfig::emu3()
-        };
-        (f.join("emu3/hf"), cfg)
+    /// The fixture's Emu3 vision tokenizer file and its settings (from its `vq_config`).
+    fn fixture_movq(f: &Path) -> Result<(PathBuf, MovqConfig)> {
+        let dir = f.join("emu3/hf");
+        let cfg = MovqConfig::in_checkpoint(&dir)?;
+        Ok((dir, cfg))
     }
 
     /// The family's image encoder (RGB → codes), for data preparation.
@@ -228,7 +221,7 @@ impl ModelArgs {
             return Ok(Pipeline::image_encoder(family, &self.files()?, device)?);
         };
         if family == Family::Emu3 {
-            let (path, cfg) = Self::fixture_movq(f);
+            let (path, cfg) = Self::fixture_movq(f)?;
             return Ok(Box::new(MovqEncoder::load(path, cfg, device)?));
         }
         let vq = self.fixture_vq(f, device, true)?.context("no VQ model")?;
@@ -281,7 +274,7 @@ impl ModelArgs {
                     };
                     let src = model_src("emu3/hf");
                     let m = Emu3::load(&src, t, image, device)?;
-                    let (path, cfg) = Self::fixture_movq(f);
+                    let (path, cfg) = Self::fixture_movq(f)?;
                     let d = Box::new(MovqDecoder::load(path, cfg, device)?);
                     (m, d, PromptSource::Ids, src)
                 }

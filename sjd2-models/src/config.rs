@@ -141,6 +141,89 @@ pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     })
 }
 
+/// The `key` section of the `config.json` beside a checkpoint given as a directory or as one of
+/// its files (the whole file for `None`), with the file's path; `Ok(None)` without the file or
+/// the section.
+///
+/// # Errors
+/// [`LoadError::Corrupt`] for a `config.json` that is not JSON.
+pub(crate) fn config_beside(
+    checkpoint: &Path,
+    key: Option<&str>,
+) -> Result<Option<(serde_json::Value, String)>> {
+    let dir = if checkpoint.is_dir() {
+        checkpoint
+    } else {
+        checkpoint.parent().unwrap_or(Path::new(""))
+    };
+    let path = dir.join("config.json");
+    let json: serde_json::Value = match read_json(&path) {
+        Ok(v) => v,
+        Err(LoadError::Io { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let section = match key {
+        Some(k) => json.get(k).cloned(),
+        None => Some(json),
+    };
+    Ok(section.map(|v| (v, path.display().to_string())))
+}
+
+/// A size field of a JSON config, under the first of `names` present (`Ok(None)` when none
+/// is); `origin` names the file in the error.
+///
+/// # Errors
+/// [`LoadError::Config`] when the field is not a non-negative integer.
+pub(crate) fn json_size(
+    config: &serde_json::Value,
+    names: &[&str],
+    origin: &str,
+) -> Result<Option<usize>> {
+    json_field(config, names, origin, "a non-negative integer", |v| {
+        v.as_u64().map(|n| n as usize)
+    })
+}
+
+/// A list-of-sizes field of a JSON config, as [`json_size`].
+///
+/// # Errors
+/// [`LoadError::Config`] when the field is not a list of non-negative integers.
+pub(crate) fn json_sizes(
+    config: &serde_json::Value,
+    names: &[&str],
+    origin: &str,
+) -> Result<Option<Vec<usize>>> {
+    json_field(
+        config,
+        names,
+        origin,
+        "a list of non-negative integers",
+        |v| {
+            v.as_array()?
+                .iter()
+                .map(|x| x.as_u64().map(|n| n as usize))
+                .collect()
+        },
+    )
+}
+
+fn json_field<T>(
+    config: &serde_json::Value,
+    names: &[&str],
+    origin: &str,
+    what: &str,
+    read: impl Fn(&serde_json::Value) -> Option<T>,
+) -> Result<Option<T>> {
+    let Some((name, value)) = names.iter().find_map(|&n| config.get(n).map(|v| (n, v))) else {
+        return Ok(None);
+    };
+    read(value).map(Some).ok_or_else(|| LoadError::Config {
+        path: origin.into(),
+        field: name.into(),
+        reason: format!("must be {what}"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,8 +26,7 @@ use crate::llamagen::{LlamaGen, LlamaGenConfig, LlamaGenTask};
 use crate::prompt::{PromptTokenizer, Template};
 use crate::t5::T5Encoder;
 use crate::vq::{
-    ImageDecoder, ImageEncoder, MovqConfig, MovqDecoder, MovqEncoder, MovqLayout, VqConfig,
-    VqLayout, VqModel,
+    ImageDecoder, ImageEncoder, MovqConfig, MovqDecoder, MovqEncoder, VqConfig, VqLayout, VqModel,
 };
 use crate::weights::Checkpoint;
 
@@ -531,7 +530,10 @@ impl Pipeline {
         };
         // The VQ inside the checkpoint (Anole, Janus on transformers' layout) may be sized
         // otherwise than the released one: its `vq_config` says how.
-        let cfg = match (&files.vq, checkpoint_config(&path, "vq_config")?) {
+        let cfg = match (
+            &files.vq,
+            crate::config::config_beside(&path, Some("vq_config"))?,
+        ) {
             (None, Some((vq_config, origin))) => cfg.sized_by(&vq_config, &origin)?,
             _ => cfg,
         };
@@ -545,73 +547,15 @@ impl Pipeline {
         )
     }
 
-    /// Emu3's vision tokenizer file and layout: `files.vq` (BAAI's original names), or the
-    /// `vqmodel.*` (Emu3-Gen-hf) / `model.vqmodel.*` (saved by transformers 5) tensors of the
-    /// checkpoint.
-    /// Sizes come from the `config.json` beside the tensors (the vision tokenizer's own, or the
-    /// checkpoint's `vq_config`), else the released ones.
+    /// Emu3's vision tokenizer file and its settings: `files.vq` (BAAI's original names, sized
+    /// by its own `config.json`), or the MoVQ inside the checkpoint
+    /// ([`MovqConfig::in_checkpoint`]).
     fn movq(files: &Files, weights: &Path) -> Result<(PathBuf, MovqConfig)> {
-        let sizes = |config: &Path, key: Option<&str>| -> Result<MovqConfig> {
-            let json: serde_json::Value = match crate::config::read_json(config) {
-                Ok(v) => v,
-                Err(LoadError::Io { .. }) => return Ok(MovqConfig::emu3()),
-                Err(e) => return Err(e),
-            };
-            let section = key.map_or(Some(&json), |k| json.get(k));
-            match section {
-                Some(v) => MovqConfig::from_json(v, &config.display().to_string()),
-                None => Ok(MovqConfig::emu3()),
-            }
-        };
-        if let Some(p) = &files.vq {
-            let config = sizes(&dir_of(p).join("config.json"), None)?;
-            return Ok((
-                p.clone(),
-                MovqConfig {
-                    layout: MovqConfig::emu3().layout,
-                    ..config
-                },
-            ));
-        }
-        let nested = Checkpoint::open(weights)?
-            .shape("model.vqmodel.quantize.embedding.weight")
-            .is_some();
-        let prefix = if nested { "model.vqmodel." } else { "vqmodel." };
-        let config = sizes(&dir_of(weights).join("config.json"), Some("vq_config"))?;
-        Ok((
-            weights.to_path_buf(),
-            MovqConfig {
-                layout: MovqLayout::HuggingFace {
-                    prefix: prefix.into(),
-                },
-                ..config
-            },
-        ))
+        Ok(match &files.vq {
+            Some(p) => (p.clone(), MovqConfig::original(p)?),
+            None => (weights.to_path_buf(), MovqConfig::in_checkpoint(weights)?),
+        })
     }
-}
-
-/// The directory of a checkpoint given as a directory or as one of its files.
-fn dir_of(p: &Path) -> PathBuf {
-    if p.is_dir() {
-        p.to_path_buf()
-    } else {
-        p.parent().map(Path::to_path_buf).unwrap_or_default()
-    }
-}
-
-/// The `key` section of the `config.json` beside a checkpoint, with the file's path; `None`
-/// without the file or the section.
-fn checkpoint_config(weights: &Path, key: &str) -> Result<Option<(serde_json::Value, String)>> {
-    let path = dir_of(weights).join("config.json");
-    let json: serde_json::Value = match crate::config::read_json(&path) {
-        Ok(v) => v,
-        Err(LoadError::Io { .. }) => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    Ok(json
-        .get(key)
-        .cloned()
-        .map(|v| (v, path.display().to_string())))
 }
 
 #[cfg(test)]

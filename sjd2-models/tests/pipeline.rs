@@ -13,8 +13,7 @@ use sjd2_models::janus::Janus;
 use sjd2_models::llamagen::{LlamaGen, LlamaGenTask};
 use sjd2_models::t5::T5Encoder;
 use sjd2_models::vq::{
-    ImageDecoder, MovqConfig, MovqDecoder, MovqLayout, VqConfig, VqLayout, VqModel, save_png,
-    to_rgb8,
+    ImageDecoder, MovqConfig, MovqDecoder, VqConfig, VqLayout, VqModel, save_png, to_rgb8,
 };
 use sjd2_sampler::{DecoderConfig, Sjd2Decoder};
 
@@ -83,14 +82,8 @@ fn chameleon_prompt_to_png() {
 fn emu3_prompt_to_png() {
     let d = Device::flex();
     let m = Emu3::load(fixtures().join("emu3/hf"), emu3_tokens(), emu3_image(), &d).unwrap();
-    let cfg = MovqConfig {
-        ch: 32,
-        codebook_size: 64,
-        layout: MovqLayout::HuggingFace {
-            prefix: "vqmodel.".into(),
-        },
-        ..MovqConfig::emu3()
-    };
+    // Sized by the fixture's `vq_config` (32 channels, 64 codes).
+    let cfg = MovqConfig::in_checkpoint(fixtures().join("emu3/hf")).unwrap();
     let vq = MovqDecoder::load(fixtures().join("emu3/hf"), cfg, &d).unwrap();
     run("emu3", m, Prompt::new(vec![1, 20, 21, 22]), &vq);
 }

@@ -14,9 +14,7 @@ use sjd2_models::emu3::{Emu3, Emu3Image, Emu3Tokens};
 use sjd2_models::janus::{Janus, JanusTokens};
 use sjd2_models::llamagen::{LlamaGen, LlamaGenConfig, LlamaGenTask};
 use sjd2_models::t5::T5Encoder;
-use sjd2_models::vq::{
-    ImageEncoder, MovqConfig, MovqEncoder, MovqLayout, VqConfig, VqLayout, VqModel,
-};
+use sjd2_models::vq::{ImageEncoder, MovqConfig, MovqEncoder, VqConfig, VqLayout, VqModel};
 use sjd2_models::weights::Checkpoint;
 use sjd2_sampler::{DecoderConfig, Sjd2Decoder};
 use sjd2_train::TrainError;
@@ -149,14 +147,7 @@ fn families() -> Vec<Family> {
             source: fixtures().join("emu3/hf"),
             load: |p, d| Emu3::load(p, emu3_tokens(), emu3_image(), d).unwrap(),
             vq: || {
-                let cfg = MovqConfig {
-                    ch: 32,
-                    codebook_size: 64,
-                    layout: MovqLayout::HuggingFace {
-                        prefix: "vqmodel.".into(),
-                    },
-                    ..MovqConfig::emu3()
-                };
+                let cfg = MovqConfig::in_checkpoint(fixtures().join("emu3/hf")).unwrap();
                 let mut m =
                     MovqEncoder::load(fixtures().join("emu3/hf"), cfg, &Device::flex()).unwrap();
                 // The random codebook is ~20× wider than the random encoder's latents, so every

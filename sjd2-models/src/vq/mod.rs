@@ -153,52 +153,28 @@ impl VqConfig {
     /// # Errors
     /// [`crate::LoadError::Config`] naming a field of the wrong type, with `origin` as the path.
     pub fn sized_by(&self, config: &serde_json::Value, origin: &str) -> crate::error::Result<Self> {
-        let bad = |field: &str, what: &str| crate::LoadError::Config {
-            path: origin.into(),
-            field: field.into(),
-            reason: format!("must be {what}"),
+        use crate::config::{json_size, json_sizes};
+        let size = |name: &str, current: usize| {
+            json_size(config, &[name], origin).map(|v| v.unwrap_or(current))
         };
-        let number = |name: &str, default: usize| -> crate::error::Result<usize> {
-            config.get(name).map_or(Ok(default), |v| {
-                v.as_u64()
-                    .map(|n| n as usize)
-                    .ok_or_else(|| bad(name, "a non-negative integer"))
-            })
-        };
-        let list = |name: &str| -> crate::error::Result<Option<Vec<usize>>> {
-            config
-                .get(name)
-                .map(|v| {
-                    v.as_array()
-                        .and_then(|a| {
-                            a.iter()
-                                .map(|x| x.as_u64().map(|n| n as usize))
-                                .collect::<Option<Vec<_>>>()
-                        })
-                        .ok_or_else(|| bad(name, "a list of non-negative integers"))
-                })
-                .transpose()
-        };
-        let ch_mult = list("channel_multiplier")?.unwrap_or_else(|| self.ch_mult.clone());
-        let attn_levels = match (list("attn_resolutions")?, config.get("resolution")) {
-            (Some(res), Some(r)) => {
-                let r = r
-                    .as_u64()
-                    .ok_or_else(|| bad("resolution", "a non-negative integer"))?
-                    as usize;
-                (0..ch_mult.len())
-                    .filter(|&level| res.contains(&(r >> level)))
-                    .collect()
-            }
+        let ch_mult =
+            json_sizes(config, &["channel_multiplier"], origin)?.unwrap_or(self.ch_mult.clone());
+        let attn_levels = match (
+            json_sizes(config, &["attn_resolutions"], origin)?,
+            json_size(config, &["resolution"], origin)?,
+        ) {
+            (Some(res), Some(r)) => (0..ch_mult.len())
+                .filter(|&level| res.contains(&(r >> level)))
+                .collect(),
             _ => self.attn_levels.clone(),
         };
         Ok(Self {
-            ch: number("base_channels", self.ch)?,
+            ch: size("base_channels", self.ch)?,
             ch_mult,
-            num_res_blocks: number("num_res_blocks", self.num_res_blocks)?,
-            z_channels: number("latent_channels", self.z_channels)?,
-            embed_dim: number("embed_dim", self.embed_dim)?,
-            codebook_size: number("num_embeddings", self.codebook_size)?,
+            num_res_blocks: size("num_res_blocks", self.num_res_blocks)?,
+            z_channels: size("latent_channels", self.z_channels)?,
+            embed_dim: size("embed_dim", self.embed_dim)?,
+            codebook_size: size("num_embeddings", self.codebook_size)?,
             attn_levels,
             ..self.clone()
         })

@@ -92,70 +92,81 @@ impl MovqConfig {
         }
     }
 
-    /// The sizes a checkpoint's config records, over [`MovqConfig::emu3`]'s: transformers'
-    /// `vq_config` (`base_channels`, `channel_multiplier`, `latent_channels`, `embed_dim`,
-    /// `codebook_size`, `num_res_blocks`, `attn_resolutions`, `temporal_downsample_factor`) or
-    /// the original vision tokenizer's `config.json` (`ch`, `ch_mult`, `z_channels`, the rest
-    /// alike); a field neither spells keeps the released value. `layout` is left for the caller.
+    /// These settings with the sizes a config records: transformers' `vq_config`
+    /// (`base_channels`, `channel_multiplier`, `latent_channels`, `embed_dim`, `codebook_size`,
+    /// `num_res_blocks`, `attn_resolutions`, `temporal_downsample_factor`) or the original
+    /// vision tokenizer's `config.json` (`ch`, `ch_mult`, `z_channels`, the rest alike). Fields
+    /// the config lacks, and the layout, are kept.
     ///
     /// ```
     /// use sjd2_models::vq::MovqConfig;
     ///
     /// let hf = serde_json::json!({"base_channels": 32, "codebook_size": 64, "channel_multiplier": [1, 2]});
-    /// let c = MovqConfig::from_json(&hf, "vq_config")?;
+    /// let c = MovqConfig::emu3().sized_by(&hf, "vq_config")?;
     /// assert_eq!((c.ch, c.codebook_size, c.ch_mult.clone()), (32, 64, vec![1, 2]));
     /// let original = serde_json::json!({"ch": 256, "z_channels": 4, "attn_resolutions": [3]});
-    /// assert_eq!(MovqConfig::from_json(&original, "config.json")?.codebook_size, 32_768);
-    /// assert!(MovqConfig::from_json(&serde_json::json!({"ch": "wide"}), "config.json").is_err());
+    /// assert_eq!(MovqConfig::emu3().sized_by(&original, "config.json")?.codebook_size, 32_768);
+    /// assert!(MovqConfig::emu3().sized_by(&serde_json::json!({"ch": "wide"}), "config.json").is_err());
     /// # Ok::<(), sjd2_models::LoadError>(())
     /// ```
     ///
     /// # Errors
     /// [`crate::LoadError::Config`] naming a field of the wrong type, with `origin` as the path.
-    pub fn from_json(config: &serde_json::Value, origin: &str) -> Result<Self> {
-        let bad = |field: &str, what: &str| crate::LoadError::Config {
-            path: origin.into(),
-            field: field.into(),
-            reason: format!("must be {what}"),
+    pub fn sized_by(&self, config: &serde_json::Value, origin: &str) -> Result<Self> {
+        let size = |names: &[&str], current: usize| {
+            crate::config::json_size(config, names, origin).map(|v| v.unwrap_or(current))
         };
-        let number = |names: &[&str], default: usize| -> Result<usize> {
-            for &name in names {
-                if let Some(v) = config.get(name) {
-                    return v
-                        .as_u64()
-                        .map(|n| n as usize)
-                        .ok_or_else(|| bad(name, "a non-negative integer"));
-                }
-            }
-            Ok(default)
+        let sizes = |names: &[&str], current: &[usize]| {
+            crate::config::json_sizes(config, names, origin)
+                .map(|v| v.unwrap_or_else(|| current.to_vec()))
         };
-        let list = |names: &[&str], default: &[usize]| -> Result<Vec<usize>> {
-            for &name in names {
-                if let Some(v) = config.get(name) {
-                    return v
-                        .as_array()
-                        .and_then(|a| {
-                            a.iter()
-                                .map(|x| x.as_u64().map(|n| n as usize))
-                                .collect::<Option<Vec<_>>>()
-                        })
-                        .ok_or_else(|| bad(name, "a list of non-negative integers"));
-                }
-            }
-            Ok(default.to_vec())
-        };
-        let d = Self::emu3();
         Ok(Self {
-            ch: number(&["base_channels", "ch"], d.ch)?,
-            ch_mult: list(&["channel_multiplier", "ch_mult"], &d.ch_mult)?,
-            num_res_blocks: number(&["num_res_blocks"], d.num_res_blocks)?,
-            z_channels: number(&["latent_channels", "z_channels"], d.z_channels)?,
-            embed_dim: number(&["embed_dim"], d.embed_dim)?,
-            codebook_size: number(&["codebook_size"], d.codebook_size)?,
-            attn_levels: list(&["attn_resolutions"], &d.attn_levels)?,
-            temporal_factor: number(&["temporal_downsample_factor"], d.temporal_factor)?,
-            layout: d.layout,
+            ch: size(&["base_channels", "ch"], self.ch)?,
+            ch_mult: sizes(&["channel_multiplier", "ch_mult"], &self.ch_mult)?,
+            num_res_blocks: size(&["num_res_blocks"], self.num_res_blocks)?,
+            z_channels: size(&["latent_channels", "z_channels"], self.z_channels)?,
+            embed_dim: size(&["embed_dim"], self.embed_dim)?,
+            codebook_size: size(&["codebook_size"], self.codebook_size)?,
+            attn_levels: sizes(&["attn_resolutions"], &self.attn_levels)?,
+            temporal_factor: size(&["temporal_downsample_factor"], self.temporal_factor)?,
+            layout: self.layout.clone(),
         })
+    }
+
+    /// The vision tokenizer of a transformers Emu3 checkpoint (`weights`, a directory or file):
+    /// `vqmodel.*` (Emu3-Gen-hf) or `model.vqmodel.*` (saved by transformers 5), sized by the
+    /// `vq_config` of the `config.json` beside it (the released sizes without one).
+    ///
+    /// # Errors
+    /// [`crate::LoadError`] for an unreadable checkpoint or a malformed config.
+    pub fn in_checkpoint(weights: impl AsRef<Path>) -> Result<Self> {
+        let weights = weights.as_ref();
+        let nested = Checkpoint::open(weights)?
+            .shape("model.vqmodel.quantize.embedding.weight")
+            .is_some();
+        let released = Self {
+            layout: MovqLayout::HuggingFace {
+                prefix: if nested { "model.vqmodel." } else { "vqmodel." }.into(),
+            },
+            ..Self::emu3()
+        };
+        released.sized_by_config_beside(weights, Some("vq_config"))
+    }
+
+    /// [`MovqConfig::emu3`] (original names) sized by the vision tokenizer's own `config.json`
+    /// beside `path` (a directory or file), when there is one.
+    ///
+    /// # Errors
+    /// [`crate::LoadError`] for a malformed config.
+    pub fn original(path: impl AsRef<Path>) -> Result<Self> {
+        Self::emu3().sized_by_config_beside(path.as_ref(), None)
+    }
+
+    fn sized_by_config_beside(self, checkpoint: &Path, key: Option<&str>) -> Result<Self> {
+        match crate::config::config_beside(checkpoint, key)? {
+            Some((config, origin)) => self.sized_by(&config, &origin),
+            None => Ok(self),
+        }
     }
 
     pub(super) fn validate(&self) -> std::result::Result<(), Error> {
