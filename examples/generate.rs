@@ -223,6 +223,7 @@ fn main() -> Result<()> {
     if let Some(g) = args.guidance.or(upstream.map(|d| d.guidance)) {
         config.guidance_scale = g;
     }
+    config.image_guidance_scale = upstream.and_then(|d| d.image_guidance);
     if let Some(k) = args.steps {
         config.sjd2.denoising_steps = k;
     }

@@ -18,6 +18,12 @@ pub struct Prompt {
     /// The unconditional ("negative") prompt. `None` lets the model use its family's default
     /// (a null class, pads, the begin-of-image token alone, a learned embedding, ...).
     pub negative: Option<Vec<u32>>,
+    /// The image-conditioned prompt of three-way guidance (Chameleon / Anole with images in the
+    /// prompt: the prompt with its text removed, upstream's `image_conditioned` row). `None`
+    /// means the same as the unconditional row, which reduces three-way guidance to two-way
+    /// guidance at the text scale, so the decoder runs the third branch only for batches where
+    /// some prompt has one (see `DecoderConfig::image_guidance_scale` in `sjd2-sampler`).
+    pub image_condition: Option<Vec<u32>>,
     /// Overrides the decoder's seed for this prompt. Results depend only on the prompt and its
     /// seed, never on other prompts of the same batch.
     pub seed: Option<u64>,
@@ -38,6 +44,12 @@ impl Prompt {
         self
     }
 
+    /// Sets the image-conditioned prompt of three-way guidance.
+    pub fn with_image_condition(mut self, tokens: impl Into<Vec<u32>>) -> Self {
+        self.image_condition = Some(tokens.into());
+        self
+    }
+
     /// Sets the seed of this prompt.
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
@@ -52,6 +64,10 @@ pub enum Role {
     Conditional,
     /// The unconditional (or negative-prompt) sequence.
     Unconditional,
+    /// The middle branch of three-way guidance: the prompt's
+    /// [`image_condition`](Prompt::image_condition), or the unconditional sequence when it has
+    /// none.
+    ImageConditioned,
 }
 
 /// One row to prefill: a prompt and the branch it stands for.
@@ -61,6 +77,27 @@ pub struct PromptRow<'a> {
     pub prompt: &'a Prompt,
     /// The branch.
     pub role: Role,
+}
+
+impl PromptRow<'_> {
+    /// The branch this row computes: [`Role::ImageConditioned`] without an
+    /// [`image_condition`](Prompt::image_condition) computes the unconditional row.
+    ///
+    /// ```
+    /// use sjd2_core::{Prompt, PromptRow, Role};
+    /// let p = Prompt::new([1, 2]);
+    /// let row = PromptRow { prompt: &p, role: Role::ImageConditioned };
+    /// assert_eq!(row.branch(), Role::Unconditional);
+    /// let p = p.with_image_condition([1]);
+    /// let row = PromptRow { prompt: &p, role: Role::ImageConditioned };
+    /// assert_eq!(row.branch(), Role::ImageConditioned);
+    /// ```
+    pub fn branch(&self) -> Role {
+        match (self.role, &self.prompt.image_condition) {
+            (Role::ImageConditioned, None) => Role::Unconditional,
+            (role, _) => role,
+        }
+    }
 }
 
 /// The structure of the generated token span: an image grid, optional row-end tokens, end tokens.

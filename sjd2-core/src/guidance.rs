@@ -26,6 +26,49 @@ pub fn guide(cond: Tensor<3>, uncond: Tensor<3>, scale: f32, style: GuidanceStyl
     u.clone() + (c - u) * scale
 }
 
+/// Three-way ("instruct") guidance, as Chameleon's inference code guides image generation
+/// (`InBatchInstructCFGLogitsProcessor` in `facebookresearch/chameleon`, after InstructPix2Pix,
+/// arXiv 2211.09800): `u + s_image · (i − u) + s_text · (c − i)` for the full-conditioned `c`,
+/// image-conditioned `i` and unconditional `u` logits (after `style`'s transform). With `i = u`
+/// it equals [`guide`] at `s_text`.
+///
+/// ```
+/// use burn::Tensor;
+/// use sjd2_core::{GuidanceStyle, guide, guide_instruct};
+/// let device = sjd2_core::Device::flex();
+/// let c = Tensor::<3>::from_floats([[[1.0, 3.0]]], &device);
+/// let i = Tensor::<3>::from_floats([[[0.0, 1.0]]], &device);
+/// let u = Tensor::<3>::from_floats([[[2.0, 2.0]]], &device);
+/// let g = guide_instruct(c.clone(), i, u.clone(), 3.0, 1.2, GuidanceStyle::RawLogits);
+/// // u + 1.2 (i - u) + 3 (c - i) = [2 - 2.4 + 3, 2 - 1.2 + 6]
+/// let g = g.into_data().to_vec::<f32>().unwrap();
+/// assert!((g[0] - 2.6).abs() < 1e-6 && (g[1] - 6.8).abs() < 1e-6);
+/// let same = guide_instruct(c.clone(), u.clone(), u.clone(), 3.0, 1.2, GuidanceStyle::RawLogits);
+/// let two_way = guide(c, u, 3.0, GuidanceStyle::RawLogits);
+/// assert_eq!(same.into_data().to_vec::<f32>().unwrap(), two_way.into_data().to_vec::<f32>().unwrap());
+/// ```
+///
+/// # Shapes
+/// - `cond`, `image_cond`, `uncond`: `[batch, positions, vocab]`; the result has the same shape.
+pub fn guide_instruct(
+    cond: Tensor<3>,
+    image_cond: Tensor<3>,
+    uncond: Tensor<3>,
+    text_scale: f32,
+    image_scale: f32,
+    style: GuidanceStyle,
+) -> Tensor<3> {
+    let (c, i, u) = match style {
+        GuidanceStyle::RawLogits => (cond, image_cond, uncond),
+        GuidanceStyle::LogSoftmax => (
+            log_softmax(cond, 2),
+            log_softmax(image_cond, 2),
+            log_softmax(uncond, 2),
+        ),
+    };
+    u.clone() + (i.clone() - u) * image_scale + (c - i) * text_scale
+}
+
 /// A parameter-free sinusoidal embedding of noise levels, zero at level 0.
 ///
 /// Entry `2i` is `sin(ω_i t)` and entry `2i+1` is `cos(ω_i t) − 1`, with `t = k / K` in `[0, 1]`

@@ -577,9 +577,11 @@ impl LlamaT2I {
             }
             Conditioning::Class { table } => {
                 let null = table.dims()[0] as u32 - 1;
+                // Class and caption models take no images: their image-conditioned row is the
+                // unconditional one.
                 let class = match row.role {
                     Role::Conditional => row.prompt.tokens[0],
-                    Role::Unconditional => row
+                    Role::Unconditional | Role::ImageConditioned => row
                         .prompt
                         .negative
                         .as_ref()
@@ -596,8 +598,8 @@ impl LlamaT2I {
                 let [_, cap] = uncond.dims();
                 let tokens = match (row.role, &row.prompt.negative) {
                     (Role::Conditional, _) => Some(&row.prompt.tokens),
-                    (Role::Unconditional, Some(neg)) => Some(neg),
-                    (Role::Unconditional, None) => None,
+                    (Role::Unconditional | Role::ImageConditioned, Some(neg)) => Some(neg),
+                    (Role::Unconditional | Role::ImageConditioned, None) => None,
                 };
                 let (caption, valid) = match tokens {
                     Some(t) => {
@@ -658,8 +660,9 @@ impl LlamaT2I {
             return Cow::Borrowed(&row.prompt.tokens);
         };
         let padded;
-        let body: &[u32] = match (row.role, &row.prompt.negative, &prompting.unconditional) {
+        let body: &[u32] = match (row.branch(), &row.prompt.negative, &prompting.unconditional) {
             (Role::Conditional, _, _) => &row.prompt.tokens,
+            (Role::ImageConditioned, _, _) => row.prompt.image_condition.as_deref().unwrap_or(&[]),
             (Role::Unconditional, Some(neg), _) => neg,
             (Role::Unconditional, None, Unconditional::Tokens(t)) => t,
             (Role::Unconditional, None, Unconditional::PrefixOnly) => &[],
@@ -787,23 +790,28 @@ impl LlamaT2I {
                     valid.push(last_cond);
                     caps.push(Some(CaptionRow { embeddings: e }));
                 }
-                (Role::Unconditional, Some(neg)) => {
+                (Role::Unconditional | Role::ImageConditioned, Some(neg)) => {
                     let e = encoder.encode(neg)?;
                     valid.push(e.dims()[0]);
                     caps.push(Some(CaptionRow { embeddings: e }));
                 }
-                (Role::Unconditional, None) => {
+                (Role::Unconditional | Role::ImageConditioned, None) => {
                     valid.push(last_cond);
                     caps.push(None);
                 }
             }
         }
-        // Unconditional rows reuse the mask of their conditional row (upstream's `emb_mask`).
-        let half = rows.len() / 2;
+        // Unconditional rows reuse the mask of their conditional row (upstream's `emb_mask`):
+        // rows come grouped by branch, conditional rows first.
+        let conditional = rows
+            .iter()
+            .filter(|r| r.role == Role::Conditional)
+            .count()
+            .max(1);
         let mask_like: Vec<usize> = (0..rows.len())
             .map(|r| {
-                if r >= half && rows[r].role == Role::Unconditional {
-                    valid[r - half]
+                if r >= conditional && rows[r].role != Role::Conditional {
+                    valid[r % conditional]
                 } else {
                     valid[r]
                 }
@@ -891,7 +899,7 @@ impl JacobiDenoiser for LlamaT2I {
                     .iter()
                     .map(|r| match r.role {
                         Role::Conditional => i64::from(r.prompt.tokens[0]),
-                        Role::Unconditional => r
+                        Role::Unconditional | Role::ImageConditioned => r
                             .prompt
                             .negative
                             .as_ref()

@@ -105,6 +105,25 @@ impl ChameleonVocab {
         self.image_ids.get(code as usize).copied()
     }
 
+    /// The image-conditioned prompt of three-way guidance for `tokens` (a prompt with images in
+    /// it): the prompt without its text, keeping `<s>`, the image tokens and their
+    /// `<racm3:break>` / `<eoss>` brackets, as Chameleon's inference code builds that row
+    /// (`_split_inputs_for_cfg` in `facebookresearch/chameleon`). Give it to the decoder with
+    /// [`Prompt::with_image_condition`](sjd2_core::Prompt::with_image_condition) and set
+    /// `image_guidance_scale` (upstream 1.2); a text-only prompt needs none (its
+    /// image-conditioned row is the unconditional one).
+    pub fn image_condition(&self, tokens: &[u32]) -> Vec<u32> {
+        let kept: Vec<u32> = ["<s>", "<racm3:break>", "<eoss>"]
+            .iter()
+            .filter_map(|n| self.id(n))
+            .collect();
+        tokens
+            .iter()
+            .copied()
+            .filter(|t| kept.contains(t) || self.code_of.contains_key(t))
+            .collect()
+    }
+
     /// The contiguous id range of image tokens.
     ///
     /// # Errors
@@ -264,6 +283,27 @@ impl Chameleon {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_image_condition_keeps_bos_and_bracketed_images() {
+        let names = [
+            ("<s>", 1),
+            ("<racm3:break>", 7),
+            ("<eoss>", 8),
+            ("a", 20),
+            ("cat", 21),
+            ("IMGIMGAZ", 30),
+            ("IMGIMGBZ", 31),
+        ];
+        let v = ChameleonVocab::new(
+            names.iter().map(|(n, i)| (n.to_string(), *i)).collect(),
+            Path::new("config.json"),
+        )
+        .unwrap();
+        let prompt = [1, 20, 7, 30, 31, 8, 21, 20];
+        assert_eq!(v.image_condition(&prompt), vec![1, 7, 30, 31, 8]);
+        assert_eq!(v.image_condition(&[1, 20, 21]), vec![1]);
+    }
 
     #[test]
     fn image_token_names_parse_to_codes() {

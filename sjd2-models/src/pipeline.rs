@@ -76,6 +76,7 @@ impl Family {
         let d = |size, guidance, temperature, top_k, top_p| Defaults {
             size,
             guidance,
+            image_guidance: None,
             temperature,
             top_k,
             top_p,
@@ -84,9 +85,14 @@ impl Family {
             // Lumina-mGPT-7B-768: CFG 3.0 (the SJD paper's setting; the README uses 4.0), image
             // top-k 2000.
             Family::LuminaMgpt => d(768, 3.0, 1.0, 2000, 1.0),
-            // Chameleon / Anole: temperature 0.7, top-p 0.9; upstream guides three ways (text 3.0,
-            // image 1.2), here two ways at the text scale.
-            Family::Anole => d(512, 3.0, 0.7, 0, 0.9),
+            // Chameleon / Anole: temperature 0.7, top-p 0.9, three-way guidance text 3.0 /
+            // image 1.2 (`Options.Image` in facebookresearch/chameleon's `chameleon.py`). A
+            // text-only prompt's image-conditioned row is its unconditional one, so it is
+            // guided two ways at the text scale, which is the same distribution.
+            Family::Anole => Defaults {
+                image_guidance: Some(1.2),
+                ..d(512, 3.0, 0.7, 0, 0.9)
+            },
             // Emu3-Gen: 720 px (90 × 90 codes), CFG 3.0, top-k 2048.
             Family::Emu3 => d(720, 3.0, 1.0, 2048, 1.0),
             // Janus-Pro: 384 px (24 × 24), CFG 5, no top-k.
@@ -124,8 +130,11 @@ impl FromStr for Family {
 pub struct Defaults {
     /// Image side in pixels.
     pub size: usize,
-    /// Classifier-free guidance scale.
+    /// Classifier-free guidance scale (the text scale of three-way guidance).
     pub guidance: f32,
+    /// The image scale of three-way guidance, for prompts with images in them (Chameleon /
+    /// Anole); see `image_guidance_scale` of the decoder's configuration.
+    pub image_guidance: Option<f32>,
     /// Temperature.
     pub temperature: f32,
     /// Top-k (0: off).

@@ -280,6 +280,12 @@ pub struct DecoderConfig {
     pub sampling: Sampling,
     /// Classifier-free guidance scale; 1 disables guidance (no unconditional rows); ≥ 0.
     pub guidance_scale: f32,
+    /// Image scale of three-way guidance (Chameleon / Anole upstream: 1.2 with text scale
+    /// `guidance_scale` 3.0), [`sjd2_core::guide_instruct`]. It applies to batches where some
+    /// prompt has an [`image_condition`](sjd2_core::Prompt::image_condition) (images in the
+    /// prompt); other batches are guided two ways, which is what three-way guidance amounts to
+    /// when the image-conditioned row equals the unconditional one. `None`: two-way only; ≥ 0.
+    pub image_guidance_scale: Option<f32>,
     /// Seed of the first prompt; prompt `i` of a batch uses `seed + i` unless it has its own.
     pub seed: u64,
 }
@@ -304,6 +310,7 @@ impl DecoderConfig {
             max_new_tokens: None,
             sampling: Sampling::default(),
             guidance_scale: 1.0,
+            image_guidance_scale: None,
             seed: 0,
         }
     }
@@ -351,6 +358,15 @@ impl DecoderConfig {
                 ),
             ));
         }
+        if let Some(s) = self
+            .image_guidance_scale
+            .filter(|s| !(s.is_finite() && *s >= 0.0))
+        {
+            return Err(Error::config(
+                "image_guidance_scale",
+                format!("must be finite and >= 0 (got {s})"),
+            ));
+        }
         if self.max_new_tokens == Some(0) {
             return Err(Error::config(
                 "max_new_tokens",
@@ -376,6 +392,22 @@ impl DecoderConfig {
     pub fn uses_guidance(&self) -> bool {
         self.guidance_scale != 1.0
     }
+
+    /// How many rows each prompt of `prompts` takes in the cache: 1 without guidance, 2 with
+    /// two-way guidance, 3 with three-way guidance (an image scale and some prompt with an
+    /// image condition); the rows are grouped by branch: all conditional rows, then the
+    /// unconditional ones, then the image-conditioned ones.
+    pub fn guidance_branches(&self, prompts: &[sjd2_core::Prompt]) -> usize {
+        if self.image_guidance_scale.is_some()
+            && prompts.iter().any(|p| p.image_condition.is_some())
+        {
+            3
+        } else if self.uses_guidance() {
+            2
+        } else {
+            1
+        }
+    }
 }
 
 #[cfg(test)]
@@ -384,6 +416,22 @@ mod tests {
 
     fn field(c: DecoderConfig) -> Option<&'static str> {
         c.validate().unwrap_err().field()
+    }
+
+    #[test]
+    fn three_way_guidance_runs_a_third_branch_only_for_prompts_with_images() {
+        use sjd2_core::Prompt;
+        let text = Prompt::new([1, 2]);
+        let with_image = Prompt::new([1, 5, 2]).with_image_condition([1, 5]);
+        let mut c = DecoderConfig::sjd();
+        assert_eq!(c.guidance_branches(std::slice::from_ref(&text)), 1);
+        c.guidance_scale = 3.0;
+        assert_eq!(c.guidance_branches(&[text.clone(), with_image.clone()]), 2);
+        c.image_guidance_scale = Some(1.2);
+        assert_eq!(c.guidance_branches(std::slice::from_ref(&text)), 2);
+        assert_eq!(c.guidance_branches(&[text, with_image]), 3);
+        c.image_guidance_scale = Some(-1.0);
+        assert_eq!(field(c), Some("image_guidance_scale"));
     }
 
     #[test]

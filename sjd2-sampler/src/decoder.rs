@@ -12,7 +12,8 @@ use sjd2_core::sampling::sample_index;
 use sjd2_core::{
     DecodeCache, Dist, Draft, EmbeddingNormalizer, Error, ImageLayout, JacobiDenoiser,
     JacobiVerifier, ProbabilisticVerifier, Prompt, PromptRow, Result, Role, ScheduleTable, Target,
-    Verifier, VerifyInput, ddim_step, guide, ids_tensor, sinusoidal_level_embedding,
+    Verifier, VerifyInput, ddim_step, guide, guide_instruct, ids_tensor,
+    sinusoidal_level_embedding,
 };
 
 use crate::config::{
@@ -229,19 +230,23 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
         self.run(prompts, &mut on_step)
     }
 
+    /// The guided logits of the image tokens, on the host; `logits` holds the branches' rows
+    /// grouped as [`DecoderConfig::guidance_branches`] orders them.
     fn guided_image_logits(&self, logits: Tensor<3>, samples: usize) -> Result<Vec<f32>> {
         let range = self.model.layout().image_token_range();
-        let logits = if self.config.uses_guidance() {
-            let c = logits.clone().narrow(0, 0, samples);
-            let u = logits.narrow(0, samples, samples);
-            guide(
-                c,
-                u,
-                self.config.guidance_scale,
-                self.model.guidance_style(),
-            )
-        } else {
-            logits
+        let (scale, style) = (self.config.guidance_scale, self.model.guidance_style());
+        let branch = |g: usize| logits.clone().narrow(0, g * samples, samples);
+        let logits = match logits.dims()[0] / samples.max(1) {
+            3 => guide_instruct(
+                branch(0),
+                branch(2),
+                branch(1),
+                scale,
+                self.config.image_guidance_scale.unwrap_or(1.0),
+                style,
+            ),
+            2 => guide(branch(0), branch(1), scale, style),
+            _ => logits,
         };
         let logits = logits.narrow(2, range.start as usize, range.len());
         tensor_to_vec(logits, "guided image logits")
@@ -295,19 +300,16 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
             .max_new_tokens
             .map_or(layout.len(), |m| m.min(layout.len()));
         let samples = prompts.len();
-        let mut rows: Vec<PromptRow> = prompts
+        let branches = cfg.guidance_branches(prompts);
+        let roles = [
+            Role::Conditional,
+            Role::Unconditional,
+            Role::ImageConditioned,
+        ];
+        let rows: Vec<PromptRow> = roles[..branches]
             .iter()
-            .map(|prompt| PromptRow {
-                prompt,
-                role: Role::Conditional,
-            })
+            .flat_map(|&role| prompts.iter().map(move |prompt| PromptRow { prompt, role }))
             .collect();
-        if cfg.uses_guidance() {
-            rows.extend(prompts.iter().map(|prompt| PromptRow {
-                prompt,
-                role: Role::Unconditional,
-            }));
-        }
         let longest = self.check_prompts(&rows, samples)?;
         if longest + target > model.max_sequence_len() {
             return Err(Error::SequenceTooLong {
@@ -369,11 +371,7 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
                 .unwrap_or(1);
             let lens_before = cache.lens().to_vec();
             let embeddings = self.window_embeddings(&states, len, buffer.as_ref())?;
-            let embeddings = if cfg.uses_guidance() {
-                Tensor::cat(vec![embeddings.clone(), embeddings], 0)
-            } else {
-                embeddings
-            };
+            let embeddings = Tensor::cat(vec![embeddings; branches], 0);
             let logits = model.forward(&mut cache, embeddings)?;
             let host = self.guided_image_logits(logits, samples)?;
 
@@ -390,7 +388,7 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
                     commits.push(None);
                     0
                 };
-                for r in [b, b + samples].into_iter().filter(|&r| r < rows.len()) {
+                for r in (0..branches).map(|g| b + g * samples) {
                     cache.rollback_to(r, lens_before[r] + keep)?;
                 }
             }
@@ -631,11 +629,8 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
             .map(|_| Tensor::<3>::zeros([samples, w_max, d], &device));
         let clock = Instant::now();
         let embeddings = self.window_embeddings(&stand_ins, len, buffer.as_ref())?;
-        let embeddings = if self.config.uses_guidance() {
-            Tensor::cat(vec![embeddings.clone(), embeddings], 0)
-        } else {
-            embeddings
-        };
+        let branches = cache.rows() / samples.max(1);
+        let embeddings = Tensor::cat(vec![embeddings; branches], 0);
         let logits = self.model.forward(cache, embeddings)?;
         let host = self.guided_image_logits(logits, samples)?;
         let mut plans = Vec::with_capacity(samples);

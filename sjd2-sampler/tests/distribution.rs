@@ -15,7 +15,9 @@ use common::{prompt, small_toy};
 use rand::{Rng, RngCore};
 use sjd2_core::sampling::sample_index;
 use sjd2_core::testing::{GoodnessOfFit, ToyModel, exact_sequence_distribution, goodness_of_fit};
-use sjd2_core::{Draft, Outcome, Proposal, Result, Sampling, Target, Verifier, VerifyInput};
+use sjd2_core::{
+    Draft, Outcome, Prompt, Proposal, Result, Sampling, Target, Verifier, VerifyInput,
+};
 use sjd2_sampler::{
     CostCurve, DecoderConfig, DraftInit, DraftUpdate, LevelConditioning, LevelPolicy, Sjd2Decoder,
     Window,
@@ -30,8 +32,8 @@ fn fit(
     cfg: DecoderConfig,
     verifier: Option<Box<dyn Fn() -> Box<dyn Verifier>>>,
 ) -> GoodnessOfFit {
-    let p = prompt(model, &[1, 2]);
-    let exact = exact_sequence_distribution(model, &p, &cfg.sampling, cfg.guidance_scale).unwrap();
+    let p = test_prompt(model, &cfg);
+    let exact = exact(model, &p, &cfg);
     let total: f64 = exact.values().sum();
     assert!(
         (total - 1.0).abs() < 1e-4,
@@ -44,6 +46,27 @@ fn fit(
     fit_decoder(&decoder, BATCH).0
 }
 
+/// The prompt of every test: two words, and with an image guidance scale an image condition
+/// that differs from the unconditional row (so that three-way guidance is not two-way).
+fn test_prompt(model: &ToyModel, cfg: &DecoderConfig) -> Prompt {
+    let p = prompt(model, &[1, 2]);
+    match cfg.image_guidance_scale {
+        Some(_) => p.with_image_condition(vec![model.config().text_token(3)]),
+        None => p,
+    }
+}
+
+fn exact(model: &ToyModel, p: &Prompt, cfg: &DecoderConfig) -> HashMap<Vec<u32>, f64> {
+    exact_sequence_distribution(
+        model,
+        p,
+        &cfg.sampling,
+        cfg.guidance_scale,
+        cfg.image_guidance_scale,
+    )
+    .unwrap()
+}
+
 /// Decodes [`SAMPLES`] sequences in batches of `batch`; the fit to the exact AR distribution
 /// and the windows the passes drafted.
 /// The fit, and how many passes (prefills left out) drafted each window (0: a plain pass).
@@ -53,8 +76,8 @@ fn fit_decoder(
 ) -> (GoodnessOfFit, BTreeMap<usize, usize>) {
     let model = decoder.model();
     let cfg = decoder.config();
-    let p = prompt(model, &[1, 2]);
-    let exact = exact_sequence_distribution(model, &p, &cfg.sampling, cfg.guidance_scale).unwrap();
+    let p = test_prompt(model, cfg);
+    let exact = exact(model, &p, cfg);
     let mut counts: HashMap<Vec<u32>, usize> = HashMap::new();
     let mut windows = BTreeMap::new();
     for chunk in 0..SAMPLES / batch {
@@ -277,6 +300,51 @@ fn sjd2_coupled_drafts_with_guidance() {
     cfg.sjd2.denoising_steps = 3;
     cfg.sjd2.level_conditioning = LevelConditioning::Sinusoidal;
     assert_same("SJD2 coupled", fit(&m, cfg, None));
+}
+
+/// Chameleon's three-way guidance (text 3.0, image 1.2 upstream; smaller here so that the toy's
+/// distribution keeps enough cells) with an image-conditioned row of its own: AR decoding, SJD
+/// and SJD2 must all sample the three-way guided distribution, which differs from the two-way
+/// one at the same text scale.
+#[test]
+fn three_way_guidance_ar_sjd_and_sjd2() {
+    let m = small_toy(15);
+    let three_way = |cfg: DecoderConfig| DecoderConfig {
+        image_guidance_scale: Some(1.3),
+        ..sampled(cfg, 1.6, Sampling::default())
+    };
+    let ar = three_way(DecoderConfig::autoregressive());
+    let two_way = exact(
+        &m,
+        &prompt(&m, &[1, 2]),
+        &DecoderConfig {
+            image_guidance_scale: None,
+            ..ar.clone()
+        },
+    );
+    let three = exact(&m, &test_prompt(&m, &ar), &ar);
+    let tv: f64 = three
+        .iter()
+        .map(|(s, p)| (p - two_way.get(s).copied().unwrap_or(0.0)).abs())
+        .sum::<f64>()
+        / 2.0;
+    assert!(
+        tv > 0.05,
+        "three-way guidance should change the distribution (TV {tv})"
+    );
+    assert_same("AR three-way", fit(&m, ar, None));
+    let sjd = three_way(DecoderConfig {
+        draft_update: DraftUpdate::Coupled,
+        ..sjd(3, DraftInit::HorizontalRepeat)
+    });
+    assert_same("SJD coupled three-way", fit(&m, sjd, None));
+    let mut sjd2 = three_way(DecoderConfig {
+        window_len: Window::Fixed(4),
+        draft_update: DraftUpdate::Coupled,
+        ..DecoderConfig::sjd2()
+    });
+    sjd2.sjd2.denoising_steps = 3;
+    assert_same("SJD2 coupled three-way", fit(&m, sjd2, None));
 }
 
 #[test]

@@ -11,14 +11,16 @@ use std::collections::HashMap;
 
 use crate::denoiser::{JacobiDenoiser, Prompt, PromptRow, Role};
 use crate::error::{Result, tensor_to_vec};
-use crate::guidance::guide;
+use crate::guidance::{guide, guide_instruct};
 use crate::sampling::Sampling;
 
 /// The exact probability of every complete generated sequence under plain autoregressive
 /// sampling from the toy `model` (guidance, structural forcing and `sampling` applied exactly as the
 /// decoder applies them), computed by enumerating every prefix with fresh prefill passes.
 ///
-/// `guidance_scale == 1.0` disables guidance. Sequences of probability zero are omitted.
+/// `guidance_scale == 1.0` disables guidance; `image_guidance_scale` turns on three-way guidance
+/// ([`guide_instruct`]) when the prompt has an
+/// [`image_condition`](Prompt::image_condition). Sequences of probability zero are omitted.
 ///
 /// # Errors
 /// Model failures and non-finite logits.
@@ -27,7 +29,16 @@ pub fn exact_sequence_distribution(
     prompt: &Prompt,
     sampling: &Sampling,
     guidance_scale: f32,
+    image_guidance_scale: Option<f32>,
 ) -> Result<HashMap<Vec<u32>, f64>> {
+    let instruct = image_guidance_scale.filter(|_| prompt.image_condition.is_some());
+    let branches = if instruct.is_some() {
+        3
+    } else if guidance_scale != 1.0 {
+        2
+    } else {
+        1
+    };
     let layout = model.layout().clone();
     let range = layout.image_token_range();
     let mut prefixes: Vec<(Vec<u32>, f64)> = vec![(vec![], 1.0)];
@@ -36,7 +47,6 @@ pub fn exact_sequence_distribution(
             prefixes.iter_mut().for_each(|(p, _)| p.push(t));
             continue;
         }
-        let cfg = guidance_scale != 1.0;
         let mut prompts = Vec::new();
         for (p, _) in &prefixes {
             let mut cond = prompt.tokens.clone();
@@ -46,21 +56,23 @@ pub fn exact_sequence_distribution(
                 .clone()
                 .unwrap_or_else(|| vec![model.config().null_token()]);
             neg.extend_from_slice(p);
-            prompts.push(Prompt::new(cond).with_negative(neg));
+            let mut full = Prompt::new(cond).with_negative(neg);
+            if let Some(image) = &prompt.image_condition {
+                let mut image = image.clone();
+                image.extend_from_slice(p);
+                full = full.with_image_condition(image);
+            }
+            prompts.push(full);
         }
-        let mut rows: Vec<PromptRow> = prompts
+        let roles = [
+            Role::Conditional,
+            Role::Unconditional,
+            Role::ImageConditioned,
+        ];
+        let rows: Vec<PromptRow> = roles[..branches]
             .iter()
-            .map(|p| PromptRow {
-                prompt: p,
-                role: Role::Conditional,
-            })
+            .flat_map(|&role| prompts.iter().map(move |p| PromptRow { prompt: p, role }))
             .collect();
-        if cfg {
-            rows.extend(prompts.iter().map(|p| PromptRow {
-                prompt: p,
-                role: Role::Unconditional,
-            }));
-        }
         let max_len = rows
             .iter()
             .map(|r| model.prompt_len(r))
@@ -68,12 +80,20 @@ pub fn exact_sequence_distribution(
         let mut cache = model.new_cache(rows.len(), max_len.into_iter().max().unwrap_or(1))?;
         let logits = model.prefill(&mut cache, &rows)?.unsqueeze_dim::<3>(1);
         let n = prefixes.len();
-        let logits = if cfg {
-            let c = logits.clone().narrow(0, 0, n);
-            let u = logits.narrow(0, n, n);
-            guide(c, u, guidance_scale, model.guidance_style())
-        } else {
-            logits
+        let style = model.guidance_style();
+        let logits = match (branches, instruct) {
+            (3, Some(image_scale)) => {
+                let c = logits.clone().narrow(0, 0, n);
+                let u = logits.clone().narrow(0, n, n);
+                let i = logits.narrow(0, 2 * n, n);
+                guide_instruct(c, i, u, guidance_scale, image_scale, style)
+            }
+            (2, _) => {
+                let c = logits.clone().narrow(0, 0, n);
+                let u = logits.narrow(0, n, n);
+                guide(c, u, guidance_scale, style)
+            }
+            _ => logits,
         };
         let v = logits.dims()[2];
         let logits = logits.narrow(2, range.start as usize, range.len());

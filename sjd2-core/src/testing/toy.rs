@@ -239,9 +239,10 @@ impl ToyModel {
     }
 
     fn row_tokens<'a>(&self, row: &'a PromptRow<'_>) -> std::borrow::Cow<'a, [u32]> {
-        match row.role {
-            Role::Conditional => row.prompt.tokens.as_slice().into(),
-            Role::Unconditional => match &row.prompt.negative {
+        match (row.role, &row.prompt.image_condition) {
+            (Role::Conditional, _) => row.prompt.tokens.as_slice().into(),
+            (Role::ImageConditioned, Some(i)) => i.as_slice().into(),
+            (Role::Unconditional | Role::ImageConditioned, _) => match &row.prompt.negative {
                 Some(n) => n.as_slice().into(),
                 None => vec![self.config.null_token()].into(),
             },
