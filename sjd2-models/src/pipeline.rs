@@ -446,6 +446,22 @@ impl Pipeline {
                 }
             }
         };
+        // An image longer than the checkpoint's positions (Lumina-mGPT at 1024 px needs about
+        // 4 200) fails here, not after minutes of loading and prefilling.
+        use sjd2_core::JacobiDenoiser;
+        let needed = model.layout().len() + 1;
+        let max = model.max_sequence_len();
+        if needed > max {
+            return Err(LoadError::Config {
+                path: dir.join("config.json"),
+                field: "max_position_embeddings".into(),
+                reason: format!(
+                    "is {max}, but a {size}x{size} image alone takes {needed} positions: \
+                     choose a smaller size (this family's default is {})",
+                    family.defaults().size
+                ),
+            });
+        }
         Ok(Self {
             family,
             model,
@@ -546,6 +562,9 @@ impl Pipeline {
             (None, Some((vq_config, origin))) => cfg.sized_by(&vq_config, &origin)?,
             _ => cfg,
         };
+        // The tensors themselves say how wide a released tokenizer is (`vqgan.ckpt` comes with
+        // a YAML file, `vq_ds16_*.pt` with none).
+        let cfg = cfg.sized_by_shapes(&Checkpoint::open(&path)?)?;
         VqModel::load(
             path,
             VqConfig {

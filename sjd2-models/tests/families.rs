@@ -109,26 +109,222 @@ fn emu3_fixture_tokenizer(config: &std::path::Path) -> serde_json::Value {
 /// Decodes a 3×3 image of `prompt` with coupled SJD at the pipeline's guidance, checks the
 /// codes (64 in each fixture's codebook) and writes a PNG of `side` pixels into `dir`.
 fn draw(p: Pipeline, prompt: &sjd2_core::Prompt, dir: &std::path::Path, side: u32) {
+    draw_with(p, prompt, dir, side, None);
+}
+
+/// Decodes `prompt` with SJD (coupled drafts) at the pipeline's guidance, and with
+/// `image_guidance` three ways, then writes and rereads the PNG.
+fn draw_with(
+    p: Pipeline,
+    prompt: &sjd2_core::Prompt,
+    dir: &std::path::Path,
+    side: u32,
+    image_guidance: Option<f32>,
+) {
+    use sjd2_core::JacobiDenoiser;
     use sjd2_models::vq::{save_png, to_rgb8};
     use sjd2_sampler::{DecoderConfig, DraftUpdate, Sjd2Decoder, Window};
     let cfg = DecoderConfig {
         window_len: Window::Fixed(4),
         draft_update: DraftUpdate::Coupled,
         guidance_scale: p.defaults.guidance,
+        image_guidance_scale: image_guidance,
         ..DecoderConfig::sjd()
     };
+    let (rows, cols) = (p.model.layout().rows(), p.model.layout().cols());
+    let codes_below = p.model.layout().image_token_range().len() as u32;
     let decoder = Sjd2Decoder::new(p.model, cfg).unwrap();
     let g = decoder.generate(&prompt.clone().with_seed(3)).unwrap();
     let codes = decoder.model().image_codes(&g.tokens).unwrap();
     assert!(
-        codes.len() == 9 && codes.iter().all(|&c| c < 64),
+        codes.len() == rows * cols && codes.iter().all(|&c| c < codes_below),
         "{codes:?}"
     );
-    let image = to_rgb8(p.decoder.decode(&codes, 3, 3).unwrap()).unwrap();
+    let image = to_rgb8(p.decoder.decode(&codes, rows, cols).unwrap()).unwrap();
     let png = dir.join("image.png");
     save_png(&png, &image).unwrap();
     let back = image::open(&png).unwrap();
-    assert_eq!((back.width(), back.height()), (side, side));
+    assert_eq!(
+        (back.width(), back.height()),
+        (side, side * rows as u32 / cols as u32)
+    );
+}
+
+/// The Chameleon fixture as a Lumina-mGPT / Anole directory: its weights, its config with
+/// reserved tokens renamed to the ones the layouts need (the tiny vocabulary has only
+/// `<reserved00038>`…`<reserved00094>`) and `max_position_embeddings` set, and a word-level
+/// tokenizer over the config's names plus a few words.
+fn chameleon_directory(renames: &[(u32, &str)], max_positions: usize) -> tempfile::TempDir {
+    let src = fixtures().join("chameleon/hf");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        src.join("model.safetensors"),
+        dir.path().join("model.safetensors"),
+    )
+    .unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    let map = config["vocabulary_map"].as_object_mut().unwrap();
+    for &(id, name) in renames {
+        map.retain(|_, v| v.as_u64() != Some(u64::from(id)));
+        map.insert(name.into(), id.into());
+    }
+    let words = [
+        "Generate",
+        "an",
+        "image",
+        "of",
+        "32x32",
+        "according",
+        "to",
+        "the",
+        "following",
+        "prompt",
+        ":",
+        "a",
+        "red",
+        "circle",
+    ];
+    let mut vocab = map.clone();
+    for (i, w) in words.iter().enumerate() {
+        vocab.insert((*w).into(), (60 + i).into());
+    }
+    config["max_position_embeddings"] = max_positions.into();
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    let tok = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
+        "decoder": null, "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"}
+    });
+    std::fs::write(dir.path().join("tokenizer.json"), tok.to_string()).unwrap();
+    dir
+}
+
+#[test]
+fn vq_sizes_come_from_the_tensors() {
+    use sjd2_models::vq::{VqConfig, VqLayout};
+    use sjd2_models::weights::Checkpoint;
+    let tiny = |base: VqConfig, codebook, embed, layout| VqConfig {
+        ch: 32,
+        z_channels: 32,
+        codebook_size: codebook,
+        embed_dim: embed,
+        layout,
+        ..base
+    };
+    let prefix = |p: &str| p.to_string();
+    let cases = [
+        (
+            "chameleon_vqgan/weights_vqgan_ckpt_layout.safetensors",
+            tiny(
+                VqConfig::chameleon(),
+                32,
+                16,
+                VqLayout::Taming { prefix: prefix("") },
+            ),
+        ),
+        (
+            "llamagen_vq/weights.safetensors",
+            tiny(
+                VqConfig::vq16(),
+                64,
+                8,
+                VqLayout::Vq16 { prefix: prefix("") },
+            ),
+        ),
+        (
+            "janus/hf/model.safetensors",
+            tiny(
+                VqConfig::vq16(),
+                64,
+                8,
+                VqLayout::Vq16Hf {
+                    prefix: prefix("model.vqmodel."),
+                },
+            ),
+        ),
+    ];
+    for (file, expected) in cases {
+        let released = VqConfig {
+            layout: expected.layout.clone(),
+            ..if file.starts_with("chameleon") {
+                VqConfig::chameleon()
+            } else {
+                VqConfig::vq16()
+            }
+        };
+        let sized = released
+            .sized_by_shapes(&Checkpoint::open(fixtures().join(file)).unwrap())
+            .unwrap();
+        assert_eq!(sized, expected, "{file}");
+    }
+}
+
+#[test]
+fn lumina_and_anole_load_through_the_pipeline_and_draw() {
+    use sjd2_core::JacobiDenoiser;
+    let d = Device::flex();
+    // The released VQGAN file beside the checkpoint; its sizes come from its tensors.
+    let vq = fixtures().join("chameleon_vqgan/weights_vqgan_ckpt_layout.safetensors");
+    let lumina = chameleon_directory(
+        &[
+            (38, "<reserved08706>"),
+            (39, "<reserved08799>"),
+            (40, "<reserved08801>"),
+            (41, "<reserved08812>"),
+        ],
+        512,
+    );
+    let files = Files::new(lumina.path()).with_vq(&vq).with_size(32);
+    let p = Pipeline::load(Family::LuminaMgpt, &files, &d).unwrap();
+    let layout = p.model.layout().clone();
+    assert_eq!((layout.rows(), layout.cols()), (2, 2));
+    assert_eq!(p.model.max_sequence_len(), 512);
+    let prompt = p.prompts.text("a red circle").unwrap();
+    // <s> "Generate an image of 32x32 according to the following prompt : a red circle"
+    // <reserved08706>; the model appends <racm3:break> and the size tokens.
+    let words: Vec<u32> = (60..74).collect();
+    let expected: Vec<u32> = [vec![1], words, vec![38]].concat();
+    assert_eq!(prompt.tokens, expected);
+    draw(p, &prompt, lumina.path(), 32);
+    // An image longer than the checkpoint's positions is refused at load, naming the field.
+    let e = Pipeline::load(Family::LuminaMgpt, &files.clone().with_size(384), &d).unwrap_err();
+    assert!(
+        matches!(&e, LoadError::Config { field, .. } if field == "max_position_embeddings"),
+        "{e}"
+    );
+
+    // Anole: a fixed 32 × 32 grid (1 024 tokens), so the checkpoint needs more positions than
+    // the fixture's 512; three-way guidance with an image in the prompt.
+    let anole = chameleon_directory(&[], 2048);
+    let files = Files::new(anole.path()).with_vq(&vq);
+    let e = Pipeline::load(
+        Family::Anole,
+        &Files::new(chameleon_directory(&[], 512).path()).with_vq(&vq),
+        &d,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("1026 positions"), "{e}");
+    let p = Pipeline::load(Family::Anole, &files, &d).unwrap();
+    assert_eq!(p.defaults.image_guidance, Some(1.2));
+    let text = p.prompts.text("a red circle").unwrap();
+    assert_eq!(text.tokens, vec![1, 71, 72, 73]);
+    // "<s> a <racm3:break> image image <eoss> red circle": the image-conditioned row keeps
+    // <s> and the bracketed image.
+    let (_, vocab) = sjd2_models::chameleon::Chameleon::load(
+        anole.path(),
+        sjd2_models::chameleon::ChameleonImage::anole,
+        &d,
+    )
+    .unwrap();
+    let with_image = vec![1, 71, 37, 4, 5, 36, 72, 73];
+    let prompt = sjd2_core::Prompt::new(with_image.clone())
+        .with_image_condition(vocab.image_condition(&with_image));
+    assert_eq!(
+        prompt.image_condition.as_deref(),
+        Some(&[1, 37, 4, 5, 36][..])
+    );
+    draw_with(p, &prompt, anole.path(), 512, Some(1.2));
 }
 
 #[test]

@@ -180,6 +180,86 @@ impl VqConfig {
         })
     }
 
+    /// The sizes the tensors of `checkpoint` have under this configuration's names: codebook
+    /// and code width from `quantize.embedding`, latent channels from `post_quant_conv`, the
+    /// levels, their channel multipliers, ResNet blocks and attention from the decoder's blocks,
+    /// base channels from the encoder's `conv_in` (or, without an encoder, from the decoder's
+    /// `conv_out`, taking the first multiplier as 1 as every published VQ does). A released
+    /// tokenizer (`vqgan.ckpt`, `vq_ds16_*.pt`) needs no configuration beside it this way.
+    /// Checkpoints without the decoder (transformers' encoder-only VQ) keep `self`.
+    ///
+    /// # Errors
+    /// [`LoadError::Config`] for a decoder whose tensors contradict each other.
+    pub fn sized_by_shapes(&self, checkpoint: &Checkpoint) -> Result<Self> {
+        let p = self.layout.prefix().to_string();
+        let shape = |name: &str| {
+            checkpoint
+                .shape(&format!("{p}{name}"))
+                .map(<[usize]>::to_vec)
+        };
+        let (container, res) = match self.layout {
+            VqLayout::Vq16 { .. } => ("conv_blocks", "res"),
+            VqLayout::Vq16Hf { .. } | VqLayout::Taming { .. } => ("up", "block"),
+        };
+        let block = |level: usize, j: usize, t: &str| {
+            shape(&format!("decoder.{container}.{level}.{res}.{j}.{t}"))
+        };
+        let levels = (0..)
+            .take_while(|&k| block(k, 0, "conv1.weight").is_some())
+            .count();
+        let (Some(codebook), Some(post), Some(out)) = (
+            shape("quantize.embedding.weight"),
+            shape("post_quant_conv.weight"),
+            shape("decoder.conv_out.weight"),
+        ) else {
+            return Ok(self.clone());
+        };
+        if levels == 0 || codebook.len() != 2 || post.len() != 4 || out.len() != 4 {
+            return Ok(self.clone());
+        }
+        // Taming numbers decoder levels by resolution (0 = highest); the others lowest first.
+        let resolution = |k: usize| match self.layout {
+            VqLayout::Taming { .. } => k,
+            _ => levels - 1 - k,
+        };
+        let blocks = (0..)
+            .take_while(|&j| block(0, j, "conv1.weight").is_some())
+            .count();
+        let ch = shape("encoder.conv_in.weight").map_or(out[1], |s| s[0]);
+        let bad = |reason: String| LoadError::Config {
+            path: "VQ checkpoint".into(),
+            field: format!("{p}decoder"),
+            reason,
+        };
+        let mut ch_mult = vec![0; levels];
+        let mut attn_levels = Vec::new();
+        for k in 0..levels {
+            let width = block(k, blocks.saturating_sub(1), "conv2.weight")
+                .map(|s| s[0])
+                .ok_or_else(|| bad(format!("level {k} has fewer than {blocks} ResNet blocks")))?;
+            if ch == 0 || width % ch != 0 {
+                return Err(bad(format!(
+                    "level {k} has {width} channels, not a multiple of the base {ch}"
+                )));
+            }
+            ch_mult[resolution(k)] = width / ch;
+            if shape(&format!("decoder.{container}.{k}.attn.0.q.weight")).is_some() {
+                attn_levels.push(resolution(k));
+            }
+        }
+        attn_levels.sort_unstable();
+        Ok(Self {
+            ch,
+            ch_mult,
+            num_res_blocks: blocks.saturating_sub(1),
+            z_channels: post[0],
+            embed_dim: codebook[1],
+            codebook_size: codebook[0],
+            attn_levels,
+            ..self.clone()
+        })
+    }
+
     /// Spatial downsampling factor (`2^(levels−1)`).
     pub fn downsample(&self) -> usize {
         1 << self.ch_mult.len().saturating_sub(1)
