@@ -216,6 +216,116 @@ impl ChameleonImage {
     }
 }
 
+/// Meta's `params.json` (model arguments under `model`), as transformers'
+/// `convert_chameleon_weights_to_hf.py` reads it.
+#[derive(Debug, serde::Deserialize)]
+struct MetaParams {
+    model: MetaModel,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct MetaModel {
+    dim: usize,
+    n_layers: usize,
+    n_heads: usize,
+    n_kv_heads: Option<usize>,
+    norm_eps: f64,
+    rope_theta: Option<f64>,
+    ffn_dim_multiplier: Option<f64>,
+    multiple_of: Option<usize>,
+    #[serde(default)]
+    swin_norm: bool,
+    qk_normalization: Option<bool>,
+}
+
+/// A file of Meta's release (`text_tokenizer.json`, `vqgan.ckpt`) for the weights in `dir`:
+/// beside them, in `dir/tokenizer/`, or where the release keeps it relative to `models/7b/`
+/// (`tokenizer/`).
+pub fn release_file(dir: &Path, name: &str) -> Option<PathBuf> {
+    [
+        dir.join(name),
+        dir.join("tokenizer").join(name),
+        dir.join("../../tokenizer").join(name),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+}
+
+/// The configuration of a Meta-layout Chameleon directory (`params.json`, the vocabulary of
+/// the release's `text_tokenizer.json`, with `<reserved08707>` named `<image>` as transformers
+/// names it), mapped as transformers' converter maps it: SwiGLU width
+/// `multiple_of · ⌈int(ffn_dim_multiplier · int(8·dim/3)) / multiple_of⌉`, RoPE 10 000 unless
+/// given, 4 096 positions (16 384 when theta is above 10 000), q/k LayerNorm on. Returns the
+/// configuration and the tokenizer file it read.
+///
+/// # Errors
+/// [`LoadError::Config`] for a missing field, a checkpoint without q/k normalization, or no
+/// `text_tokenizer.json`; [`LoadError::Io`] / [`LoadError::Corrupt`] for unreadable files.
+pub fn meta_config(dir: &Path) -> Result<(TextConfig, PathBuf)> {
+    let params_path = dir.join("params.json");
+    let params: MetaParams = read_json(&params_path)?;
+    let m = params.model;
+    if m.qk_normalization == Some(false) {
+        return Err(LoadError::Config {
+            path: params_path,
+            field: "model.qk_normalization".into(),
+            reason: "is false: Chameleon normalizes queries and keys".into(),
+        });
+    }
+    let tokenizer = release_file(dir, "text_tokenizer.json").ok_or_else(|| LoadError::Config {
+        path: dir.join("text_tokenizer.json"),
+        field: "text_tokenizer.json".into(),
+        reason: "not found beside the weights, in tokenizer/ or in ../../tokenizer/ (the \
+                 release's layout): it holds the vocabulary"
+            .into(),
+    })?;
+    let text = std::fs::read_to_string(&tokenizer).map_err(|source| LoadError::Io {
+        path: tokenizer.clone(),
+        source,
+    })?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| LoadError::Corrupt {
+        path: tokenizer.clone(),
+        detail: e.to_string(),
+    })?;
+    let mut vocabulary: BTreeMap<String, u32> = json["model"]["vocab"]
+        .as_object()
+        .ok_or_else(|| LoadError::Config {
+            path: tokenizer.clone(),
+            field: "model.vocab".into(),
+            reason: "is missing".into(),
+        })?
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), u32::try_from(v.as_u64()?).ok()?)))
+        .collect();
+    if let Some(id) = vocabulary.remove("<reserved08707>") {
+        vocabulary.insert("<image>".into(), id);
+    }
+    let vocab_size = vocabulary.values().max().map_or(0, |&m| m as usize + 1);
+    let multiple_of = m.multiple_of.unwrap_or(256);
+    let base = 8 * m.dim / 3;
+    let scaled = (m.ffn_dim_multiplier.unwrap_or(1.0) * base as f64) as usize;
+    let theta = m.rope_theta.unwrap_or(10_000.0);
+    let config = serde_json::json!({
+        "hidden_size": m.dim,
+        "num_hidden_layers": m.n_layers,
+        "num_attention_heads": m.n_heads,
+        "num_key_value_heads": m.n_kv_heads.unwrap_or(m.n_heads),
+        "intermediate_size": scaled.div_ceil(multiple_of.max(1)) * multiple_of,
+        "vocab_size": vocab_size,
+        "rms_norm_eps": m.norm_eps,
+        "rope_theta": theta,
+        "max_position_embeddings": if theta > 10_000.0 { 16_384 } else { 4_096 },
+        "swin_norm": m.swin_norm,
+        "vocabulary_map": vocabulary,
+    });
+    let config = serde_json::from_value(config).map_err(|e| LoadError::Config {
+        path: params_path,
+        field: "model".into(),
+        reason: e.to_string(),
+    })?;
+    Ok((config, tokenizer))
+}
+
 /// Loader for the Chameleon family.
 #[derive(Debug, Clone, Copy)]
 pub struct Chameleon;
@@ -223,6 +333,10 @@ pub struct Chameleon;
 impl Chameleon {
     /// Loads `dir/config.json` and the weights in `dir` (strict: missing, unexpected and
     /// mis-shaped tensors are errors; the `model.vqmodel.*` image tokenizer is ignored here).
+    /// A directory of Meta's release layout (Chameleon-7B, GAIR's Anole-7b-v0.1:
+    /// `models/7b/consolidated.pth` with `params.json`, bf16, interleaved RoPE) loads as it is:
+    /// its sizes from `params.json` ([`meta_config`]), its vocabulary from
+    /// `tokenizer/text_tokenizer.json` of the release.
     ///
     /// `image` builds the image layout from the vocabulary (for example
     /// `|v| ChameleonImage::lumina(v, 768, 768)`).
@@ -235,18 +349,29 @@ impl Chameleon {
         device: &Device,
     ) -> Result<(LlamaT2I, ChameleonVocab)> {
         let dir = dir.as_ref();
-        let config_path = dir.join("config.json");
-        let config: TextConfig = read_json(&config_path)?;
+        let (config, config_path, names) =
+            if !dir.join("config.json").is_file() && dir.join("params.json").is_file() {
+                let (config, vocabulary) = meta_config(dir)?;
+                (config, vocabulary, KeyNames::meta())
+            } else {
+                let path = dir.join("config.json");
+                let names = KeyNames::hugging_face("model.", "lm_head.weight");
+                (read_json::<TextConfig>(&path)?, path, names)
+            };
+        let checkpoint = Checkpoint::open(dir)?;
+        let mut config = config;
+        if names.interleaved_rope
+            && let Some(&[rows, _]) = checkpoint.shape(&names.embed)
+        {
+            // The release's embedding is the vocabulary's true size (65 536).
+            config.vocab_size = rows;
+        }
         let vocab = ChameleonVocab::new(config.vocabulary_map.clone(), &config_path)?;
         let image = image(&vocab)?;
-        let mut loader = WeightLoader::new(Checkpoint::open(dir)?, device);
-        let backbone = Backbone::load(
-            config.backbone(true),
-            &KeyNames::hugging_face("model.", "lm_head.weight"),
-            &mut loader,
-            device,
-        )?;
-        loader.finish(|n| n.starts_with("model.vqmodel."))?;
+        let mut loader = WeightLoader::new(checkpoint, device);
+        let backbone = Backbone::load(config.backbone(true), &names, &mut loader, device)?;
+        // Meta's files keep the RoPE frequencies (`rope.freqs`), which nothing reads.
+        loader.finish(|n| n.starts_with("model.vqmodel.") || n == "rope.freqs")?;
         let layout = ImageLayout::new(
             vocab.image_range(&config_path)?,
             image.rows,

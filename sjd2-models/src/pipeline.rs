@@ -331,7 +331,20 @@ impl Pipeline {
             size,
             ..family.defaults()
         };
-        let tokenizer = || tokenizer_file(files.tokenizer.as_deref().unwrap_or(&dir));
+        // Meta's Chameleon / Anole release names its tokenizer `text_tokenizer.json` and keeps
+        // it in `tokenizer/`, beside `models/`.
+        let release_tokenizer = (!dir.join("tokenizer.json").is_file())
+            .then(|| crate::chameleon::release_file(&dir, "text_tokenizer.json"))
+            .flatten();
+        let tokenizer = || {
+            tokenizer_file(
+                files
+                    .tokenizer
+                    .as_deref()
+                    .or(release_tokenizer.as_deref())
+                    .unwrap_or(&dir),
+            )
+        };
         let (model, decoder, prompts): (LlamaT2I, Box<dyn ImageDecoder>, Prompts) = match family {
             Family::LuminaMgpt | Family::Anole => {
                 let lumina = family == Family::LuminaMgpt;
@@ -502,8 +515,18 @@ impl Pipeline {
         let weights = weights.to_path_buf();
         let (path, cfg) = match family {
             Family::LuminaMgpt | Family::Anole => {
-                let (path, prefix) = match &files.vq {
-                    Some(p) => (p.clone(), String::new()),
+                // The release's `vqgan.ckpt` (transformers' checkpoints hold only its encoder).
+                let release = weights
+                    .parent()
+                    .filter(|_| weights.is_file())
+                    .unwrap_or(&weights)
+                    .to_path_buf();
+                let file = files
+                    .vq
+                    .clone()
+                    .or_else(|| crate::chameleon::release_file(&release, "vqgan.ckpt"));
+                let (path, prefix) = match file {
+                    Some(p) => (p, String::new()),
                     None => (weights, "model.vqmodel.".to_string()),
                 };
                 let layout = VqLayout::Taming { prefix };

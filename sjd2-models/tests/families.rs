@@ -396,3 +396,34 @@ fn janus_loads_from_a_checkpoint_directory_and_draws() {
     assert_eq!(prompt.tokens, vec![1, 14, 15, 16, 11, 12, 13, 14, 17, 16]);
     draw(p, &prompt, dir.path(), 48);
 }
+
+#[test]
+fn anole_release_layout_loads_through_the_pipeline() {
+    use sjd2_core::JacobiDenoiser;
+    use sjd2_sampler::{DecoderConfig, Sjd2Decoder};
+    // GAIR's Anole-7b-v0.1 as downloaded: models/7b/consolidated.pth + params.json, the
+    // vocabulary in tokenizer/text_tokenizer.json (found from models/7b), the VQGAN given.
+    let release = common::meta_release("chameleon", &["a", "red", "circle"]);
+    let vq = fixtures().join("chameleon_vqgan/weights_vqgan_ckpt_layout.safetensors");
+    let files = Files::new(release.path().join("models/7b")).with_vq(vq);
+    let p = Pipeline::load(Family::Anole, &files, &Device::flex()).unwrap();
+    // params.json's sizes as transformers' converter maps them; 4 096 positions at theta 10 000.
+    let c = p.model.backbone().config().clone();
+    assert_eq!(
+        (c.hidden, c.layers, c.heads, c.kv_heads, c.intermediate),
+        (64, 2, 4, 4, 160)
+    );
+    assert_eq!(p.model.max_sequence_len(), 4096);
+    let prompt = p.prompts.text("a red circle").unwrap();
+    assert_eq!(prompt.tokens, vec![1, 60, 61, 62]);
+    let cfg = DecoderConfig {
+        max_new_tokens: Some(12),
+        guidance_scale: p.defaults.guidance,
+        ..DecoderConfig::sjd()
+    };
+    let g = Sjd2Decoder::new(p.model, cfg)
+        .unwrap()
+        .generate(&prompt)
+        .unwrap();
+    assert_eq!(g.tokens.len(), 12);
+}

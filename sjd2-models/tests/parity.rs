@@ -84,14 +84,15 @@ fn check_chunked(what: &str, m: &LlamaT2I, ids: &[u32], p: usize, logits: &[f32]
 }
 
 fn check_chameleon(case: &str) {
+    check_chameleon_in(case, &fixtures().join(case).join("hf"));
+}
+
+/// `case`'s reference against the checkpoint directory `dir`.
+fn check_chameleon_in(case: &str, dir: &std::path::Path) {
     let r = Reference::open(case);
-    let m = Chameleon::load(
-        fixtures().join(case).join("hf"),
-        |_| Ok(chameleon_image(2, 3)),
-        &device(),
-    )
-    .unwrap()
-    .0;
+    let m = Chameleon::load(dir, |_| Ok(chameleon_image(2, 3)), &device())
+        .unwrap()
+        .0;
     let ids = r.ids("input_ids");
     let (_, raw) = r.f32("logits_raw");
     let (_, uncond_raw) = r.f32("uncond_logits_raw");
@@ -138,6 +139,55 @@ fn chameleon_parity() {
 #[test]
 fn chameleon_swin_gqa_parity() {
     check_chameleon("chameleon_swin");
+}
+
+#[test]
+fn chameleon_meta_layout_parity() {
+    for case in ["chameleon", "chameleon_swin"] {
+        let release = common::meta_release(case, &[]);
+        check_chameleon_in(
+            &format!("{case}/original"),
+            &release.path().join("models/7b"),
+        );
+    }
+}
+
+#[test]
+fn chameleon_meta_layout_config_maps_as_transformers_converts() {
+    let release = common::meta_release("chameleon_swin", &[]);
+    let (c, tokenizer) =
+        sjd2_models::chameleon::meta_config(&release.path().join("models/7b")).unwrap();
+    assert!(tokenizer.ends_with("tokenizer/text_tokenizer.json"));
+    // The HF fixture is what transformers' converter makes of these files.
+    let hf: sjd2_models::config::TextConfig = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("chameleon_swin/hf/config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (c.hidden_size, c.num_hidden_layers, c.num_attention_heads),
+        (hf.hidden_size, hf.num_hidden_layers, hf.num_attention_heads)
+    );
+    assert_eq!(
+        c.num_key_value_heads,
+        hf.num_key_value_heads.or(Some(hf.num_attention_heads))
+    );
+    assert_eq!(c.intermediate_size, hf.intermediate_size);
+    assert_eq!(
+        (c.rms_norm_eps, c.swin_norm),
+        (hf.rms_norm_eps, hf.swin_norm)
+    );
+    assert_eq!(c.backbone(true).rope, hf.backbone(true).rope);
+    assert_eq!(c.vocabulary_map, hf.vocabulary_map);
+    // Meta's model-parallel shards are refused with what to do instead.
+    let shards = tempfile::tempdir().unwrap();
+    for i in 0..4 {
+        std::fs::write(shards.path().join(format!("consolidated.0{i}.pth")), b"").unwrap();
+    }
+    let e = Checkpoint::open(shards.path()).unwrap_err();
+    assert!(
+        e.to_string().contains("convert_chameleon_weights_to_hf"),
+        "{e}"
+    );
 }
 
 fn check_emu3(m: &LlamaT2I, what: &str) {

@@ -37,7 +37,7 @@ impl Backbone {
             let heads = if query { c.heads } else { c.kv_heads };
             let prefix = KeyNames::layer(if query { &names.q_norm } else { &names.k_norm }, layer);
             match loader.checkpoint().shape(&format!("{prefix}.weight")) {
-                Some([1, x]) if *x == hd && heads != 1 => 1,
+                Some([1, x] | [x]) if *x == hd && heads != 1 => 1,
                 _ => heads,
             }
         };
@@ -116,10 +116,19 @@ pub(super) fn name_table(c: &BackboneConfig, names: &KeyNames) -> Vec<Wanted> {
             true,
         ));
         if c.qk_norm_eps.is_some() {
+            // Meta's layout stores one `[head_dim]` affine for every head, its features in the
+            // same interleaved order as the q/k rows.
+            let view = RowView {
+                order: order(1),
+                flat: names.interleaved_rope,
+                ..RowView::default()
+            };
             for (norm, prefix) in [("q_norm", &names.q_norm), ("k_norm", &names.k_norm)] {
                 for p in ["weight", "bias"] {
                     let path = at(&format!("self_attn.{norm}.{p}"));
-                    w.push(Wanted::new(path, format!("{}.{p}", n(prefix)), false));
+                    let name = format!("{}.{p}", n(prefix));
+                    let view = view.clone();
+                    w.push(Wanted { path, name, view });
                 }
             }
         }

@@ -215,6 +215,33 @@ impl KeyNames {
         }
     }
 
+    /// Meta's consolidated-checkpoint names (Chameleon-7B, GAIR's Anole-7b-v0.1:
+    /// `tok_embeddings`, `attention.wq/wk/wv/wo`, `attention.q_normalization` /
+    /// `k_normalization` as one `[head_dim]` affine shared by every head, `feed_forward.w1/w3/w2`,
+    /// `attention_norm`, `ffn_norm`, `output`), with interleaved RoPE. The mapping follows
+    /// transformers' `convert_chameleon_weights_to_hf.py`.
+    pub fn meta() -> Self {
+        let l = |s: &str| format!("layers.{{i}}.{s}");
+        Self {
+            embed: "tok_embeddings.weight".into(),
+            fused_qkv: None,
+            interleaved_rope: true,
+            q: l("attention.wq.weight"),
+            k: l("attention.wk.weight"),
+            v: l("attention.wv.weight"),
+            o: l("attention.wo.weight"),
+            q_norm: l("attention.q_normalization"),
+            k_norm: l("attention.k_normalization"),
+            gate: l("feed_forward.w1.weight"),
+            up: l("feed_forward.w3.weight"),
+            down: l("feed_forward.w2.weight"),
+            attn_norm: l("attention_norm.weight"),
+            mlp_norm: l("ffn_norm.weight"),
+            final_norm: "norm.weight".into(),
+            head: "output.weight".into(),
+        }
+    }
+
     fn layer(pattern: &str, i: usize) -> String {
         pattern.replace("{i}", &i.to_string())
     }

@@ -135,6 +135,9 @@ pub(crate) fn export_table<M: ModuleSnapshot>(
         if w.view.conv1x1 {
             shape.extend([1, 1]);
         }
+        if w.view.flat && shape.len() == 2 && shape[0] == 1 {
+            shape = vec![shape[1]];
+        }
         let row: usize = shape.iter().skip(1).product();
         if let Some(o) = &w.view.order {
             let mut undone = vec![0.0; values.len()];

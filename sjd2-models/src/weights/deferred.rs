@@ -31,6 +31,9 @@ pub(crate) struct RowView {
     /// A 1×1 convolution weight `[out, in, 1, 1]` held as a matrix `[out, in]` (then
     /// transposed if `transpose`): the trailing unit dimensions are dropped.
     pub conv1x1: bool,
+    /// A vector `[n]` loaded as one row `[1, n]` (its elements are the rows `order` reorders):
+    /// Meta's q/k LayerNorm affine, shared by every head.
+    pub flat: bool,
 }
 
 /// An element type, stored or loaded.
@@ -240,6 +243,7 @@ impl Checkpoint {
         let transpose = view.transpose && shape.len() == 2;
         let out_shape = match (transpose, shape.as_slice()) {
             (true, [_, cols]) => vec![*cols, rows.len()],
+            (false, [_]) if view.flat => vec![1, rows.len()],
             _ => {
                 let mut s = shape.clone();
                 if let Some(d) = s.first_mut() {

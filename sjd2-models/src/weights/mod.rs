@@ -108,11 +108,24 @@ impl Checkpoint {
             if bin.is_file() {
                 return Self::open_pytorch(&bin, None);
             }
+            // Meta's release layout (Chameleon-7B, Anole-7b-v0.1).
+            let consolidated = path.join("consolidated.pth");
+            if consolidated.is_file() {
+                return Self::open_pytorch(&consolidated, None);
+            }
+            if path.join("consolidated.00.pth").is_file() {
+                return Err(corrupt(
+                    path,
+                    "Meta's model-parallel shards (consolidated.00.pth …) split every matrix \
+                     across files; convert them with transformers' \
+                     convert_chameleon_weights_to_hf.py, or load a single consolidated.pth",
+                ));
+            }
             return Err(LoadError::Io {
                 path: path.to_path_buf(),
                 source: std::io::Error::new(
                     std::io::ErrorKind::NotFound,
-                    "no model.safetensors, model.safetensors.index.json, pytorch_model.bin or pytorch_model.bin.index.json in this directory",
+                    "no model.safetensors, model.safetensors.index.json, pytorch_model.bin, pytorch_model.bin.index.json or consolidated.pth in this directory",
                 ),
             });
         }

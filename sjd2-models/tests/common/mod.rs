@@ -301,3 +301,42 @@ pub fn emu3_original_vq() -> PathBuf {
             .collect()
     })
 }
+
+/// Meta's release layout as Chameleon-7B and GAIR's Anole-7b-v0.1 ship it: `models/7b/`
+/// (`consolidated.pth`, `params.json`, `consolidate_params.json`) and `tokenizer/`
+/// (`text_tokenizer.json`, whose vocabulary calls `<image>` `<reserved08707>`), against the
+/// references transformers computed on the converted weights (`original/reference.safetensors`:
+/// one q/k LayerNorm affine shared by every head, as Meta's format stores it). `words` take ids
+/// 60… (reserved tokens of the tiny vocabulary) for prompts.
+pub fn meta_release(case: &str, words: &[&str]) -> tempfile::TempDir {
+    let src = fixtures().join(case).join("original");
+    let root = tempfile::tempdir().unwrap();
+    let models = root.path().join("models/7b");
+    std::fs::create_dir_all(&models).unwrap();
+    for f in ["consolidated.pth", "params.json", "consolidate_params.json"] {
+        std::fs::copy(src.join(f), models.join(f)).unwrap();
+    }
+    let config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join(case).join("hf/config.json")).unwrap(),
+    )
+    .unwrap();
+    let mut vocab = config["vocabulary_map"].as_object().unwrap().clone();
+    let image = vocab.remove("<image>").unwrap();
+    vocab.insert("<reserved08707>".into(), image);
+    // Extra words after the fixture's 96 tokens: ids 96… are not in the tiny model.
+    for (i, w) in words.iter().enumerate() {
+        vocab.insert((*w).into(), (60 + i).into());
+    }
+    let tokenizer = serde_json::json!({
+        "version": "1.0", "added_tokens": [], "normalizer": null,
+        "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null, "decoder": null,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"}
+    });
+    std::fs::create_dir_all(root.path().join("tokenizer")).unwrap();
+    std::fs::write(
+        root.path().join("tokenizer/text_tokenizer.json"),
+        tokenizer.to_string(),
+    )
+    .unwrap();
+    root
+}
