@@ -157,7 +157,8 @@ pub struct Files {
     pub vq: Option<PathBuf>,
     /// FLAN-T5-XL directory (LlamaGen t2i).
     pub t5: Option<PathBuf>,
-    /// `tokenizer.json` (or a directory holding one) when the checkpoint has none.
+    /// `tokenizer.json`, Emu3's `emu3.tiktoken` (with `emu3_vision_tokens.txt` beside it), or
+    /// a directory holding either, when the checkpoint directory has none.
     pub tokenizer: Option<PathBuf>,
     /// Image side in pixels (default: the family's upstream size).
     pub size: Option<usize>,
@@ -301,13 +302,25 @@ impl std::fmt::Debug for Pipeline {
     }
 }
 
+/// The tokenizer at `path`: a `tokenizer.json`, Emu3's `emu3.tiktoken` (with
+/// `emu3_vision_tokens.txt` beside it), or a directory holding either.
 fn tokenizer_file(path: &Path) -> Result<PromptTokenizer> {
-    let file = if path.is_dir() {
-        path.join("tokenizer.json")
-    } else {
-        path.to_path_buf()
+    let tiktoken = |file: &Path| {
+        let vision = file.with_file_name("emu3_vision_tokens.txt");
+        PromptTokenizer::from_emu3_tiktoken(file, vision)
     };
-    PromptTokenizer::from_file(&file)
+    if path.is_dir() {
+        let json = path.join("tokenizer.json");
+        let emu3 = path.join("emu3.tiktoken");
+        if !json.is_file() && emu3.is_file() {
+            return tiktoken(&emu3);
+        }
+        return PromptTokenizer::from_file(&json);
+    }
+    if path.extension().is_some_and(|e| e == "tiktoken") {
+        return tiktoken(path);
+    }
+    PromptTokenizer::from_file(path)
 }
 
 /// Emu3's negative prompt (BAAI's generation example).
@@ -365,7 +378,7 @@ impl Pipeline {
                         height: size,
                     }
                 } else {
-                    Template::Chameleon
+                    Template::Anole
                 };
                 let vq = Self::vq_model(family, files, &weights, device, false)?;
                 let prompts = Prompts::Text {

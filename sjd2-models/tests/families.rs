@@ -296,7 +296,7 @@ fn lumina_and_anole_load_through_the_pipeline_and_draw() {
 
     // Anole: a fixed 32 × 32 grid (1 024 tokens), so the checkpoint needs more positions than
     // the fixture's 512; three-way guidance with an image in the prompt.
-    let anole = chameleon_directory(&[], 2048);
+    let anole = chameleon_directory(&[(38, "<reserved08706>")], 2048);
     let files = Files::new(anole.path()).with_vq(&vq);
     let e = Pipeline::load(
         Family::Anole,
@@ -308,7 +308,7 @@ fn lumina_and_anole_load_through_the_pipeline_and_draw() {
     let p = Pipeline::load(Family::Anole, &files, &d).unwrap();
     assert_eq!(p.defaults.image_guidance, Some(1.2));
     let text = p.prompts.text("a red circle").unwrap();
-    assert_eq!(text.tokens, vec![1, 71, 72, 73]);
+    assert_eq!(text.tokens, vec![1, 71, 72, 73, 38]);
     // "<s> a <racm3:break> image image <eoss> red circle": the image-conditioned row keeps
     // <s> and the bracketed image.
     let (_, vocab) = sjd2_models::chameleon::Chameleon::load(
@@ -415,7 +415,7 @@ fn anole_release_layout_loads_through_the_pipeline() {
     );
     assert_eq!(p.model.max_sequence_len(), 4096);
     let prompt = p.prompts.text("a red circle").unwrap();
-    assert_eq!(prompt.tokens, vec![1, 60, 61, 62]);
+    assert_eq!(prompt.tokens, vec![1, 60, 61, 62, 38]);
     let cfg = DecoderConfig {
         max_new_tokens: Some(12),
         guidance_scale: p.defaults.guidance,

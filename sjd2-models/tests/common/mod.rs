@@ -323,7 +323,12 @@ pub fn meta_release(case: &str, words: &[&str]) -> tempfile::TempDir {
     let mut vocab = config["vocabulary_map"].as_object().unwrap().clone();
     let image = vocab.remove("<image>").unwrap();
     vocab.insert("<reserved08707>".into(), image);
-    // Extra words after the fixture's 96 tokens: ids 96… are not in the tiny model.
+    // Prompt words take ids 60… (reserved tokens of the tiny vocabulary), and the template's
+    // end of turn `<reserved08706>` id 38.
+    if !words.is_empty() {
+        vocab.remove("<reserved00038>");
+        vocab.insert("<reserved08706>".into(), 38.into());
+    }
     for (i, w) in words.iter().enumerate() {
         vocab.insert((*w).into(), (60 + i).into());
     }
