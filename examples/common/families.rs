@@ -14,6 +14,7 @@ use sjd2::models::t5::T5Encoder;
 use sjd2::models::vq::{
     ImageDecoder, ImageEncoder, MovqConfig, MovqDecoder, MovqEncoder, VqConfig, VqLayout, VqModel,
 };
+use sjd2::models::weights::Checkpoint;
 use sjd2::models::{LlamaT2I, Unconditional};
 use sjd2::{Device, Prompt};
 
@@ -129,15 +130,6 @@ pub fn default_decoder(mode: sjd2::Mode) -> sjd2::DecoderConfig {
     }
 }
 
-fn tiny_vq(mut c: VqConfig, codebook: usize, embed: usize, layout: VqLayout) -> VqConfig {
-    c.ch = 32;
-    c.z_channels = 32;
-    c.codebook_size = codebook;
-    c.embed_dim = embed;
-    c.layout = layout;
-    c
-}
-
 impl ModelArgs {
     /// The family (required).
     pub fn family(&self) -> Result<Family> {
@@ -163,42 +155,33 @@ impl ModelArgs {
     /// The fixture VQ model of a VQGAN / VQ-16 family (`None` for Emu3's MoVQ), with its
     /// encoder when `with_encoder` (data preparation) or without it (decoding).
     fn fixture_vq(&self, f: &Path, device: &Device, with_encoder: bool) -> Result<Option<VqModel>> {
-        let (file, cfg) = match self.family()? {
+        let taming = |prefix: &str| VqLayout::Taming {
+            prefix: prefix.into(),
+        };
+        let (file, base) = match self.family()? {
             Family::LuminaMgpt | Family::Anole => (
                 f.join("chameleon_vqgan/weights_vqgan_ckpt_layout.safetensors"),
-                tiny_vq(
-                    VqConfig::chameleon(),
-                    32,
-                    16,
-                    VqLayout::Taming {
-                        prefix: String::new(),
-                    },
-                ),
+                VqConfig {
+                    layout: taming(""),
+                    ..VqConfig::chameleon()
+                },
             ),
             Family::Emu3 => return Ok(None),
             Family::JanusPro => (
                 f.join("janus/hf"),
-                tiny_vq(
-                    VqConfig::vq16(),
-                    64,
-                    8,
-                    VqLayout::Vq16Hf {
+                VqConfig {
+                    layout: VqLayout::Vq16Hf {
                         prefix: "model.vqmodel.".into(),
                     },
-                ),
+                    ..VqConfig::vq16()
+                },
             ),
-            Family::LlamagenC2i | Family::LlamagenT2i => (
-                f.join("llamagen_vq/weights.safetensors"),
-                tiny_vq(
-                    VqConfig::vq16(),
-                    64,
-                    8,
-                    VqLayout::Vq16 {
-                        prefix: String::new(),
-                    },
-                ),
-            ),
+            Family::LlamagenC2i | Family::LlamagenT2i => {
+                (f.join("llamagen_vq/weights.safetensors"), VqConfig::vq16())
+            }
         };
+        // The fixtures' VQs are narrower than the released ones: their tensors say how.
+        let cfg = base.sized_by_shapes(&Checkpoint::open(&file)?)?;
         let cfg = VqConfig {
             with_encoder,
             ..cfg
