@@ -1,27 +1,32 @@
-//! Inspect a converted checkpoint: run token ids through a family's model, print the top-5
-//! next tokens per position and write every logit to a `.safetensors` file, to compare with the
-//! Python reference.
+//! Inspect a checkpoint: run a prompt through a family's model, print the top-5 next tokens per
+//! position and write every logit to a `.safetensors` file, to compare with the Python reference.
 //!
 //! ```text
+//! # A published checkpoint, loaded as `generate` loads it (sjd2_models::pipeline): the prompt
+//! # row the decoder would prefill (template, image prefix), or raw ids.
+//! cargo run --release --example inspect -- --family lumina-mgpt --weights Alpha-VLLM/Lumina-mGPT-7B-768 --vq vqgan.ckpt --prompt "a red apple"
+//! cargo run --release --example inspect -- --family emu3 --weights BAAI/Emu3-Gen --vq BAAI/Emu3-VisionTokenizer --ids 151849,64,393
+//! cargo run --release --example inspect -- --family llamagen-c2i --weights c2i_XL_384.pt --vq vq_ds16_c2i.pt --class 207 --image-codes 1,2,3
 //! # A fixture model, checked against its stored reference logits:
-//! cargo run --release --example inspect -- --family chameleon --fixture sjd2-models/tests/fixtures/reference-models/chameleon
-//! # Your own weights and ids:
-//! cargo run --release --example inspect -- --family lumina-mgpt --weights Lumina-mGPT-7B-768 --ids 1,3,4,5 --out logits.safetensors
-//! cargo run --release --example inspect -- --family llamagen-c2i --weights c2i_XL_384.safetensors --llamagen xl --grid 24 --ids 207,1,2,3
+//! cargo run --release --example inspect -- --family anole --fixture sjd2-models/tests/fixtures/reference-models/chameleon
 //! ```
 //!
-//! Families: `chameleon`, `lumina-mgpt`, `anole` (one backbone), `emu3`, `janus-pro` (text ids,
-//! then `--image-codes`), `llamagen-c2i` (first id is the class, the rest image codes),
-//! `llamagen-t2i` (fixture mode only: caption embeddings come from the reference).
+//! With `--fixture`, families map to the fixture cases: `lumina-mgpt` / `anole` (`chameleon`),
+//! `emu3`, `janus-pro` (text ids, then image codes), `llamagen-c2i` (first id is the class, the
+//! rest image codes), `llamagen-t2i` (caption embeddings come from the reference).
 
 mod common;
+#[path = "common/families.rs"]
+#[allow(dead_code)]
+mod families;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use burn::Tensor;
 use burn::tensor::{Int, TensorData};
-use clap::{Parser, ValueEnum};
+use clap::Parser;
+use families::Family;
 use sjd2::Device;
 use sjd2::core::JacobiDenoiser;
 use sjd2::core::error::tensor_to_vec;
@@ -30,56 +35,31 @@ use sjd2::models::emu3::{Emu3, Emu3Image, Emu3Tokens};
 use sjd2::models::janus::{Janus, JanusTokens};
 use sjd2::models::llamagen::{LlamaGen, LlamaGenConfig, LlamaGenTask};
 use sjd2::models::weights::{Checkpoint, write_safetensors};
-use sjd2::models::{CaptionRow, LlamaT2I, Unconditional};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Family {
-    Chameleon,
-    LuminaMgpt,
-    Anole,
-    Emu3,
-    JanusPro,
-    LlamagenC2i,
-    LlamagenT2i,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Size {
-    B,
-    L,
-    Xl,
-}
+use sjd2::models::{CaptionRow, Conditioning, LlamaT2I, Unconditional};
 
 #[derive(Parser, Debug)]
-#[command(about = "Run token ids through a checkpoint and dump the logits")]
+#[command(about = "Run a prompt or token ids through a checkpoint and dump the logits")]
 struct Args {
     #[command(flatten)]
     device: common::DeviceArgs,
-    /// Model family.
-    #[arg(long, value_enum)]
-    family: Family,
-    /// Checkpoint directory or file.
-    #[arg(long)]
-    weights: Option<PathBuf>,
-    /// config.json (Janus; defaults to WEIGHTS/config.json).
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// A fixture case directory of sjd2-models/tests/fixtures/reference-models: weights, inputs and the
-    /// reference logits to compare with.
+    #[command(flatten)]
+    m: families::ModelArgs,
+    /// A fixture case directory of sjd2-models/tests/fixtures/reference-models: weights, inputs
+    /// and the reference logits to compare with.
     #[arg(long)]
     fixture: Option<PathBuf>,
-    /// Comma-separated token ids.
+    /// Prompt text (through the family's tokenizer and template).
+    #[arg(long)]
+    prompt: Option<String>,
+    /// Comma-separated token ids (instead of `--prompt`; with `--fixture`, the inputs).
     #[arg(long, value_delimiter = ',')]
     ids: Vec<u32>,
-    /// Janus: image codes fed after the text ids.
+    /// Class id (LlamaGen c2i).
+    #[arg(long, default_value_t = 0)]
+    class: u32,
+    /// Image codes fed after the prompt (Janus, LlamaGen).
     #[arg(long, value_delimiter = ',')]
     image_codes: Vec<u32>,
-    /// LlamaGen preset.
-    #[arg(long, value_enum, default_value = "xl")]
-    llamagen: Size,
-    /// LlamaGen grid side (image size / 16).
-    #[arg(long, default_value_t = 16)]
-    grid: usize,
     /// Where to write the logits.
     #[arg(long, default_value = "logits.safetensors")]
     out: PathBuf,
@@ -120,142 +100,150 @@ fn chameleon(dir: &Path, device: &Device) -> Result<LlamaT2I> {
     Ok(m)
 }
 
-fn llamagen_config(args: &Args, task: LlamaGenTask, fixture: bool) -> LlamaGenConfig {
-    if fixture {
-        return LlamaGenConfig::tiny(task);
-    }
-    let mut c = match args.llamagen {
-        Size::B => LlamaGenConfig::gpt_b_c2i(args.grid),
-        Size::L => LlamaGenConfig::gpt_l_c2i(args.grid),
-        Size::Xl => LlamaGenConfig::gpt_xl_c2i(args.grid),
-    };
-    c.task = task;
-    c
-}
-
 fn main() -> Result<()> {
     let args = Args::parse();
     let device = args.device.device()?;
-    let fixture = args.fixture.clone();
-    let weights = |sub: &str| -> Result<PathBuf> {
-        match (&args.weights, &fixture) {
-            (Some(w), _) => Ok(w.clone()),
-            (None, Some(f)) => Ok(f.join(sub)),
-            (None, None) => bail!("give --weights or --fixture"),
+    let (logits, reference) = match &args.fixture {
+        Some(fixture) => fixture_logits(&args, fixture, &device)?,
+        None => (checkpoint_logits(&args, &device)?, None),
+    };
+    report(&args, logits, reference)
+}
+
+/// Logits `[positions, vocab]` of the prompt row a published checkpoint's decoder would
+/// prefill, loaded as `generate` loads it (`sjd2_models::pipeline`), then of `--image-codes`.
+fn checkpoint_logits(args: &Args, device: &Device) -> Result<Tensor<2>> {
+    let loaded = args.m.load(device)?;
+    let m = &loaded.model;
+    let prompt = loaded
+        .prompts
+        .prompt(args.prompt.as_deref(), &args.ids, args.class)?;
+    let row = sjd2::core::PromptRow {
+        prompt: &prompt,
+        role: sjd2::core::Role::Conditional,
+    };
+    let codes: Vec<u32> = args
+        .image_codes
+        .iter()
+        .map(|&c| m.layout().image_token_range().start + c)
+        .collect();
+    let mut cache = m.new_cache(1, m.prompt_len(&row)? + codes.len() + 1)?;
+    let first = match m.conditioning() {
+        // Every position of the row (template and image prefix included).
+        Conditioning::Tokens(_) => {
+            let ids = m.row_tokens(&row);
+            println!("prompt row: {ids:?}");
+            m.forward_tokens(&mut cache, ids_tensor(&ids, device))?
+                .squeeze_dim(0)
+        }
+        // Class or caption conditioning: the distribution of the first image token.
+        _ => m.prefill(&mut cache, &[row])?,
+    };
+    if codes.is_empty() {
+        return Ok(first);
+    }
+    let rest = m
+        .forward(&mut cache, m.embed_tokens(ids_tensor(&codes, device))?)?
+        .squeeze_dim(0);
+    Ok(Tensor::cat(vec![first, rest], 0))
+}
+
+/// A fixture case's model on its reference inputs (or `--ids`), and the name of the reference
+/// logits to compare with.
+fn fixture_logits(
+    args: &Args,
+    fixture: &Path,
+    device: &Device,
+) -> Result<(Tensor<2>, Option<&'static str>)> {
+    let family = args.m.family()?;
+    let weights =
+        |sub: &str| -> PathBuf { args.m.weights.clone().unwrap_or_else(|| fixture.join(sub)) };
+    let ids_or = |name: &str| -> Result<Vec<u32>> {
+        if args.ids.is_empty() {
+            reference_ids(fixture, name)
+        } else {
+            Ok(args.ids.clone())
         }
     };
-    // (logits [positions, vocab], reference logits name in the fixture)
-    let (logits, reference): (Tensor<2>, Option<&str>) = match args.family {
-        Family::Chameleon | Family::LuminaMgpt | Family::Anole => {
-            let m = chameleon(&weights("hf")?, &device)?;
-            let ids = match &fixture {
-                Some(f) if args.ids.is_empty() => reference_ids(f, "input_ids")?,
-                _ => args.ids.clone(),
-            };
+    Ok(match family {
+        Family::LuminaMgpt | Family::Anole => {
+            let m = chameleon(&weights("hf"), device)?;
+            let ids = ids_or("input_ids")?;
             let mut cache = m.new_cache(1, ids.len().max(1))?;
             (
-                m.forward_tokens(&mut cache, ids_tensor(&ids, &device))?
+                m.forward_tokens(&mut cache, ids_tensor(&ids, device))?
                     .squeeze_dim(0),
                 Some("logits_raw"),
             )
         }
         Family::Emu3 => {
-            let dir = weights("hf")?;
-            // The checkpoint's own ids (its config's vocabulary map), else the released ones.
-            let tokens =
-                Emu3Tokens::from_config(dir.join("config.json"))?.unwrap_or(Emu3Tokens::EMU3_GEN);
-            let m = Emu3::load(
-                &dir,
-                tokens,
-                Emu3Image {
-                    rows: 1,
-                    cols: 1,
-                    size_tokens: vec![],
-                    negative: vec![tokens.bos],
-                },
-                &device,
-            )?;
-            let ids = match &fixture {
-                Some(f) if args.ids.is_empty() => reference_ids(f, "input_ids")?,
-                _ => args.ids.clone(),
+            let dir = weights("hf");
+            let tokens = Emu3Tokens::from_config(dir.join("config.json"))?
+                .context("the fixture's config has no vocabulary_map")?;
+            let image = Emu3Image {
+                rows: 1,
+                cols: 1,
+                size_tokens: vec![],
+                negative: vec![tokens.bos],
             };
+            let m = Emu3::load(&dir, tokens, image, device)?;
+            let ids = ids_or("input_ids")?;
             let mut cache = m.new_cache(1, ids.len().max(1))?;
             (
-                m.forward_tokens(&mut cache, ids_tensor(&ids, &device))?
+                m.forward_tokens(&mut cache, ids_tensor(&ids, device))?
                     .squeeze_dim(0),
                 Some("logits"),
             )
         }
         Family::JanusPro => {
-            let w = weights("hf")?;
-            let config = args
-                .config
-                .clone()
-                .or_else(|| fixture.as_ref().map(|f| f.join("hf/config.json")))
-                .unwrap_or_else(|| w.join("config.json"));
-            let (tokens, grid) = if fixture.is_some() {
-                (
-                    JanusTokens {
-                        pad: 3,
-                        begin_of_image: 10,
-                    },
-                    3,
-                )
+            let w = weights("hf");
+            // The fixture's special ids (its meta.json `token_ids`).
+            let tokens = JanusTokens {
+                pad: 3,
+                begin_of_image: 10,
+            };
+            let m = Janus::load(w.join("config.json"), &w, tokens, 3, device)?;
+            let text = ids_or("prompt_ids")?;
+            let codes = if args.image_codes.is_empty() {
+                reference_ids(fixture, "image_codes")?[..8].to_vec()
             } else {
-                (
-                    JanusTokens {
-                        pad: 100_002,
-                        begin_of_image: 100_016,
-                    },
-                    24,
-                )
+                args.image_codes.clone()
             };
-            let m = Janus::load(config, &w, tokens, grid, &device)?;
-            let (text, codes) = match &fixture {
-                Some(f) if args.ids.is_empty() => (
-                    reference_ids(f, "prompt_ids")?,
-                    reference_ids(f, "image_codes")?[..8].to_vec(),
-                ),
-                _ => (args.ids.clone(), args.image_codes.clone()),
-            };
-            let mut x = m.backbone().embed(ids_tensor(&text, &device));
+            let mut x = m.backbone().embed(ids_tensor(&text, device));
             if !codes.is_empty() {
-                x = Tensor::cat(vec![x, m.embed_tokens(ids_tensor(&codes, &device))?], 1);
+                x = Tensor::cat(vec![x, m.embed_tokens(ids_tensor(&codes, device))?], 1);
             }
             let mut cache = m.new_cache(1, text.len() + codes.len())?;
             let out = m.backbone().forward(&mut cache, x, false)?;
             (m.head(out.hidden).squeeze_dim(0), Some("gen_logits_cond"))
         }
         Family::LlamagenC2i | Family::LlamagenT2i => {
-            let c2i = args.family == Family::LlamagenC2i;
+            let c2i = family == Family::LlamagenC2i;
             let task = if c2i {
-                LlamaGenTask::ClassToImage {
-                    num_classes: if fixture.is_some() { 10 } else { 1000 },
-                }
+                LlamaGenTask::ClassToImage { num_classes: 10 }
             } else {
                 LlamaGenTask::TextToImage {
-                    caption_dim: if fixture.is_some() { 32 } else { 2048 },
+                    caption_dim: 32,
                     slots: 120,
                 }
             };
             let m = LlamaGen::load(
-                weights("weights.safetensors")?,
-                llamagen_config(&args, task, fixture.is_some()),
-                &device,
+                weights("weights.safetensors"),
+                LlamaGenConfig::tiny(task),
+                device,
             )?;
-            let (class, image) = match &fixture {
-                Some(f) if args.ids.is_empty() => {
-                    let class = if c2i {
-                        reference_ids(f, "class_label")?[0]
-                    } else {
-                        0
-                    };
-                    (class, reference_ids(f, "image_tokens")?[..15].to_vec())
-                }
-                _ => (
-                    *args.ids.first().context("--ids needs the class id first")?,
-                    args.ids[1..].to_vec(),
-                ),
+            let (class, image) = if args.ids.is_empty() {
+                let class = if c2i {
+                    reference_ids(fixture, "class_label")?[0]
+                } else {
+                    0
+                };
+                (
+                    class,
+                    reference_ids(fixture, "image_tokens")?[..15].to_vec(),
+                )
+            } else {
+                (args.ids[0], args.ids[1..].to_vec())
             };
             let mut cache = m.new_cache(1, 1 + image.len() + 120)?;
             let first = if c2i {
@@ -268,25 +256,27 @@ fn main() -> Result<()> {
                     }],
                 )?
             } else {
-                let f = fixture
-                    .as_ref()
-                    .context("llamagen-t2i inspection needs --fixture (caption embeddings)")?;
-                let r = Checkpoint::open(f.join("reference.safetensors"))?;
+                let r = Checkpoint::open(fixture.join("reference.safetensors"))?;
                 let (_, caps) = r.read_f32("caption_embs_left_padded")?;
                 let (_, mask) = r.read_f32("emb_mask")?;
                 let valid = mask.iter().filter(|&&x| x > 0.5).count();
                 let e = Tensor::<2>::from_data(
                     TensorData::new(caps[(120 - valid) * 32..].to_vec(), [valid, 32]),
-                    &device,
+                    device,
                 );
                 m.prefill_captions(&mut cache, &[Some(CaptionRow { embeddings: e })], &[valid])?
             };
             let rest = m
-                .forward(&mut cache, m.embed_tokens(ids_tensor(&image, &device))?)?
+                .forward(&mut cache, m.embed_tokens(ids_tensor(&image, device))?)?
                 .squeeze_dim(0);
             (Tensor::cat(vec![first, rest], 0), Some("logits_cond"))
         }
-    };
+    })
+}
+
+/// Prints the top tokens per position, writes the logits, and compares them with the fixture's
+/// reference `reference` when there is one.
+fn report(args: &Args, logits: Tensor<2>, reference: Option<&str>) -> Result<()> {
     let [n, v] = logits.dims();
     let host = tensor_to_vec(logits, "logits")?;
     for p in 0..n {
@@ -308,7 +298,7 @@ fn main() -> Result<()> {
         n * v,
         args.out.display()
     );
-    if let (Some(f), Some(name)) = (&fixture, reference) {
+    if let (Some(f), Some(name)) = (&args.fixture, reference) {
         let (_, want) = Checkpoint::open(f.join("reference.safetensors"))?.read_f32(name)?;
         let want = &want[..want.len().min(host.len())];
         let err = host
