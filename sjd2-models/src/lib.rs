@@ -21,6 +21,7 @@
 //! `sjd2-models/tests/fixtures/reference-models/` (`tests/parity.rs`).
 
 pub mod adapter;
+pub mod caption;
 pub mod chameleon;
 pub mod config;
 pub mod demo;

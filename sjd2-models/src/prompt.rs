@@ -35,8 +35,8 @@ pub enum Template {
     /// Janus / Janus-Pro (DeepSeek SFT format, the prompt stripped as Janus'
     /// `VLChatProcessor` strips it): `<｜begin▁of▁sentence｜><|User|>: {prompt}\n\n<|Assistant|>:`.
     Janus,
-    /// LlamaGen t2i (FLAN-T5): `{prompt}</s>`, the prompt cleaned first as LlamaGen's `t5.py`
-    /// cleans captions. Characters the vocabulary lacks become `<unk>` as upstream encodes
+    /// LlamaGen t2i (FLAN-T5): `{clean_caption(prompt)}</s>`, the prompt cleaned first as
+    /// LlamaGen's `t5.py` cleans captions ([`crate::caption::clean_caption`]). Characters the vocabulary lacks become `<unk>` as upstream encodes
     /// them.
     T5,
     /// The text alone, with the tokenizer's own special tokens.
@@ -101,6 +101,10 @@ struct Tiktoken {
     ranks: HashMap<Vec<u8>, u32>,
     specials: HashMap<String, u32>,
 }
+
+/// The FLAN-T5 tokens LlamaGen feeds (`t5_feature_max_len`): [`Template::T5`] cuts longer
+/// captions there, keeping `</s>`.
+pub const T5_MAX_TOKENS: usize = 120;
 
 /// Emu3's pre-tokenizer pattern (Qwen's: single digits, letters with one leading
 /// non-letter, punctuation runs), `PAT_STR` of `baaivision/Emu3`'s `tokenization_emu3.py`.
@@ -360,7 +364,10 @@ impl PromptTokenizer {
                 ids.extend(self.encode_text(&format!("<|User|>: {text}\n\n<|Assistant|>:"))?);
             }
             Template::T5 => {
-                ids.extend(self.encode_checked(text, false)?);
+                ids.extend(self.encode_checked(&crate::caption::clean_caption(text), false)?);
+                // LlamaGen tokenizes with `max_length=120, truncation=True`: a longer caption is
+                // cut, its `</s>` kept.
+                ids.truncate(T5_MAX_TOKENS - 1);
                 ids.push(self.special("</s>")?);
             }
             Template::Plain => match &self.backend {
