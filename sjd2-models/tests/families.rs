@@ -98,12 +98,7 @@ fn emu3_fixture_tokenizer(config: &std::path::Path) -> serde_json::Value {
     for (i, w) in words.iter().enumerate() {
         vocab.insert((*w).to_string(), serde_json::json!(9 + i));
     }
-    serde_json::json!({
-        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
-        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
-        "decoder": null,
-        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<|endoftext|>"}
-    })
+    common::word_level_tokenizer(&vocab, "<|endoftext|>", serde_json::json!([]))
 }
 
 /// Decodes a 3×3 image of `prompt` with coupled SJD at the pipeline's guidance, checks the
@@ -191,11 +186,7 @@ fn chameleon_directory(renames: &[(u32, &str)], max_positions: usize) -> tempfil
     }
     config["max_position_embeddings"] = max_positions.into();
     std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
-    let tok = serde_json::json!({
-        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
-        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
-        "decoder": null, "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"}
-    });
+    let tok = common::word_level_tokenizer(&vocab, "<unk>", serde_json::json!([]));
     std::fs::write(dir.path().join("tokenizer.json"), tok.to_string()).unwrap();
     dir
 }
@@ -373,11 +364,8 @@ fn janus_loads_from_a_checkpoint_directory_and_draws() {
         // The chat template's words, as this pre-tokenizer splits them.
         "<|": 14, "User": 15, "|>:": 16, "Assistant": 17,
     });
-    let tok = serde_json::json!({
-        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
-        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
-        "decoder": null, "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"}
-    });
+    let vocab = vocab.as_object().unwrap();
+    let tok = common::word_level_tokenizer(vocab, "<unk>", serde_json::json!([]));
     std::fs::write(dir.path().join("tokenizer.json"), tok.to_string()).unwrap();
     let p = Pipeline::load(
         Family::JanusPro,

@@ -61,16 +61,7 @@ fn tokenizer_json(offset: u32) -> String {
     for (i, w) in ["<|User|>", "<|Assistant|>"].iter().enumerate() {
         added.push(serde_json::json!({"id": offset + 21 + i as u32, "content": w, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": false}));
     }
-    serde_json::json!({
-        "version": "1.0",
-        "added_tokens": added,
-        "normalizer": null,
-        "pre_tokenizer": {"type": "Whitespace"},
-        "post_processor": null,
-        "decoder": null,
-        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"}
-    })
-    .to_string()
+    common::word_level_tokenizer(&vocab, "<unk>", serde_json::json!(added)).to_string()
 }
 
 fn word(w: &str) -> u32 {

@@ -223,22 +223,14 @@ impl KeyNames {
     pub fn meta() -> Self {
         let l = |s: &str| format!("layers.{{i}}.{s}");
         Self {
-            embed: "tok_embeddings.weight".into(),
             fused_qkv: None,
-            interleaved_rope: true,
             q: l("attention.wq.weight"),
             k: l("attention.wk.weight"),
             v: l("attention.wv.weight"),
-            o: l("attention.wo.weight"),
             q_norm: l("attention.q_normalization"),
             k_norm: l("attention.k_normalization"),
-            gate: l("feed_forward.w1.weight"),
-            up: l("feed_forward.w3.weight"),
-            down: l("feed_forward.w2.weight"),
-            attn_norm: l("attention_norm.weight"),
-            mlp_norm: l("ffn_norm.weight"),
-            final_norm: "norm.weight".into(),
-            head: "output.weight".into(),
+            // The rest as LlamaGen names it (both follow Meta's Llama code).
+            ..Self::llamagen()
         }
     }
 

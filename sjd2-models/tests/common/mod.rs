@@ -332,11 +332,7 @@ pub fn meta_release(case: &str, words: &[&str]) -> tempfile::TempDir {
     for (i, w) in words.iter().enumerate() {
         vocab.insert((*w).into(), (60 + i).into());
     }
-    let tokenizer = serde_json::json!({
-        "version": "1.0", "added_tokens": [], "normalizer": null,
-        "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null, "decoder": null,
-        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"}
-    });
+    let tokenizer = word_level_tokenizer(&vocab, "<unk>", serde_json::json!([]));
     std::fs::create_dir_all(root.path().join("tokenizer")).unwrap();
     std::fs::write(
         root.path().join("tokenizer/text_tokenizer.json"),
@@ -344,4 +340,19 @@ pub fn meta_release(case: &str, words: &[&str]) -> tempfile::TempDir {
     )
     .unwrap();
     root
+}
+
+/// A `tokenizer.json` with a word-level model over `vocab` (split on whitespace and
+/// punctuation), `unk` for unknown words and `added` tokens: the fixtures' stand-in for a
+/// family's tokenizer at the fixture's own ids.
+pub fn word_level_tokenizer(
+    vocab: &serde_json::Map<String, serde_json::Value>,
+    unk: &str,
+    added: serde_json::Value,
+) -> serde_json::Value {
+    serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": added,
+        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
+        "decoder": null, "model": {"type": "WordLevel", "vocab": vocab, "unk_token": unk}
+    })
 }
