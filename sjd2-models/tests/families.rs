@@ -277,7 +277,22 @@ fn lumina_and_anole_load_through_the_pipeline_and_draw() {
     let words: Vec<u32> = (60..74).collect();
     let expected: Vec<u32> = [vec![1], words, vec![38]].concat();
     assert_eq!(prompt.tokens, expected);
-    draw(p, &prompt, lumina.path(), 32);
+    // Three-way guidance with an image in the prompt ("a <racm3:break> image image <eoss> red
+    // circle"): the image-conditioned row keeps <s> and the bracketed image.
+    let (_, vocab) = sjd2_models::chameleon::Chameleon::load(
+        lumina.path(),
+        |v| sjd2_models::chameleon::ChameleonImage::lumina(v, 32, 32),
+        &d,
+    )
+    .unwrap();
+    let with_image = [&prompt.tokens[..12], &[37, 4, 5, 36], &prompt.tokens[12..]].concat();
+    let interleaved = sjd2_core::Prompt::new(with_image.clone())
+        .with_image_condition(vocab.image_condition(&with_image));
+    assert_eq!(
+        interleaved.image_condition.as_deref(),
+        Some(&[1, 37, 4, 5, 36][..])
+    );
+    draw_with(p, &interleaved, lumina.path(), 32, Some(1.2));
     // An image longer than the checkpoint's positions is refused at load, naming the field.
     let e = Pipeline::load(Family::LuminaMgpt, &files.clone().with_size(384), &d).unwrap_err();
     assert!(
@@ -286,9 +301,8 @@ fn lumina_and_anole_load_through_the_pipeline_and_draw() {
     );
 
     // Anole: a fixed 32 × 32 grid (1 024 tokens), so the checkpoint needs more positions than
-    // the fixture's 512; three-way guidance with an image in the prompt.
+    // the fixture's 512.
     let anole = chameleon_directory(&[(38, "<reserved08706>")], 2048);
-    let files = Files::new(anole.path()).with_vq(&vq);
     let e = Pipeline::load(
         Family::Anole,
         &Files::new(chameleon_directory(&[], 512).path()).with_vq(&vq),
@@ -296,26 +310,11 @@ fn lumina_and_anole_load_through_the_pipeline_and_draw() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("1026 positions"), "{e}");
-    let p = Pipeline::load(Family::Anole, &files, &d).unwrap();
+    let p = Pipeline::load(Family::Anole, &Files::new(anole.path()).with_vq(&vq), &d).unwrap();
     assert_eq!(p.defaults.image_guidance, Some(1.2));
+    assert_eq!((p.model.layout().rows(), p.model.layout().cols()), (32, 32));
     let text = p.prompts.text("a red circle").unwrap();
     assert_eq!(text.tokens, vec![1, 71, 72, 73, 38]);
-    // "<s> a <racm3:break> image image <eoss> red circle": the image-conditioned row keeps
-    // <s> and the bracketed image.
-    let (_, vocab) = sjd2_models::chameleon::Chameleon::load(
-        anole.path(),
-        sjd2_models::chameleon::ChameleonImage::anole,
-        &d,
-    )
-    .unwrap();
-    let with_image = vec![1, 71, 37, 4, 5, 36, 72, 73];
-    let prompt = sjd2_core::Prompt::new(with_image.clone())
-        .with_image_condition(vocab.image_condition(&with_image));
-    assert_eq!(
-        prompt.image_condition.as_deref(),
-        Some(&[1, 37, 4, 5, 36][..])
-    );
-    draw_with(p, &prompt, anole.path(), 512, Some(1.2));
 }
 
 #[test]
