@@ -349,15 +349,18 @@ impl Chameleon {
         device: &Device,
     ) -> Result<(LlamaT2I, ChameleonVocab)> {
         let dir = dir.as_ref();
-        let (config, config_path, names) =
-            if !dir.join("config.json").is_file() && dir.join("params.json").is_file() {
-                let (config, vocabulary) = meta_config(dir)?;
-                (config, vocabulary, KeyNames::meta())
-            } else {
-                let path = dir.join("config.json");
-                let names = KeyNames::hugging_face("model.", "lm_head.weight");
-                (read_json::<TextConfig>(&path)?, path, names)
-            };
+        // Meta's release: `params.json` beside `consolidated.pth` (Anole's `models/7b/` also
+        // holds a 45-byte `config.json` that is not transformers').
+        let meta = dir.join("params.json").is_file()
+            && (dir.join("consolidated.pth").is_file() || !dir.join("config.json").is_file());
+        let (config, config_path, names) = if meta {
+            let (config, vocabulary) = meta_config(dir)?;
+            (config, vocabulary, KeyNames::meta())
+        } else {
+            let path = dir.join("config.json");
+            let names = KeyNames::hugging_face("model.", "lm_head.weight");
+            (read_json::<TextConfig>(&path)?, path, names)
+        };
         let checkpoint = Checkpoint::open(dir)?;
         let mut config = config;
         if names.interleaved_rope
