@@ -647,7 +647,13 @@ def build_emu3_gen(d: Path, seed: int):
     for f in ("generation_config.json", "tokenizer_config.json", "special_tokens_map.json"):
         shutil.copy(published("BAAI", "Emu3-Gen", f), d / f)
     shutil.copy(TOKENIZERS / "emu3" / "emu3.tiktoken", d / "emu3.tiktoken")
-    shutil.copy(TOKENIZERS / "emu3" / "emu3_vision_tokens.txt", d / "emu3_vision_tokens.txt")
+    # The release's vision-token file lists every code of the 32 768-entry codebook after the
+    # three image markers, in the small fixture's order; its ids are then the real ones.
+    markers = [l for l in (TOKENIZERS / "emu3" / "emu3_vision_tokens.txt").read_text().splitlines()
+               if l.strip() and not l.startswith("<|visual token")]
+    codebook = cfg["vocab_size"] - 151643 - 3 - 205 - len(markers)
+    (d / "emu3_vision_tokens.txt").write_text(
+        "\n".join(markers + [f"<|visual token {i:06d}|>" for i in range(codebook)]) + "\n")
     specs = llama_lm("model", "lm_head", cfg["vocab_size"], cfg["hidden_size"], 1, cfg["num_attention_heads"],
                      cfg["num_key_value_heads"], cfg["intermediate_size"])
     L = "model.layers.0."
@@ -664,8 +670,8 @@ def build_emu3_gen(d: Path, seed: int):
         "config.json: the published file as reconstructed in published/README.md (933 B like the release) with num_hidden_layers 32 -> 1",
         "7 shards like the release (model-0000N-of-00007.safetensors): embeddings, q/k, v/o, gate, up, down+norms, "
         "final norm + lm_head",
-        "emu3.tiktoken / emu3_vision_tokens.txt: the SMALL vocabulary (tests/fixtures/tokenizers/emu3); its special "
-        "tokens keep the real ids (numbered from 151643), only 8 visual tokens exist in it",
+        "emu3.tiktoken: the SMALL vocabulary (tests/fixtures/tokenizers/emu3); emu3_vision_tokens.txt: the image markers "
+        "and all 32 768 visual tokens, so every special token has its real id (numbered from 151643)",
         "the remote-code Python files (configuration_emu3.py, modeling_emu3.py, tokenization_emu3.py, ...) are not copied",
     ])
 

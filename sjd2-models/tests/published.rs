@@ -156,10 +156,9 @@ fn anole_7b_release_layout() {
     assert_eq!(draw(p, &prompt, "anole"), (512, 512));
 }
 
-#[test]
-#[ignore = "needs SJD2_REAL_LAYOUT (scripts/real_layout_fixtures.py)"]
-fn janus_pro_1b() {
-    let repo = "deepseek-ai/Janus-Pro-1B";
+/// Janus-Pro's original layout (`pytorch_model*.bin`, `language_config` listing only a few
+/// fields: the 7B's width comes from LlamaConfig's defaults).
+fn janus_pro(repo: &str) {
     let Some(dir) = release(repo) else { return };
     let e = expected(repo);
     let p = Pipeline::load(
@@ -173,6 +172,18 @@ fn janus_pro_1b() {
     assert_eq!(p.decoder.downsample(), n(&e["image"]["downsample"]));
     let prompt = p.prompts.text("a red circle").unwrap();
     assert_eq!(draw(p, &prompt, "janus"), (64, 64));
+}
+
+#[test]
+#[ignore = "needs SJD2_REAL_LAYOUT (scripts/real_layout_fixtures.py)"]
+fn janus_pro_1b() {
+    janus_pro("deepseek-ai/Janus-Pro-1B");
+}
+
+#[test]
+#[ignore = "needs SJD2_REAL_LAYOUT with --families heavy (scripts/real_layout_fixtures.py)"]
+fn janus_pro_7b() {
+    janus_pro("deepseek-ai/Janus-Pro-7B");
 }
 
 #[test]
