@@ -302,11 +302,20 @@ def janus_original(n, vocab, layers, heads, inter, siglip_blocks=1):
     return out + lm
 
 
-def llamagen_gpt_c2i(dim=1280, layers=1, heads=20, vocab=16384, num_classes=1000, multiple_of=256):
-    """LlamaGen autoregressive/models/gpt.py Transformer, model_type 'c2i' (GPT_XL: 36 x 1280, 20 heads)."""
+def llamagen_gpt_c2i(dim=1280, layers=1, heads=20, vocab=16384, num_classes=1000, multiple_of=256,
+                     caption_dim=None, caption_slots=120):
+    """LlamaGen autoregressive/models/gpt.py Transformer, model_type 'c2i' (GPT_XL: 36 x 1280, 20 heads),
+    or 't2i' with `caption_dim` (CaptionEmbedder: a bias-free fc1/fc2 MLP over FLAN-T5 features and the
+    learned `uncond_embedding` of `caption_slots` rows)."""
     hidden = int(2 * (4 * dim) / 3)
     hidden = hidden + (multiple_of - hidden % multiple_of) % multiple_of  # find_multiple
-    out = [T("cls_embedding.embedding_table.weight", (num_classes + 1, dim)), T("tok_embeddings.weight", (vocab, dim))]
+    if caption_dim is None:
+        cond = [T("cls_embedding.embedding_table.weight", (num_classes + 1, dim))]
+    else:
+        cond = [T("cls_embedding.uncond_embedding", (caption_slots, caption_dim)),
+                T("cls_embedding.cap_proj.fc1.weight", (dim, caption_dim)),
+                T("cls_embedding.cap_proj.fc2.weight", (dim, dim))]
+    out = cond + [T("tok_embeddings.weight", (vocab, dim))]
     for i in range(layers):
         p = f"layers.{i}"
         out += [T(f"{p}.attention.wqkv.weight", (3 * dim, dim)), T(f"{p}.attention.wo.weight", (dim, dim))]
@@ -767,9 +776,16 @@ def build_llamagen(d: Path, seed: int):
                 wrap=lambda sd: {"model": sd})
     write_torch(d / "vq_ds16_c2i.pt", llamagen_vq16(), dtype, seed, repo + "/vq_ds16_c2i.pt",
                 wrap=lambda sd: {"model": sd})
+    # The text-conditional release: GPT-XL over FLAN-T5-XL features (2048 wide, 120 slots).
+    write_torch(d / "t2i_XL_stage2_512.pt", llamagen_gpt_c2i(layers=1, caption_dim=2048), dtype, seed,
+                repo + "/t2i_XL_stage2_512.pt", wrap=lambda sd: {"model": sd})
+    write_torch(d / "vq_ds16_t2i.pt", llamagen_vq16(), dtype, seed + 1, repo + "/vq_ds16_t2i.pt",
+                wrap=lambda sd: {"model": sd})
     sidecar(d, repo, {"n_layer (GPT-XL)": {"published": 36, "fixture": 1}}, [
         "no config is published: GPT-XL = ModelArgs(n_layer=36, n_head=20, dim=1280) in autoregressive/models/gpt.py, "
         "vocab_size 16384, num_classes 1000 (+1 CFG row), cls_token_num 1, block_size 24*24 for 384 px",
+        "t2i_XL_stage2_512.pt / vq_ds16_t2i.pt: the text-conditional GPT-XL (caption MLP over 2048-wide FLAN-T5 "
+        "features, 120-row unconditional caption) and its VQ, same format",
         "c2i_XL_384.pt / vq_ds16_c2i.pt: torch.save({'model': state_dict}), f32, names of gpt.py / vq_model.py "
         "(freqs_cis and the KV caches are not in the state_dict); the VQ is at its real size",
         "whether the released .pt files hold more keys than 'model' (optimizer, args, ...) is not established",

@@ -323,6 +323,9 @@ fn tokenizer_file(path: &Path) -> Result<PromptTokenizer> {
     PromptTokenizer::from_file(path)
 }
 
+/// Positions kept for the prompt when the image alone nearly fills a checkpoint's positions.
+const PROMPT_ROOM: usize = 512;
+
 /// Emu3's negative prompt (BAAI's generation example).
 const EMU3_NEGATIVE: &str = "lowres, bad anatomy, bad hands, text, error, missing fingers, extra digit, fewer digits, cropped, worst quality, low quality, normal quality, jpeg artifacts, signature, watermark, username, blurry.";
 
@@ -472,22 +475,31 @@ impl Pipeline {
                 }
             }
         };
-        // An image longer than the checkpoint's positions (Lumina-mGPT at 1024 px needs about
-        // 4 200) fails here, not after minutes of loading and prefilling.
+        // An image longer than the checkpoint's `max_position_embeddings` (Lumina-mGPT at
+        // 1024 px takes about 4 200 positions): transformers computes RoPE for any position, so
+        // the tables are extended as upstream runs it, with room for a long prompt.
         use sjd2_core::JacobiDenoiser;
         let needed = model.layout().len() + 1;
         let max = model.max_sequence_len();
-        if needed > max {
-            return Err(LoadError::Config {
-                path: dir.join("config.json"),
-                field: "max_position_embeddings".into(),
-                reason: format!(
-                    "is {max}, but a {size}x{size} image alone takes {needed} positions: \
-                     choose a smaller size (this family's default is {})",
-                    family.defaults().size
-                ),
-            });
-        }
+        let model = if needed > max {
+            let positions = needed + PROMPT_ROOM;
+            tracing::warn!(
+                max_position_embeddings = max,
+                positions,
+                "a {size}x{size} image takes {needed} positions: RoPE extended past the checkpoint's max_position_embeddings"
+            );
+            model
+                .try_map_backbone(|b| b.with_max_positions(positions))
+                .map_err(|e| LoadError::Config {
+                    path: dir.join("config.json"),
+                    field: "max_position_embeddings".into(),
+                    reason: format!(
+                        "is {max}, but a {size}x{size} image alone takes {needed} positions: {e}"
+                    ),
+                })?
+        } else {
+            model
+        };
         Ok(Self {
             family,
             model,

@@ -129,6 +129,12 @@ fn lumina_mgpt_7b_768() {
         (p.model.layout().rows(), p.model.layout().cols()),
         (n(&grid[0]), n(&grid[1]))
     );
+    assert_eq!(p.model.max_sequence_len(), 4096);
+    // Lumina-mGPT-7B-1024's image (64 rows of 65 tokens and the end tokens) is longer than
+    // 4 096 positions: the RoPE tables are extended, as transformers computes them.
+    let p = Pipeline::load(Family::LuminaMgpt, &files.with_size(1024), &Device::flex()).unwrap();
+    assert_eq!(p.model.layout().len(), 64 * 65 + 2);
+    assert!(p.model.max_sequence_len() > 64 * 65 + 2 + 100);
 }
 
 #[test]
@@ -243,4 +249,33 @@ fn emu3_gen_original_and_hf() {
         let prompt = p.prompts.text("a red circle").unwrap();
         assert_eq!(draw(p, &prompt, "emu3"), (64, 64));
     }
+}
+
+#[test]
+#[ignore = "needs SJD2_REAL_LAYOUT (scripts/real_layout_fixtures.py)"]
+fn llamagen_xl_t2i_with_flan_t5_xl() {
+    let (Some(dir), Some(t5)) = (
+        release("FoundationVision/LlamaGen"),
+        release("google/flan-t5-xl"),
+    ) else {
+        return;
+    };
+    if !dir.join("t2i_XL_stage2_512.pt").is_file() {
+        eprintln!("skipped: regenerate the LlamaGen fixtures (t2i_XL_stage2_512.pt)");
+        return;
+    }
+    let files = Files::new(dir.join("t2i_XL_stage2_512.pt"))
+        .with_vq(dir.join("vq_ds16_t2i.pt"))
+        .with_t5(&t5)
+        .with_size(64);
+    let p = Pipeline::load(Family::LlamagenT2i, &files, &Device::flex()).unwrap();
+    let e = expected("FoundationVision/LlamaGen");
+    let c = p.model.backbone().config();
+    assert_eq!(
+        (c.hidden, c.heads),
+        (n(&e["gpt"]["dim"]), n(&e["gpt"]["n_head"]))
+    );
+    // The caption is cleaned as LlamaGen's t5.py cleans it before FLAN-T5-XL encodes it.
+    let prompt = p.prompts.text("A Red Circle, 1024x768").unwrap();
+    assert_eq!(draw(p, &prompt, "llamagen-t2i"), (64, 64));
 }

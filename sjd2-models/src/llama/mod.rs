@@ -390,6 +390,30 @@ impl Backbone {
         Self::initialized(config, init, &rows, device)
     }
 
+    /// The same backbone with rotary tables for `positions` positions (at least its own), for
+    /// sequences longer than the checkpoint's `max_position_embeddings`: 1-D RoPE has no limit
+    /// of its own, and transformers computes it for whatever positions it is given, so a
+    /// Lumina-mGPT 1024² image (about 4 200 positions) runs as upstream runs it.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] for LlamaGen's 2-D RoPE, whose table is the image grid.
+    pub fn with_max_positions(mut self, positions: usize) -> Result<Self, Error> {
+        if !matches!(self.config.rope, RopeKind::Sequence { .. }) {
+            return Err(Error::Unsupported(format!(
+                "{positions} positions: a 2-D RoPE backbone covers its image grid only"
+            )));
+        }
+        if positions > self.config.max_positions {
+            let device = self.cos.device();
+            let (cos, sin) =
+                rope::tables(positions, self.config.head_dim, self.config.rope, &device);
+            self.cos = cos;
+            self.sin = sin;
+            self.config.max_positions = positions;
+        }
+        Ok(self)
+    }
+
     /// Every parameter under the names of `names` in the checkpoint layout (`[out, in]` linear
     /// weights, the fused projection and interleaved RoPE features where `names` uses them), as
     /// `f32` host values: what [`Backbone::load`] reads back.

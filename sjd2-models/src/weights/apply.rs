@@ -139,6 +139,16 @@ pub(crate) fn export_table<M: ModuleSnapshot>(
             shape = vec![shape[1]];
         }
         let row: usize = shape.iter().skip(1).product();
+        if let Some(o) = &w.view.order
+            && o.len() * row != values.len()
+        {
+            // Per-head q/k norms cannot be written as Meta's one shared affine, for example.
+            return Err(bad(format!(
+                "{shape:?} does not fit `{}`'s layout of {} rows",
+                w.name,
+                o.len()
+            )));
+        }
         if let Some(o) = &w.view.order {
             let mut undone = vec![0.0; values.len()];
             for (i, &src) in o.iter().enumerate() {
