@@ -552,7 +552,24 @@ impl Pipeline {
                     .or_else(|| crate::chameleon::release_file(&release, "vqgan.ckpt"));
                 let (path, prefix) = match file {
                     Some(p) => (p, String::new()),
-                    None => (weights, "model.vqmodel.".to_string()),
+                    None => {
+                        // transformers' `ChameleonVQVAE` keeps the encoder only: decoding needs
+                        // the released VQGAN.
+                        let has_decoder = Checkpoint::open(&weights)?
+                            .shape("model.vqmodel.decoder.conv_out.weight")
+                            .is_some();
+                        if !has_decoder && !encoder {
+                            return Err(LoadError::Config {
+                                path: weights,
+                                field: "vq".into(),
+                                reason: "holds no VQGAN decoder (transformers' Chameleon \
+                                         checkpoints keep only its encoder): give Chameleon's \
+                                         `tokenizer/vqgan.ckpt` (--vq)"
+                                    .into(),
+                            });
+                        }
+                        (weights, "model.vqmodel.".to_string())
+                    }
                 };
                 let layout = VqLayout::Taming { prefix };
                 (

@@ -21,6 +21,19 @@ fn missing_files_and_unknown_sizes_are_named() {
         .with_vq(fixtures().join("llamagen_vq/weights.safetensors"));
     let e = Pipeline::load(Family::LlamagenC2i, &files, &d).unwrap_err();
     assert!(e.to_string().contains("tok_embeddings.weight"), "{e}");
+    // transformers' Chameleon checkpoints keep only the VQGAN's encoder: decoding asks for the
+    // released vqgan.ckpt.
+    let e = Pipeline::load(
+        Family::Anole,
+        &Files::new(fixtures().join("chameleon/hf")),
+        &d,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, LoadError::Config { field, reason, .. }
+            if field == "vq" && reason.contains("vqgan.ckpt")),
+        "{e}"
+    );
     // A repository id that is not in the cache, offline.
     let tmp = tempfile::tempdir().unwrap();
     let e = sjd2_models::hub::resolve_in(
