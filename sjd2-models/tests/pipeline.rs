@@ -17,13 +17,14 @@ use sjd2_models::vq::{
 };
 use sjd2_sampler::{DecoderConfig, Sjd2Decoder};
 
-fn tiny_vq(mut c: VqConfig, codebook: usize, embed: usize, layout: VqLayout) -> VqConfig {
-    c.ch = 32;
-    c.z_channels = 32;
-    c.codebook_size = codebook;
-    c.embed_dim = embed;
-    c.layout = layout;
-    c
+/// A fixture VQ of the released family `base` under `layout`, sized from its tensors (the
+/// fixtures are narrower than the releases).
+fn fixture_vq(file: &str, base: VqConfig, layout: VqLayout, d: &Device) -> VqModel {
+    let path = fixtures().join(file);
+    let cfg = VqConfig { layout, ..base }
+        .sized_by_shapes(&sjd2_models::weights::Checkpoint::open(&path).unwrap())
+        .unwrap();
+    VqModel::load(path, cfg, d).unwrap()
 }
 
 fn run(name: &str, model: LlamaT2I, prompt: Prompt, vq: &dyn ImageDecoder) {
@@ -62,19 +63,14 @@ fn chameleon_prompt_to_png() {
         &d,
     )
     .unwrap();
-    let vq = VqModel::load(
-        fixtures().join("chameleon_vqgan/weights_vqgan_ckpt_layout.safetensors"),
-        tiny_vq(
-            VqConfig::chameleon(),
-            32,
-            16,
-            VqLayout::Taming {
-                prefix: String::new(),
-            },
-        ),
+    let vq = fixture_vq(
+        "chameleon_vqgan/weights_vqgan_ckpt_layout.safetensors",
+        VqConfig::chameleon(),
+        VqLayout::Taming {
+            prefix: String::new(),
+        },
         &d,
-    )
-    .unwrap();
+    );
     run("chameleon", m, Prompt::new(vec![1, 40, 41, 42, 50]), &vq);
 }
 
@@ -99,38 +95,28 @@ fn janus_prompt_to_png() {
         &d,
     )
     .unwrap();
-    let vq = VqModel::load(
-        fixtures().join("janus/hf"),
-        tiny_vq(
-            VqConfig::vq16(),
-            64,
-            8,
-            VqLayout::Vq16Hf {
-                prefix: "model.vqmodel.".into(),
-            },
-        ),
+    let vq = fixture_vq(
+        "janus/hf",
+        VqConfig::vq16(),
+        VqLayout::Vq16Hf {
+            prefix: "model.vqmodel.".into(),
+        },
         &d,
-    )
-    .unwrap();
+    );
     run("janus", m, Prompt::new(vec![1, 20, 21, 22, 23]), &vq);
 }
 
 #[test]
 fn llamagen_prompts_to_png() {
     let d = Device::flex();
-    let vq = VqModel::load(
-        fixtures().join("llamagen_vq/weights.safetensors"),
-        tiny_vq(
-            VqConfig::vq16(),
-            64,
-            8,
-            VqLayout::Vq16 {
-                prefix: String::new(),
-            },
-        ),
+    let vq = fixture_vq(
+        "llamagen_vq/weights.safetensors",
+        VqConfig::vq16(),
+        VqLayout::Vq16 {
+            prefix: String::new(),
+        },
         &d,
-    )
-    .unwrap();
+    );
     let c2i = LlamaGen::load(
         fixtures().join("llamagen_c2i/weights.safetensors"),
         llamagen_config(LlamaGenTask::ClassToImage { num_classes: 10 }),
