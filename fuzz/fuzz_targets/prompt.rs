@@ -1,4 +1,5 @@
-//! Arbitrary text through a word-level tokenizer and every prompt template.
+//! Arbitrary text through a word-level tokenizer and every prompt template (FLAN-T5's cleans the
+//! caption first), and through Emu3's tiktoken vocabulary (the repository's small one).
 #![no_main]
 
 use std::sync::OnceLock;
@@ -14,13 +15,28 @@ fn tokenizer() -> &'static PromptTokenizer {
     })
 }
 
+fn emu3() -> &'static PromptTokenizer {
+    static T: OnceLock<PromptTokenizer> = OnceLock::new();
+    T.get_or_init(|| {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../sjd2-models/tests/fixtures/tokenizers/emu3");
+        PromptTokenizer::from_emu3_tiktoken(
+            format!("{dir}/emu3.tiktoken"),
+            format!("{dir}/emu3_vision_tokens.txt"),
+        )
+        .expect("the fixture vocabulary loads")
+        .with_max_tokens(256)
+    })
+}
+
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
     let t = tokenizer();
-    for template in [Template::Lumina { width: 512, height: 512 }, Template::Chameleon, Template::Emu3, Template::Janus, Template::T5, Template::Plain] {
+    for template in [Template::Lumina { width: 512, height: 512 }, Template::Chameleon, Template::Anole, Template::Emu3, Template::Janus, Template::T5, Template::Plain] {
         let _ = t.encode(text, &template);
     }
     let _ = t.encode_text(text);
+    let _ = emu3().encode(text, &Template::Emu3);
+    let _ = sjd2_models::caption::clean_caption(text);
 });

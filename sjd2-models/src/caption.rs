@@ -1482,6 +1482,17 @@ impl Cleaner {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// Any text (URLs, tags, entities, quotes, CJK, emoji, mojibake pieces) cleans without a
+        /// panic to a trimmed result, and cleaning is total on its own output.
+        #[test]
+        fn cleaning_never_panics(text in "[a-zA-Z0-9 <>/&;#@:.,_'\"!?()\\-\n\t%+=*~|`´«»“”‘’–—àéüçÃ©€™中文한글😀×ß]{0,120}") {
+            let cleaned = clean_caption(&text);
+            proptest::prop_assert_eq!(cleaned.trim(), cleaned.as_str());
+            let _ = clean_caption(&cleaned);
+        }
+    }
+
     #[derive(serde::Deserialize)]
     struct Goldens {
         cases: Vec<Case>,
