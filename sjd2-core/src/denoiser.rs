@@ -79,7 +79,22 @@ pub struct PromptRow<'a> {
     pub role: Role,
 }
 
-impl PromptRow<'_> {
+impl<'a> PromptRow<'a> {
+    /// The rows of `prompts` for `branches` guidance branches (1: conditional only; 2: and
+    /// unconditional; 3: and image-conditioned), grouped by branch: every conditional row, then
+    /// every unconditional one, then every image-conditioned one.
+    pub fn grouped(prompts: &'a [Prompt], branches: usize) -> Vec<Self> {
+        [
+            Role::Conditional,
+            Role::Unconditional,
+            Role::ImageConditioned,
+        ]
+        .into_iter()
+        .take(branches)
+        .flat_map(|role| prompts.iter().map(move |prompt| PromptRow { prompt, role }))
+        .collect()
+    }
+
     /// The branch this row computes: [`Role::ImageConditioned`] without an
     /// [`image_condition`](Prompt::image_condition) computes the unconditional row.
     ///

@@ -69,6 +69,35 @@ pub fn guide_instruct(
     u.clone() + (i.clone() - u) * image_scale + (c - i) * text_scale
 }
 
+/// Guides logits whose rows are grouped by branch, `samples` rows per group, as
+/// [`PromptRow::grouped`](crate::PromptRow::grouped) orders them: one group is unguided, two are
+/// conditional and unconditional ([`guide`] at `scale`), three add the image-conditioned rows
+/// ([`guide_instruct`] at `scale` and `image_scale`, 1 when `None`).
+///
+/// # Shapes
+/// - `logits`: `[groups · samples, positions, vocab]`; returns `[samples, positions, vocab]`
+pub fn guide_branches(
+    logits: Tensor<3>,
+    samples: usize,
+    scale: f32,
+    image_scale: Option<f32>,
+    style: GuidanceStyle,
+) -> Tensor<3> {
+    let branch = |g: usize| logits.clone().narrow(0, g * samples, samples);
+    match logits.dims()[0] / samples.max(1) {
+        3 => guide_instruct(
+            branch(0),
+            branch(2),
+            branch(1),
+            scale,
+            image_scale.unwrap_or(1.0),
+            style,
+        ),
+        2 => guide(branch(0), branch(1), scale, style),
+        _ => logits,
+    }
+}
+
 /// A parameter-free sinusoidal embedding of noise levels, zero at level 0.
 ///
 /// Entry `2i` is `sin(ω_i t)` and entry `2i+1` is `cos(ω_i t) − 1`, with `t = k / K` in `[0, 1]`

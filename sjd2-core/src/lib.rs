@@ -41,7 +41,9 @@ pub use denoiser::{
 };
 pub use device::{Precision, configure_precision, parse_device};
 pub use error::{Error, Result};
-pub use guidance::{GuidanceStyle, guide, guide_instruct, sinusoidal_level_embedding};
+pub use guidance::{
+    GuidanceStyle, guide, guide_branches, guide_instruct, sinusoidal_level_embedding,
+};
 pub use normalize::{EmbeddingNormalizer, NormalizationKind};
 pub use sampling::Sampling;
 pub use schedule::{NoiseSchedule, ScheduleTable, ddim_step};

@@ -11,9 +11,8 @@ use sjd2_core::error::tensor_to_vec;
 use sjd2_core::sampling::sample_index;
 use sjd2_core::{
     DecodeCache, Dist, Draft, EmbeddingNormalizer, Error, ImageLayout, JacobiDenoiser,
-    JacobiVerifier, ProbabilisticVerifier, Prompt, PromptRow, Result, Role, ScheduleTable, Target,
-    Verifier, VerifyInput, ddim_step, guide, guide_instruct, ids_tensor,
-    sinusoidal_level_embedding,
+    JacobiVerifier, ProbabilisticVerifier, Prompt, PromptRow, Result, ScheduleTable, Target,
+    Verifier, VerifyInput, ddim_step, guide_branches, ids_tensor, sinusoidal_level_embedding,
 };
 
 use crate::config::{
@@ -234,20 +233,13 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
     /// grouped as [`DecoderConfig::guidance_branches`] orders them.
     fn guided_image_logits(&self, logits: Tensor<3>, samples: usize) -> Result<Vec<f32>> {
         let range = self.model.layout().image_token_range();
-        let (scale, style) = (self.config.guidance_scale, self.model.guidance_style());
-        let branch = |g: usize| logits.clone().narrow(0, g * samples, samples);
-        let logits = match logits.dims()[0] / samples.max(1) {
-            3 => guide_instruct(
-                branch(0),
-                branch(2),
-                branch(1),
-                scale,
-                self.config.image_guidance_scale.unwrap_or(1.0),
-                style,
-            ),
-            2 => guide(branch(0), branch(1), scale, style),
-            _ => logits,
-        };
+        let logits = guide_branches(
+            logits,
+            samples,
+            self.config.guidance_scale,
+            self.config.image_guidance_scale,
+            self.model.guidance_style(),
+        );
         let logits = logits.narrow(2, range.start as usize, range.len());
         tensor_to_vec(logits, "guided image logits")
     }
@@ -301,15 +293,7 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
             .map_or(layout.len(), |m| m.min(layout.len()));
         let samples = prompts.len();
         let branches = cfg.guidance_branches(prompts);
-        let roles = [
-            Role::Conditional,
-            Role::Unconditional,
-            Role::ImageConditioned,
-        ];
-        let rows: Vec<PromptRow> = roles[..branches]
-            .iter()
-            .flat_map(|&role| prompts.iter().map(move |prompt| PromptRow { prompt, role }))
-            .collect();
+        let rows = PromptRow::grouped(prompts, branches);
         let longest = self.check_prompts(&rows, samples)?;
         if longest + target > model.max_sequence_len() {
             return Err(Error::SequenceTooLong {

@@ -9,9 +9,9 @@ pub use toy::{ToyConfig, ToyModel};
 
 use std::collections::HashMap;
 
-use crate::denoiser::{JacobiDenoiser, Prompt, PromptRow, Role};
+use crate::denoiser::{JacobiDenoiser, Prompt, PromptRow};
 use crate::error::{Result, tensor_to_vec};
-use crate::guidance::{guide, guide_instruct};
+use crate::guidance::guide_branches;
 use crate::sampling::Sampling;
 
 /// The exact probability of every complete generated sequence under plain autoregressive
@@ -19,7 +19,7 @@ use crate::sampling::Sampling;
 /// decoder applies them), computed by enumerating every prefix with fresh prefill passes.
 ///
 /// `guidance_scale == 1.0` disables guidance; `image_guidance_scale` turns on three-way guidance
-/// ([`guide_instruct`]) when the prompt has an
+/// ([`guide_instruct`](crate::guide_instruct)) when the prompt has an
 /// [`image_condition`](Prompt::image_condition). Sequences of probability zero are omitted.
 ///
 /// # Errors
@@ -64,15 +64,7 @@ pub fn exact_sequence_distribution(
             }
             prompts.push(full);
         }
-        let roles = [
-            Role::Conditional,
-            Role::Unconditional,
-            Role::ImageConditioned,
-        ];
-        let rows: Vec<PromptRow> = roles[..branches]
-            .iter()
-            .flat_map(|&role| prompts.iter().map(move |p| PromptRow { prompt: p, role }))
-            .collect();
+        let rows = PromptRow::grouped(&prompts, branches);
         let max_len = rows
             .iter()
             .map(|r| model.prompt_len(r))
@@ -80,21 +72,7 @@ pub fn exact_sequence_distribution(
         let mut cache = model.new_cache(rows.len(), max_len.into_iter().max().unwrap_or(1))?;
         let logits = model.prefill(&mut cache, &rows)?.unsqueeze_dim::<3>(1);
         let n = prefixes.len();
-        let style = model.guidance_style();
-        let logits = match (branches, instruct) {
-            (3, Some(image_scale)) => {
-                let c = logits.clone().narrow(0, 0, n);
-                let u = logits.clone().narrow(0, n, n);
-                let i = logits.narrow(0, 2 * n, n);
-                guide_instruct(c, i, u, guidance_scale, image_scale, style)
-            }
-            (2, _) => {
-                let c = logits.clone().narrow(0, 0, n);
-                let u = logits.narrow(0, n, n);
-                guide(c, u, guidance_scale, style)
-            }
-            _ => logits,
-        };
+        let logits = guide_branches(logits, n, guidance_scale, instruct, model.guidance_style());
         let v = logits.dims()[2];
         let logits = logits.narrow(2, range.start as usize, range.len());
         let host = tensor_to_vec(logits, "enumeration logits")?;
