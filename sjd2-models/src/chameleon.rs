@@ -353,7 +353,7 @@ impl Chameleon {
         // holds a 45-byte `config.json` that is not transformers').
         let meta = dir.join("params.json").is_file()
             && (dir.join("consolidated.pth").is_file() || !dir.join("config.json").is_file());
-        let (config, config_path, names) = if meta {
+        let (mut config, config_path, names) = if meta {
             let (config, vocabulary) = meta_config(dir)?;
             (config, vocabulary, KeyNames::meta())
         } else {
@@ -362,7 +362,6 @@ impl Chameleon {
             (read_json::<TextConfig>(&path)?, path, names)
         };
         let checkpoint = Checkpoint::open(dir)?;
-        let mut config = config;
         if names.interleaved_rope
             && let Some(&[rows, _]) = checkpoint.shape(&names.embed)
         {

@@ -383,7 +383,7 @@ impl Pipeline {
                 } else {
                     Template::Anole
                 };
-                let vq = Self::vq_model(family, files, &weights, device, false)?;
+                let vq = Self::vq_model(family, files, (&weights, &dir), device, false)?;
                 let prompts = Prompts::Text {
                     tokenizer: Box::new(tokenizer()?),
                     template,
@@ -401,7 +401,7 @@ impl Pipeline {
                         tok.token_id(name)
                     })
                     .map_err(|name| LoadError::Config {
-                        path: dir.join("tokenizer.json"),
+                        path: files.tokenizer.clone().unwrap_or_else(|| dir.clone()),
                         field: name,
                         reason: "is not in the tokenizer (an Emu3 token)".into(),
                     })?,
@@ -437,7 +437,7 @@ impl Pipeline {
                     begin_of_image: id("<begin_of_image>")?,
                 };
                 let m = Janus::load(dir.join("config.json"), &weights, tokens, size / 16, device)?;
-                let vq = Self::vq_model(family, files, &weights, device, false)?;
+                let vq = Self::vq_model(family, files, (&weights, &dir), device, false)?;
                 let prompts = Prompts::Text {
                     tokenizer: Box::new(tok),
                     template: Template::Janus,
@@ -459,7 +459,7 @@ impl Pipeline {
                         ),
                     });
                 }
-                let vq = Self::vq_model(family, files, &weights, device, false)?;
+                let vq = Self::vq_model(family, files, (&weights, &dir), device, false)?;
                 if t2i {
                     let t5 = files.required(files.t5.as_ref(), "t5", "FLAN-T5-XL is required")?;
                     let m = LlamaGen::load(&weights, cfg, device)?
@@ -519,13 +519,13 @@ impl Pipeline {
         files: &Files,
         device: &Device,
     ) -> Result<Box<dyn ImageEncoder>> {
-        let (weights, _) = files.local_weights()?;
+        let (weights, dir) = files.local_weights()?;
         Ok(match family {
             Family::Emu3 => {
                 let (path, cfg) = Self::movq(files, &weights)?;
                 Box::new(MovqEncoder::load(path, cfg, device)?)
             }
-            f => Box::new(Self::vq_model(f, files, &weights, device, true)?),
+            f => Box::new(Self::vq_model(f, files, (&weights, &dir), device, true)?),
         })
     }
 
@@ -533,7 +533,7 @@ impl Pipeline {
     fn vq_model(
         family: Family,
         files: &Files,
-        weights: &Path,
+        (weights, dir): (&Path, &Path),
         device: &Device,
         encoder: bool,
     ) -> Result<VqModel> {
@@ -541,15 +541,10 @@ impl Pipeline {
         let (path, cfg) = match family {
             Family::LuminaMgpt | Family::Anole => {
                 // The release's `vqgan.ckpt` (transformers' checkpoints hold only its encoder).
-                let release = weights
-                    .parent()
-                    .filter(|_| weights.is_file())
-                    .unwrap_or(&weights)
-                    .to_path_buf();
                 let file = files
                     .vq
                     .clone()
-                    .or_else(|| crate::chameleon::release_file(&release, "vqgan.ckpt"));
+                    .or_else(|| crate::chameleon::release_file(dir, "vqgan.ckpt"));
                 let (path, prefix) = match file {
                     Some(p) => (p, String::new()),
                     None => {

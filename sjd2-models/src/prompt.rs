@@ -36,26 +36,12 @@ pub enum Template {
     /// `VLChatProcessor` strips it): `<｜begin▁of▁sentence｜><|User|>: {prompt}\n\n<|Assistant|>:`.
     Janus,
     /// LlamaGen t2i (FLAN-T5): `{clean_caption(prompt)}</s>`, the prompt cleaned first as
-    /// LlamaGen's `t5.py` cleans captions ([`crate::caption::clean_caption`]). Characters the vocabulary lacks become `<unk>` as upstream encodes
+    /// LlamaGen's `t5.py` cleans captions ([`crate::caption::clean_caption`]) and cut to
+    /// [`T5_MAX_TOKENS`]; characters the vocabulary lacks become `<unk>` as upstream encodes
     /// them.
     T5,
     /// The text alone, with the tokenizer's own special tokens.
     Plain,
-}
-
-impl Tiktoken {
-    /// NFC-normalized text with every special token allowed, as `Emu3Tokenizer.tokenize`.
-    fn encode(&self, text: &str) -> std::result::Result<Vec<u32>, Error> {
-        let text: String = text.nfc().collect();
-        let allowed = self.bpe.special_tokens();
-        self.bpe
-            .encode(&text, &allowed)
-            .map(|(ids, _)| ids)
-            .map_err(|e| Error::InvalidPrompt {
-                index: 0,
-                reason: format!("cannot tokenize: {e}"),
-            })
-    }
 }
 
 /// Turns prompt text into token ids for one family.
@@ -100,6 +86,21 @@ struct Tiktoken {
     bpe: tiktoken_rs::CoreBPE,
     ranks: HashMap<Vec<u8>, u32>,
     specials: HashMap<String, u32>,
+}
+
+impl Tiktoken {
+    /// NFC-normalized text with every special token allowed, as `Emu3Tokenizer.tokenize`.
+    fn encode(&self, text: &str) -> std::result::Result<Vec<u32>, Error> {
+        let text: String = text.nfc().collect();
+        let allowed = self.bpe.special_tokens();
+        self.bpe
+            .encode(&text, &allowed)
+            .map(|(ids, _)| ids)
+            .map_err(|e| Error::InvalidPrompt {
+                index: 0,
+                reason: format!("cannot tokenize: {e}"),
+            })
+    }
 }
 
 /// The FLAN-T5 tokens LlamaGen feeds (`t5_feature_max_len`): [`Template::T5`] cuts longer

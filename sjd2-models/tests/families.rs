@@ -116,6 +116,16 @@ fn emu3_fixture_tokenizer(config: &std::path::Path) -> serde_json::Value {
 
 /// Decodes a 3×3 image of `prompt` with coupled SJD at the pipeline's guidance, checks the
 /// codes (64 in each fixture's codebook) and writes a PNG of `side` pixels into `dir`.
+/// A temporary directory holding copies of `files` of `src`: a checkpoint directory as a user
+/// has it, for a test to add to.
+fn copy_of(src: &std::path::Path, files: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for f in files {
+        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+    }
+    dir
+}
+
 fn draw(p: Pipeline, prompt: &sjd2_core::Prompt, dir: &std::path::Path, side: u32) {
     draw_with(p, prompt, dir, side, None);
 }
@@ -164,12 +174,7 @@ fn draw_with(
 /// tokenizer over the config's names plus a few words.
 fn chameleon_directory(renames: &[(u32, &str)], max_positions: usize) -> tempfile::TempDir {
     let src = fixtures().join("chameleon/hf");
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        src.join("model.safetensors"),
-        dir.path().join("model.safetensors"),
-    )
-    .unwrap();
+    let dir = copy_of(&src, &["model.safetensors"]);
     let mut config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
     let map = config["vocabulary_map"].as_object_mut().unwrap();
@@ -326,10 +331,10 @@ fn emu3_loads_from_a_checkpoint_directory_and_draws() {
     // The fixture's files as a user has them, plus a tokenizer: nothing is passed but the
     // directory and the size.
     let src = fixtures().join("emu3/hf");
-    let dir = tempfile::tempdir().unwrap();
-    for f in ["config.json", "generation_config.json", "model.safetensors"] {
-        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
-    }
+    let dir = copy_of(
+        &src,
+        &["config.json", "generation_config.json", "model.safetensors"],
+    );
     let tok = emu3_fixture_tokenizer(&src.join("config.json"));
     std::fs::write(dir.path().join("tokenizer.json"), tok.to_string()).unwrap();
     let files = Files::new(dir.path()).with_size(24);
@@ -356,10 +361,10 @@ fn janus_loads_from_a_checkpoint_directory_and_draws() {
     // The fixture's files (transformers' layout, the VQ inside the checkpoint) plus a
     // word-level tokenizer with Janus' special tokens at the fixture's ids.
     let src = fixtures().join("janus/hf");
-    let dir = tempfile::tempdir().unwrap();
-    for f in ["config.json", "generation_config.json", "model.safetensors"] {
-        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
-    }
+    let dir = copy_of(
+        &src,
+        &["config.json", "generation_config.json", "model.safetensors"],
+    );
     let vocab = serde_json::json!({
         "<unk>": 0, "<｜begin▁of▁sentence｜>": 1, "<｜end▁of▁sentence｜>": 2, "<｜▁pad▁｜>": 3,
         "<begin_of_image>": 10, "a": 11, "red": 12, "circle": 13,
