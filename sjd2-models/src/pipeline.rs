@@ -476,7 +476,7 @@ impl Pipeline {
             }
         };
         // An image longer than the checkpoint's `max_position_embeddings` (Lumina-mGPT at
-        // 1024 px takes about 4 200 positions): transformers computes RoPE for any position, so
+        // 1024 px takes 4 162 positions): transformers computes RoPE for any position, so
         // the tables are extended as upstream runs it, with room for a long prompt.
         use sjd2_core::JacobiDenoiser;
         let needed = model.layout().len() + 1;

@@ -393,7 +393,7 @@ impl Backbone {
     /// The same backbone with rotary tables for `positions` positions (at least its own), for
     /// sequences longer than the checkpoint's `max_position_embeddings`: 1-D RoPE has no limit
     /// of its own, and transformers computes it for whatever positions it is given, so a
-    /// Lumina-mGPT 1024² image (about 4 200 positions) runs as upstream runs it.
+    /// Lumina-mGPT 1024² image (4 162 positions: 64 rows of 65 tokens and two end tokens) runs as upstream runs it.
     ///
     /// # Errors
     /// [`Error::Unsupported`] for LlamaGen's 2-D RoPE, whose table is the image grid.
