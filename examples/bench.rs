@@ -25,6 +25,10 @@
 //! ```
 
 mod common;
+#[path = "common/timed.rs"]
+mod timed;
+
+use timed::Timed;
 
 use std::cell::Cell;
 use std::fmt::Write as _;
@@ -40,9 +44,8 @@ use sjd2::models::demo::{DemoConfig, DemoModel, DemoWeights};
 use sjd2::models::vq::{ImageDecoder, Rgb8, save_png, tile, to_rgb8};
 use sjd2::sampler::SlotKind;
 use sjd2::{
-    Acceptance, Control, DecoderConfig, Device, DraftInit, DraftUpdate, GuidanceStyle, ImageLayout,
-    JacobiDenoiser, LevelConditioning, LevelPolicy, Mode, NoiseSchedule, Prompt, Sjd2Decoder,
-    Window,
+    Acceptance, Control, DecoderConfig, Device, DraftInit, DraftUpdate, JacobiDenoiser,
+    LevelConditioning, LevelPolicy, Mode, NoiseSchedule, Prompt, Sjd2Decoder, Window,
 };
 use sjd2_train::eval::{held_out, image_token_nll, score_image};
 use sjd2_train::run::HELDOUT_SEED;
@@ -89,73 +92,6 @@ struct Args {
     /// Output directory.
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
-}
-
-/// A model wrapper that adds up the wall time of the model's own calls.
-#[derive(Clone)]
-struct Timed<M> {
-    inner: M,
-    spent: Rc<Cell<Duration>>,
-}
-
-impl<M> Timed<M> {
-    fn time<T>(&self, f: impl FnOnce() -> T) -> T {
-        let t0 = Instant::now();
-        let out = f();
-        self.spent.set(self.spent.get() + t0.elapsed());
-        out
-    }
-}
-
-impl<M: JacobiDenoiser> JacobiDenoiser for Timed<M> {
-    type Cache = M::Cache;
-    fn device(&self) -> Device {
-        self.inner.device()
-    }
-    fn vocab_size(&self) -> usize {
-        self.inner.vocab_size()
-    }
-    fn hidden_size(&self) -> usize {
-        self.inner.hidden_size()
-    }
-    fn max_sequence_len(&self) -> usize {
-        self.inner.max_sequence_len()
-    }
-    fn layout(&self) -> &ImageLayout {
-        self.inner.layout()
-    }
-    fn guidance_style(&self) -> GuidanceStyle {
-        self.inner.guidance_style()
-    }
-    fn prompt_len(&self, row: &PromptRow<'_>) -> sjd2::core::Result<usize> {
-        self.inner.prompt_len(row)
-    }
-    fn new_cache(&self, rows: usize, capacity: usize) -> sjd2::core::Result<Self::Cache> {
-        self.time(|| self.inner.new_cache(rows, capacity))
-    }
-    fn prefill(
-        &self,
-        cache: &mut Self::Cache,
-        rows: &[PromptRow<'_>],
-    ) -> sjd2::core::Result<Tensor<2>> {
-        self.time(|| self.inner.prefill(cache, rows))
-    }
-    fn embed_tokens(&self, tokens: Tensor<2, Int>) -> sjd2::core::Result<Tensor<3>> {
-        self.time(|| self.inner.embed_tokens(tokens))
-    }
-    fn forward(
-        &self,
-        cache: &mut Self::Cache,
-        embeddings: Tensor<3>,
-    ) -> sjd2::core::Result<Tensor<3>> {
-        self.time(|| self.inner.forward(cache, embeddings))
-    }
-    fn image_embedding_table(&self) -> sjd2::core::Result<Tensor<2>> {
-        self.inner.image_embedding_table()
-    }
-    fn level_embedding(&self, t: Tensor<2>) -> Option<sjd2::core::Result<Tensor<3>>> {
-        self.time(|| self.inner.level_embedding(t))
-    }
 }
 
 /// One benchmarked configuration.

@@ -11,12 +11,13 @@
 //! equal to plain autoregressive sampling. [`JacobiVerifier`] accepts a draft iff it equals the
 //! sample drawn for its position; it is exact only for greedy decoding.
 
+use std::cell::RefCell;
 use std::fmt::Debug;
 
 use rand::{Rng, RngCore};
 
 use crate::error::{Error, Result};
-use crate::sampling::{apply_top_k, sample_index};
+use crate::sampling::{apply_top_k, inverse_cdf, positive_mass};
 
 /// A processed distribution over a contiguous range of token ids.
 #[derive(Debug, Clone, Copy)]
@@ -139,26 +140,58 @@ pub fn acceptance_probability(p: f32, q: f32) -> f64 {
 /// The residual distribution `max(P − q, 0)` over `p`'s range, with top-k re-applied, not
 /// normalized. All zeros means the residual has no mass.
 pub fn residual(p: Dist<'_>, q: Proposal<'_>, draft: u32, top_k: Option<usize>) -> Vec<f32> {
-    let mut r: Vec<f32> = p.probs.to_vec();
-    match q {
-        Proposal::OneHot => {
-            if let Some(i) = draft.checked_sub(p.offset).map(|i| i as usize)
-                && i < r.len()
-            {
-                r[i] -= 1.0;
-            }
-        }
-        Proposal::Dist(q) => {
-            for (i, x) in r.iter_mut().enumerate() {
-                *x -= q.prob(p.offset + i as u32);
-            }
-        }
-    }
-    r.iter_mut().for_each(|x| *x = x.max(0.0));
+    let mut r = Vec::with_capacity(p.probs.len());
+    write_residual(p, q, draft, &mut r);
     if let Some(k) = top_k {
         apply_top_k(&mut r, k, 0.0);
     }
     r
+}
+
+/// Replaces `out` by `max(P − q, 0)` over `p`'s range. The usual case, `q` over the same range as
+/// `p`, walks both slices side by side (and vectorizes).
+fn write_residual(p: Dist<'_>, q: Proposal<'_>, draft: u32, out: &mut Vec<f32>) {
+    out.clear();
+    match q {
+        Proposal::Dist(q) if q.offset == p.offset && q.probs.len() >= p.probs.len() => {
+            out.extend(p.probs.iter().zip(q.probs).map(|(&x, &y)| (x - y).max(0.0)))
+        }
+        _ => out.extend(residual_weights(p, q, draft)),
+    }
+}
+
+/// `max(P − q, 0)` entry by entry over `p`'s range, for any `q`.
+fn residual_weights<'a>(
+    p: Dist<'a>,
+    q: Proposal<'a>,
+    draft: u32,
+) -> impl Iterator<Item = f32> + 'a {
+    let one_hot = match q {
+        Proposal::OneHot => draft
+            .checked_sub(p.offset)
+            .map(|i| i as usize)
+            .filter(|&i| i < p.probs.len()),
+        Proposal::Dist(_) => None,
+    };
+    let (q_offset, q_probs): (u32, &[f32]) = match q {
+        Proposal::Dist(q) => (q.offset, q.probs),
+        Proposal::OneHot => (p.offset, &[]),
+    };
+    let aligned = q_offset == p.offset;
+    p.probs.iter().enumerate().map(move |(i, &x)| {
+        let q_i = if one_hot == Some(i) {
+            1.0
+        } else if aligned {
+            q_probs.get(i).copied().unwrap_or(0.0)
+        } else {
+            Dist {
+                offset: q_offset,
+                probs: q_probs,
+            }
+            .prob(p.offset + i as u32)
+        };
+        (x - q_i).max(0.0)
+    })
 }
 
 /// Samples the replacement token after a rejection: from the residual, or from `P` itself when
@@ -170,9 +203,36 @@ pub fn sample_residual(
     top_k: Option<usize>,
     rng: &mut dyn RngCore,
 ) -> Result<u32> {
-    let r = residual(p, q, draft, top_k);
-    let idx = sample_index(&r, rng)
-        .or_else(|| sample_index(p.probs, rng))
+    draw_residual(p, q, draft, top_k, &mut || rng.random::<f64>())
+}
+
+thread_local! {
+    /// The residual of the draw in progress on this thread, kept between draws (no allocation
+    /// per rejected or coupled draft).
+    static RESIDUAL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// [`sample_residual`] with its uniforms from `uniform`: one for the residual, one more only when
+/// the residual has no mass and `P` is sampled instead.
+fn draw_residual(
+    p: Dist<'_>,
+    q: Proposal<'_>,
+    draft: u32,
+    top_k: Option<usize>,
+    uniform: &mut dyn FnMut() -> f64,
+) -> Result<u32> {
+    let from_residual = match top_k {
+        Some(_) => {
+            let r = residual(p, q, draft, top_k);
+            positive_mass(&r).map(|total| inverse_cdf(&r, uniform() * total))
+        }
+        None => RESIDUAL.with_borrow_mut(|r| {
+            write_residual(p, q, draft, r);
+            positive_mass(r).map(|total| inverse_cdf(r, uniform() * total))
+        }),
+    };
+    let idx = from_residual
+        .or_else(|| positive_mass(p.probs).map(|total| inverse_cdf(p.probs, uniform() * total)))
         .ok_or_else(|| Error::NonFinite {
             what: "target distribution during verification".into(),
             detail: "it has no probability mass".into(),
@@ -206,27 +266,75 @@ pub fn sample_residual(
 /// # Ok::<(), sjd2_core::Error>(())
 /// ```
 pub fn couple(p: Dist<'_>, q: Proposal<'_>, old: u32, rng: &mut dyn RngCore) -> Result<u32> {
-    Ok(accept_or_resample(p, q, old, None, rng)?.unwrap_or(old))
+    Ok(accept_or_resample(p, q, old, None, &mut || rng.random::<f64>())?.unwrap_or(old))
+}
+
+/// The uniforms one [`couple_with`] consumes, drawn beforehand in a fixed order, so that many
+/// drafts can be coupled on several threads with the same result as one after another.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CouplingUniforms {
+    /// Decides whether the old draft is kept.
+    pub keep: f64,
+    /// Draws from the residual.
+    pub residual: f64,
+    /// Draws from `P` when the residual has no mass.
+    pub fallback: f64,
+}
+
+impl CouplingUniforms {
+    /// Three uniforms from `rng`, always three (whatever the coupling then needs).
+    pub fn draw(rng: &mut dyn RngCore) -> Self {
+        Self {
+            keep: rng.random(),
+            residual: rng.random(),
+            fallback: rng.random(),
+        }
+    }
+}
+
+/// [`couple`] with its randomness drawn beforehand: the same maximal coupling, a pure function of
+/// its inputs.
+///
+/// # Errors
+/// [`Error::NonFinite`] if `p` has no probability mass.
+///
+/// ```
+/// use sjd2_core::verify::{CouplingUniforms, couple_with};
+/// use sjd2_core::{Dist, Proposal};
+///
+/// let p = Dist { offset: 100, probs: &[0.25, 0.75] };
+/// let q = Dist { offset: 100, probs: &[0.5, 0.5] };
+/// let u = |keep| CouplingUniforms { keep, residual: 0.5, fallback: 0.5 };
+/// // Keep 100 with probability p/q = 0.5; otherwise the residual holds only 101.
+/// assert_eq!(couple_with(p, Proposal::Dist(q), 100, u(0.4))?, 100);
+/// assert_eq!(couple_with(p, Proposal::Dist(q), 100, u(0.6))?, 101);
+/// # Ok::<(), sjd2_core::Error>(())
+/// ```
+pub fn couple_with(p: Dist<'_>, q: Proposal<'_>, old: u32, u: CouplingUniforms) -> Result<u32> {
+    let mut next = [u.keep, u.residual, u.fallback].into_iter();
+    let mut uniform = || next.next().unwrap_or(u.fallback);
+    Ok(accept_or_resample(p, q, old, None, &mut uniform)?.unwrap_or(old))
 }
 
 /// The speculative-sampling step for one draft `d ~ q` against target `p`: `None` when `d` is
 /// kept (probability `min(1, p(d)/q(d))`), otherwise `Some` replacement drawn by
-/// [`sample_residual`]. Verification and [`couple`] both apply it.
+/// [`sample_residual`]. Verification and [`couple`] both apply it; `uniform` is called once for
+/// the decision, then as [`draw_residual`] needs.
 fn accept_or_resample(
     p: Dist<'_>,
     q: Proposal<'_>,
     draft: u32,
     top_k: Option<usize>,
-    rng: &mut dyn RngCore,
+    uniform: &mut dyn FnMut() -> f64,
 ) -> Result<Option<u32>> {
     let q_d = match q {
         Proposal::OneHot => 1.0,
         Proposal::Dist(q) => q.prob(draft),
     };
-    if rng.random::<f64>() < acceptance_probability(p.prob(draft), q_d) {
+    if uniform() < acceptance_probability(p.prob(draft), q_d) {
         return Ok(None);
     }
-    sample_residual(p, q, draft, top_k, rng).map(Some)
+    draw_residual(p, q, draft, top_k, uniform).map(Some)
 }
 
 /// Speculative-sampling verification (SJD's criterion): lossless.
@@ -255,7 +363,10 @@ impl Verifier for ProbabilisticVerifier {
                         }
                     }
                     Target::Dist(p) => {
-                        if let Some(next_token) = accept_or_resample(p, q, token, input.top_k, rng)?
+                        if let Some(next_token) =
+                            accept_or_resample(p, q, token, input.top_k, &mut || {
+                                rng.random::<f64>()
+                            })?
                         {
                             return Ok(Outcome {
                                 accepted: j,
@@ -304,6 +415,7 @@ impl Verifier for JacobiVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sampling::sample_index;
     use proptest::prelude::*;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
@@ -594,6 +706,42 @@ mod tests {
             if p[old as usize] >= q_old {
                 prop_assert_eq!(x, 100 + old);
             }
+        }
+    }
+
+    /// The pre-drawn coupling is the lazy one: with the same uniforms (the lazy one draws the
+    /// first one or two of the same three), the same token.
+    #[test]
+    fn coupling_with_drawn_uniforms_equals_coupling_from_the_rng() {
+        let q = [0.4, 0.1, 0.3, 0.2];
+        let mut source = ChaCha8Rng::seed_from_u64(9);
+        for _ in 0..2_000 {
+            let seed = rand::Rng::random::<u64>(&mut source);
+            let old = 10 + sample_index(&q, &mut source).unwrap() as u32;
+            let lazy = couple(
+                dist(&P),
+                Proposal::Dist(dist(&q)),
+                old,
+                &mut ChaCha8Rng::seed_from_u64(seed),
+            )
+            .unwrap();
+            let u = CouplingUniforms::draw(&mut ChaCha8Rng::seed_from_u64(seed));
+            let drawn = couple_with(dist(&P), Proposal::Dist(dist(&q)), old, u).unwrap();
+            assert_eq!(lazy, drawn);
+        }
+    }
+
+    /// A `q` over another range than `p` (shifted by one id) gives the residual entry by entry.
+    #[test]
+    fn residual_against_a_shifted_distribution() {
+        let q = Dist {
+            offset: 11,
+            probs: &[0.5, 0.1, 0.1, 0.3],
+        };
+        let r = residual(dist(&P), Proposal::Dist(q), 10, None);
+        let expect = [0.1, 0.0, 0.2, 0.3];
+        for (a, b) in r.iter().zip(expect) {
+            assert!((a - b).abs() < 1e-6, "{r:?}");
         }
     }
 }

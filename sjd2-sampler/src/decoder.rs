@@ -1,18 +1,22 @@
 //! [`Sjd2Decoder`]: the decoding loop shared by autoregressive, SJD and SJD2 generation.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::time::Instant;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use burn::Tensor;
 use burn::tensor::{Bool, Int, TensorData};
+use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
+use rayon::prelude::*;
 use sjd2_core::error::tensor_to_vec;
-use sjd2_core::sampling::sample_index;
+use sjd2_core::sampling::sample_index_at;
 use sjd2_core::{
-    DecodeCache, Dist, Draft, EmbeddingNormalizer, Error, ImageLayout, JacobiDenoiser,
-    JacobiVerifier, ProbabilisticVerifier, Prompt, PromptRow, Result, ScheduleTable, Target,
-    Verifier, VerifyInput, ddim_step, guide_branches, ids_tensor, sinusoidal_level_embedding,
+    DecodeCache, Dist, Draft, EmbeddingNormalizer, Error, GuidanceStyle, ImageLayout,
+    JacobiDenoiser, JacobiVerifier, ProbabilisticVerifier, Prompt, PromptRow, Result, Sampling,
+    ScheduleTable, Target, Verifier, VerifyInput, ddim_step, guide_branches, ids_tensor,
+    sinusoidal_level_embedding,
 };
 
 use crate::config::{
@@ -20,6 +24,7 @@ use crate::config::{
 };
 use crate::output::{Control, FinishReason, Generation, StepEvent};
 use crate::policy::{Acceptable, AcceptanceHistory, CostCurve, WindowPolicy, probe_lengths};
+use crate::rows::{Row, RowPool};
 use crate::window::{BufferOp, BufferSource, Commit, Prediction, SampleState, Slot, WindowRules};
 
 /// Timed passes per probe length when measuring a cost curve (the fastest counts), after an
@@ -233,14 +238,29 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
     /// grouped as [`DecoderConfig::guidance_branches`] orders them.
     fn guided_image_logits(&self, logits: Tensor<3>, samples: usize) -> Result<Vec<f32>> {
         let range = self.model.layout().image_token_range();
+        let image_only = |t: Tensor<3>| t.narrow(2, range.start as usize, range.len());
+        let style = self.model.guidance_style();
+        // Raw-logit guidance is elementwise: guide the image tokens only (an eighth of
+        // Chameleon's vocabulary). Other styles (log-softmax) normalize over the whole
+        // vocabulary first.
+        let elementwise = style == GuidanceStyle::RawLogits;
+        let logits = if elementwise {
+            image_only(logits)
+        } else {
+            logits
+        };
         let logits = guide_branches(
             logits,
             samples,
             self.config.guidance_scale,
             self.config.image_guidance_scale,
-            self.model.guidance_style(),
+            style,
         );
-        let logits = logits.narrow(2, range.start as usize, range.len());
+        let logits = if elementwise {
+            logits
+        } else {
+            image_only(logits)
+        };
         tensor_to_vec(logits, "guided image logits")
     }
 
@@ -315,10 +335,13 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
             })
             .collect();
 
+        let (pool, image_range) = (RowPool::new(), layout.image_token_range());
+        let mut sampling_time = Duration::ZERO;
+
         // Pass 1: the prefill gives the first position.
         let first = model.prefill(&mut cache, &rows)?;
         let host = self.guided_image_logits(first.unsqueeze_dim::<3>(1), samples)?;
-        let mut policy = self.window_policy(&mut cache, samples)?;
+        let mut policy = self.window_policy(&mut cache, &pool, samples)?;
         rules.window_len = policy.choose(1);
         let mut fresh = vec![0usize; samples];
         let mut plans = Vec::with_capacity(samples);
@@ -326,9 +349,17 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
             let token = match layout.forced_token(0) {
                 Some(t) => t,
                 None => {
-                    self.sample_row(&host, b, b, &mut st.rng, &|| {
-                        format!("prefill logits of sample {b}")
-                    })?
+                    let u = st.rng.random::<f64>();
+                    let what = || format!("prefill logits of sample {b}");
+                    sample_row(
+                        &cfg.sampling,
+                        image_range.clone(),
+                        &pool,
+                        &host,
+                        (b, b),
+                        u,
+                        &what,
+                    )?
                     .1
                 }
             };
@@ -360,10 +391,11 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
             let host = self.guided_image_logits(logits, samples)?;
 
             // Verify and commit, sample by sample.
+            let sampling_start = Instant::now();
             let mut commits: Vec<Option<(Commit, Vec<Prediction>)>> = Vec::with_capacity(samples);
             for (b, st) in states.iter_mut().enumerate() {
                 let keep = if active[b] {
-                    let (commit, predictions) = self.verify_and_commit(st, &host, b, len)?;
+                    let (commit, predictions) = self.verify_and_commit(st, &pool, &host, b, len)?;
                     policy.observe(&commit.verified);
                     let keep = commit.cached;
                     commits.push(Some((commit, predictions)));
@@ -392,6 +424,7 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
                 plans.push(st.advance(&rules, &commit.tokens, predictions, &mut fresh[b])?);
                 st.finish_if_done(layout.len());
             }
+            sampling_time += sampling_start.elapsed();
             buffer = self.update_buffer(buffer, &plans, &mut states, &fresh)?;
             tracing::trace!(len, accepted = ?accepted_now, next_window = rules.window_len, "decoding pass");
             cancelled = emit(&states, &active, on_step, &accepted_now);
@@ -408,6 +441,7 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
             .into_iter()
             .map(|mut st| {
                 st.stats.wall_time = wall;
+                st.stats.sampling_time = sampling_time;
                 Generation {
                     finish_reason: st.finished.unwrap_or(FinishReason::Cancelled),
                     tokens: st.tokens,
@@ -443,30 +477,13 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
         }
     }
 
-    /// The processed distribution of sample `b` at pass position `index` (rows of `len`
-    /// positions in `host`) and a token drawn from it.
-    fn sample_row(
-        &self,
-        host: &[f32],
-        b: usize,
-        at: usize,
-        rng: &mut sjd2_core::SampleRng,
-        what: &dyn Fn() -> String,
-    ) -> Result<(Vec<f32>, u32)> {
-        let range = self.model.layout().image_token_range();
-        let vimg = range.len();
-        let mut row = host[at * vimg..(at + 1) * vimg].to_vec();
-        self.config.sampling.process_in_place(&mut row, what)?;
-        let token = range.start + draw(&row, rng, b)?;
-        Ok((row, token))
-    }
-
     /// Verifies sample `b`'s slots against this pass's distributions (`host` holds `len`
     /// positions per sample) and commits the outcome; returns the commit and, for each slot,
     /// the sample and distribution this pass gave its position (to refine it).
     fn verify_and_commit(
         &self,
         st: &mut SampleState,
+        pool: &Arc<RowPool>,
         host: &[f32],
         b: usize,
         len: usize,
@@ -478,19 +495,30 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
         let base = st.pending - 1;
         let width = st.slots.len();
         let generated = st.tokens.len();
-        let mut probs: Vec<Option<Vec<f32>>> = Vec::with_capacity(width + 1);
-        let mut ys = Vec::with_capacity(width + 1);
-        for i in 0..=width {
-            if let Some(t) = layout.forced_token(generated + i) {
-                probs.push(None);
-                ys.push(t);
-                continue;
-            }
-            let (row, y) = self.sample_row(host, b, b * len + base + i, &mut st.rng, &|| {
-                format!("logits of sample {b} at window index {}", base + i)
-            })?;
-            ys.push(y);
-            probs.push(Some(row));
+        // One uniform per sampled row, drawn in window order; the rows (softmax, filtering and
+        // the draw, each over the whole image vocabulary) are then independent and run on
+        // several threads where they are long enough to pay.
+        let mut probs: Vec<Option<Row>> = (0..=width).map(|_| None).collect();
+        let mut ys: Vec<u32> = (0..=width)
+            .map(|i| layout.forced_token(generated + i).unwrap_or(0))
+            .collect();
+        let rows: Vec<(usize, f64)> = (0..=width)
+            .filter(|&i| layout.forced_token(generated + i).is_none())
+            .map(|i| (i, st.rng.random::<f64>()))
+            .collect();
+        let (sampling, range) = (&cfg.sampling, layout.image_token_range());
+        let sampled = rows
+            .par_iter()
+            .with_min_len(rows_per_task(range.len()))
+            .map(|&(i, u)| {
+                let what = || format!("logits of sample {b} at window index {}", base + i);
+                let at = (b, b * len + base + i);
+                sample_row(sampling, range.clone(), pool, host, at, u, &what)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for (&(i, _), (row, y)) in rows.iter().zip(sampled) {
+            ys[i] = y;
+            probs[i] = Some(row);
         }
         let targets: Vec<Target> = probs
             .iter()
@@ -525,7 +553,12 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
     /// The window policy of one generation: a fixed window, or an adaptive one with this
     /// decoder's cost curve for the batch shape (measured now, on the prefilled `cache`, if it
     /// has none yet).
-    fn window_policy(&self, cache: &mut M::Cache, samples: usize) -> Result<WindowPolicy> {
+    fn window_policy(
+        &self,
+        cache: &mut M::Cache,
+        pool: &Arc<RowPool>,
+        samples: usize,
+    ) -> Result<WindowPolicy> {
         let max = self.max_window();
         let Window::Auto { explore, .. } = self.config.window_len else {
             return Ok(WindowPolicy::fixed(max));
@@ -538,7 +571,7 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
         let curve = match known {
             Some(curve) => curve,
             None => {
-                let curve = self.measure_cost_curve(cache, samples, max)?;
+                let curve = self.measure_cost_curve(cache, pool, samples, max)?;
                 tracing::debug!(rows, points = ?curve.points(), "measured the cost curve");
                 if let Ok(mut c) = self.costs.lock() {
                     c.insert(rows, curve.clone());
@@ -568,6 +601,7 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
     fn measure_cost_curve(
         &self,
         cache: &mut M::Cache,
+        pool: &Arc<RowPool>,
         samples: usize,
         max: usize,
     ) -> Result<CostCurve> {
@@ -576,7 +610,7 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
         for len in probe_lengths(max).into_iter().rev() {
             let mut best = f64::INFINITY;
             for repeat in 0..=PROBE_REPEATS {
-                let seconds = self.probe_pass(cache, samples, len)?;
+                let seconds = self.probe_pass(cache, pool, samples, len)?;
                 for (r, &l) in lens_before.iter().enumerate() {
                     cache.rollback_to(r, l)?;
                 }
@@ -597,7 +631,13 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
 
     /// Seconds of one stand-in pass of `len` tokens per row (see
     /// [`Sjd2Decoder::measure_cost_curve`]); the caller rolls the cache back.
-    fn probe_pass(&self, cache: &mut M::Cache, samples: usize, len: usize) -> Result<f64> {
+    fn probe_pass(
+        &self,
+        cache: &mut M::Cache,
+        pool: &Arc<RowPool>,
+        samples: usize,
+        len: usize,
+    ) -> Result<f64> {
         let device = self.model.device();
         let layout = self.model.layout();
         let token = layout.image_token_range().start;
@@ -620,7 +660,7 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
         let mut plans = Vec::with_capacity(samples);
         let mut fresh = vec![0; samples];
         for (b, st) in stand_ins.iter_mut().enumerate() {
-            let (commit, predictions) = self.verify_and_commit(st, &host, b, len)?;
+            let (commit, predictions) = self.verify_and_commit(st, &pool, &host, b, len)?;
             plans.push(st.advance(&rules, &commit.tokens, predictions, &mut fresh[b])?);
         }
         if let Some(b) = self.update_buffer(buffer, &plans, &mut stand_ins, &fresh)? {
@@ -757,13 +797,33 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
     }
 }
 
-fn draw(probs: &[f32], rng: &mut sjd2_core::SampleRng, sample: usize) -> Result<u32> {
-    sample_index(probs, rng)
-        .map(|i| i as u32)
-        .ok_or_else(|| Error::NonFinite {
-            what: format!("processed distribution of sample {sample}"),
-            detail: "it has no probability mass".into(),
-        })
+/// Row `at` of `host` (rows of `range.len()` guided image logits) processed by `sampling` into a
+/// distribution (in a buffer from `pool`), and the token that the uniform `u` draws from it; `sample` names the sample in
+/// errors.
+fn sample_row(
+    sampling: &Sampling,
+    range: Range<u32>,
+    pool: &Arc<RowPool>,
+    host: &[f32],
+    (sample, at): (usize, usize),
+    u: f64,
+    what: &dyn Fn() -> String,
+) -> Result<(Row, u32)> {
+    let vimg = range.len();
+    let mut row = pool.row(&host[at * vimg..(at + 1) * vimg]);
+    sampling.process_in_place(&mut row, what)?;
+    let index = sample_index_at(&row, u).ok_or_else(|| Error::NonFinite {
+        what: format!("processed distribution of sample {sample}"),
+        detail: "it has no probability mass".into(),
+    })?;
+    Ok((row, range.start + index as u32))
+}
+
+/// Rows of `image_vocab` entries that one thread takes at a time: at least about 32 768 entries
+/// (tens of microseconds), so that the demo model's 512-entry rows stay on one thread and the
+/// published models' 8 192-32 768-entry rows spread over the cores.
+pub(crate) fn rows_per_task(image_vocab: usize) -> usize {
+    32_768usize.div_ceil(image_vocab.max(1))
 }
 
 /// Calls the step callback for every sample that took part in the last pass; true = cancel.

@@ -20,6 +20,7 @@ mod config;
 mod decoder;
 mod output;
 mod policy;
+mod rows;
 mod window;
 
 pub use config::{

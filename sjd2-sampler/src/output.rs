@@ -28,6 +28,11 @@ pub struct Stats {
     pub windows: Vec<usize>,
     /// Wall time of the whole call that produced this sample (shared by a batch).
     pub wall_time: Duration,
+    /// The part of `wall_time` spent on the host turning guided logits into tokens: every
+    /// window row's processing and draw, verification, commits and draft updates (shared by a
+    /// batch). The rest is the model's passes, guidance, the copies to the host and the window
+    /// embeddings.
+    pub sampling_time: Duration,
 }
 
 impl Stats {

@@ -1,17 +1,19 @@
 //! Per-sample decoding state: committed tokens, the window of slots and their refinement.
 
 use rand::Rng;
-use sjd2_core::verify::couple;
+use rayon::prelude::*;
+use sjd2_core::verify::{CouplingUniforms, couple_with};
 use sjd2_core::{Dist, Draft, ImageLayout, Proposal, Result, SampleRng, ScheduleTable};
 
 use crate::config::{DraftInit, DraftUpdate, LevelPolicy};
 use crate::output::{FinishReason, SlotKind, SlotView, Stats};
+use crate::rows::Row;
 
 /// The distribution a clean draft was drawn from.
 #[derive(Debug, Clone)]
 pub(crate) enum Q {
     OneHot,
-    Row(Vec<f32>),
+    Row(Row),
 }
 
 impl Q {
@@ -109,7 +111,7 @@ impl BufferOp {
 /// position.
 pub(crate) struct Prediction {
     pub token: u32,
-    pub probs: Option<Vec<f32>>,
+    pub probs: Option<Row>,
 }
 
 pub(crate) struct SampleState {
@@ -344,6 +346,10 @@ impl SampleState {
         let g = self.tokens.len();
         let width = rules.width(g, self.target_len);
         let mut ops = Vec::with_capacity(width);
+        let mut predictions = predictions;
+        if rules.draft_update == DraftUpdate::Coupled {
+            self.couple_survivors(rules, &old_slots, &mut predictions, consumed, width)?;
+        }
         let mut survivors = old_slots
             .into_iter()
             .zip(predictions)
@@ -383,7 +389,6 @@ impl SampleState {
         old_index: usize,
         new_index: usize,
     ) -> Result<(Slot, BufferOp)> {
-        let pred = self.redraw(rules, &slot, pred)?;
         let q = pred.probs.map_or(Q::OneHot, Q::Row);
         Ok(match slot {
             Slot::Noisy { level, .. } => {
@@ -424,31 +429,49 @@ impl SampleState {
         })
     }
 
-    /// The slot's new draft: this pass's independent sample, or, with [`DraftUpdate::Coupled`],
-    /// the old draft coupled to the new distribution.
-    fn redraw(
+    /// With [`DraftUpdate::Coupled`], replaces each surviving draft's new sample by the old
+    /// draft coupled to its new distribution (maximal coupling, [`couple_with`]); survivors are
+    /// `old_slots[consumed..]`, the slot at `consumed + j` moving to window index `j < width`
+    /// (none at a forced position). The uniforms are drawn in window order, three per draft, and
+    /// the couplings, each over the whole image vocabulary, run on several threads where they are
+    /// long enough to pay; the result does not depend on the number of threads.
+    fn couple_survivors(
         &mut self,
         rules: &WindowRules<'_>,
-        slot: &Slot,
-        pred: Prediction,
-    ) -> Result<Prediction> {
-        let old = match slot {
-            Slot::Clean { token, q } => Some((*token, q)),
-            Slot::Noisy {
-                prediction: Some((token, q)),
-                ..
-            } => Some((*token, q)),
-            _ => None,
-        };
-        let (DraftUpdate::Coupled, Some((old, q_old)), Some(p)) =
-            (rules.draft_update, old, pred.probs.as_deref())
-        else {
-            return Ok(pred);
-        };
+        old_slots: &[Slot],
+        predictions: &mut [Prediction],
+        consumed: usize,
+        width: usize,
+    ) -> Result<()> {
         let offset = rules.layout.image_token_range().start;
-        let p_new = Dist { offset, probs: p };
-        let token = couple(p_new, q_old.proposal(offset), old, &mut self.rng)?;
-        Ok(Prediction { token, ..pred })
+        let g = self.tokens.len();
+        let mut jobs = Vec::new();
+        let survivors = old_slots.iter().zip(predictions.iter_mut()).skip(consumed);
+        for (j, (slot, pred)) in survivors.enumerate().take(width) {
+            if rules.layout.forced_token(g + j).is_some() {
+                continue;
+            }
+            let old = match slot {
+                Slot::Clean { token, q } => (*token, q),
+                Slot::Noisy {
+                    prediction: Some((token, q)),
+                    ..
+                } => (*token, q),
+                _ => continue,
+            };
+            let Some(p) = pred.probs.as_deref() else {
+                continue;
+            };
+            let u = CouplingUniforms::draw(&mut self.rng);
+            jobs.push((old, p, &mut pred.token, u));
+        }
+        jobs.par_iter_mut()
+            .with_min_len(crate::decoder::rows_per_task(rules.layout.image_vocab()))
+            .try_for_each(|((old, q_old), p, token, u)| {
+                let p_new = Dist { offset, probs: p };
+                **token = couple_with(p_new, q_old.proposal(offset), *old, *u)?;
+                Ok(())
+            })
     }
 
     fn fresh(
