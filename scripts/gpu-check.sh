@@ -4,12 +4,14 @@
 #  2. AR vs SJD vs SJD2 on the shipped demo model (assets/demo; timings and forward passes) and on
 #     the toy model,
 #  3. forward-pass time against window length on a random model with Lumina-mGPT-7B's shape in f16
-#     (bf16 is refused on wgpu).
+#     (bf16 is refused on wgpu),
+#  4. the decoding loop's own time per pass at the published vocabularies (the host's sampling on
+#     the GPU machine's cores, guidance and the copies on the device).
 # burn-cuda cannot be built without network, so CUDA is only type-checked elsewhere.
 #
 # The machine has no network, so bring the binaries built here (x86-64):
 #   cargo build --release --features wgpu --examples && cargo test --release --features wgpu --test backend --no-run
-#   mkdir -p .gpu && cp target/release/examples/{generate,toy_speedup,gpu_bench} .gpu/ && cp "$(ls -t target/release/deps/backend-* | grep -v '\.d$' | head -1)" .gpu/backend
+#   mkdir -p .gpu && cp target/release/examples/{generate,toy_speedup,gpu_bench,loop_overhead} .gpu/ && cp "$(ls -t target/release/deps/backend-* | grep -v '\.d$' | head -1)" .gpu/backend
 # and the Vulkan loader as Debian packages in .gl/ (see the device tool's README); carry .gpu and .gl.
 # Finishes in well under 8 minutes on an H200.
 set -uo pipefail
@@ -35,4 +37,5 @@ done
 run 25 "$BIN/toy_speedup" --device wgpu --samples 8 --window 16
 run 25 "$BIN/toy_speedup" --device wgpu --samples 8 --window 16 --greedy --guidance 1
 run 180 "$BIN/gpu_bench" --device wgpu --dtype f16 --preset lumina-7b --context 2048 --reps 5
+run 60 "$BIN/loop_overhead" --device wgpu --vocab 8192,32768 --images 2
 echo "== done; log in $OUT/gpu-check.log"
