@@ -223,7 +223,7 @@ fn exp_nonpositive(x: f32) -> f32 {
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 1.666_666_5e-1)
         * r
-        + 5.000_000_1e-1;
+        + 0.5;
     let e_r = p * r * r + r + 1.0;
     // n is in [-126, 0] here and sits in the low bits of `shifted` (same binade as ROUND), so
     // 2^n is built with integer arithmetic (a float-to-int cast is scalar on the baseline); a

@@ -660,7 +660,7 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
         let mut plans = Vec::with_capacity(samples);
         let mut fresh = vec![0; samples];
         for (b, st) in stand_ins.iter_mut().enumerate() {
-            let (commit, predictions) = self.verify_and_commit(st, &pool, &host, b, len)?;
+            let (commit, predictions) = self.verify_and_commit(st, pool, &host, b, len)?;
             plans.push(st.advance(&rules, &commit.tokens, predictions, &mut fresh[b])?);
         }
         if let Some(b) = self.update_buffer(buffer, &plans, &mut stand_ins, &fresh)? {
