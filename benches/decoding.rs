@@ -27,8 +27,11 @@ use sjd2::{DecoderConfig, Device, JacobiDenoiser, Mode, Sampling, Sjd2Decoder};
 
 const VOCAB: usize = 512;
 
-fn random_dist(rng: &mut SampleRng) -> Vec<f32> {
-    let mut p: Vec<f32> = (0..VOCAB).map(|_| rng.random::<f32>().powi(8)).collect();
+/// Emu3's image vocabulary, the largest of the published models'.
+const LARGE_VOCAB: usize = 32_768;
+
+fn random_dist(rng: &mut SampleRng, vocab: usize) -> Vec<f32> {
+    let mut p: Vec<f32> = (0..vocab).map(|_| rng.random::<f32>().powi(8)).collect();
     let s: f32 = p.iter().sum();
     p.iter_mut().for_each(|x| *x /= s);
     p
@@ -37,8 +40,8 @@ fn random_dist(rng: &mut SampleRng) -> Vec<f32> {
 fn verification(c: &mut Criterion) {
     let mut rng = SampleRng::seed_from_u64(1);
     let w = 32;
-    let qs: Vec<Vec<f32>> = (0..w).map(|_| random_dist(&mut rng)).collect();
-    let ps: Vec<Vec<f32>> = (0..=w).map(|_| random_dist(&mut rng)).collect();
+    let qs: Vec<Vec<f32>> = (0..w).map(|_| random_dist(&mut rng, VOCAB)).collect();
+    let ps: Vec<Vec<f32>> = (0..=w).map(|_| random_dist(&mut rng, VOCAB)).collect();
     // Drafts that the target favours, so verification walks deep into the window.
     let drafts: Vec<Draft<'_>> = qs
         .iter()
@@ -76,43 +79,48 @@ fn verification(c: &mut Criterion) {
         })
     });
     // A coupled redraw of one slot (the old draft: the mode of its old distribution).
-    let (p, q) = (&ps[0], &qs[0]);
-    let old = sjd2::core::sampling::argmax(q) as u32;
-    c.bench_function("couple/vocab512", |b| {
-        let mut rng = SampleRng::seed_from_u64(4);
-        b.iter(|| {
-            sjd2::core::verify::couple(
-                Dist {
-                    offset: 0,
-                    probs: black_box(p),
-                },
-                Proposal::Dist(Dist {
-                    offset: 0,
-                    probs: q,
-                }),
-                old,
-                &mut rng,
-            )
-            .unwrap()
-        })
-    });
+    for vocab in [VOCAB, LARGE_VOCAB] {
+        let (p, q) = (random_dist(&mut rng, vocab), random_dist(&mut rng, vocab));
+        let old = sjd2::core::sampling::argmax(&q) as u32;
+        c.bench_function(&format!("couple/vocab{vocab}"), |b| {
+            let mut rng = SampleRng::seed_from_u64(4);
+            b.iter(|| {
+                sjd2::core::verify::couple(
+                    Dist {
+                        offset: 0,
+                        probs: black_box(&p),
+                    },
+                    Proposal::Dist(Dist {
+                        offset: 0,
+                        probs: &q,
+                    }),
+                    old,
+                    &mut rng,
+                )
+                .unwrap()
+            })
+        });
+    }
 }
 
 fn sampling(c: &mut Criterion) {
     let mut rng = SampleRng::seed_from_u64(3);
-    let logits: Vec<f32> = (0..VOCAB).map(|_| rng.random::<f32>() * 8.0).collect();
-    for (name, s) in [
-        ("sampling/temperature/vocab512", Sampling::temperature(1.0)),
-        ("sampling/top-k-64/vocab512", Sampling::top_k(64, 1.0)),
-    ] {
-        c.bench_function(name, |b| {
-            let mut row = logits.clone();
-            b.iter(|| {
-                row.copy_from_slice(&logits);
-                s.process_in_place(&mut row, &|| "row".into()).unwrap();
-                sample_index(black_box(&row), &mut rng)
-            })
-        });
+    for vocab in [VOCAB, LARGE_VOCAB] {
+        let logits: Vec<f32> = (0..vocab).map(|_| rng.random::<f32>() * 8.0).collect();
+        for (name, s) in [
+            ("temperature", Sampling::temperature(1.0)),
+            ("top-k-64", Sampling::top_k(64, 1.0)),
+        ] {
+            c.bench_function(&format!("sampling/{name}/vocab{vocab}"), |b| {
+                let mut row = logits.clone();
+                let mut rng = SampleRng::seed_from_u64(5);
+                b.iter(|| {
+                    row.copy_from_slice(&logits);
+                    s.process_in_place(&mut row, &|| "row".into()).unwrap();
+                    sample_index(black_box(&row), &mut rng)
+                })
+            });
+        }
     }
 }
 
