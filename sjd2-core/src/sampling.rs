@@ -286,15 +286,24 @@ fn lanes_max(row: &[f32]) -> f32 {
         .fold(f32::NEG_INFINITY, f32::max)
 }
 
+thread_local! {
+    /// The copy [`apply_top_k`] selects in, kept between rows (no allocation per row).
+    static TOP_K_SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Keeps the `k` largest entries (all entries equal to the k-th largest are kept too) and sets
 /// the others to `fill`. Does nothing when `k >= row.len()`.
 pub fn apply_top_k(row: &mut [f32], k: usize, fill: f32) {
     if k == 0 || k >= row.len() {
         return;
     }
-    let mut scratch: Vec<f32> = row.to_vec();
-    let (_, kth, _) = scratch.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
-    let threshold = *kth;
+    let threshold = TOP_K_SCRATCH.with_borrow_mut(|scratch| {
+        scratch.clear();
+        scratch.extend_from_slice(row);
+        *scratch
+            .select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a))
+            .1
+    });
     for x in row.iter_mut() {
         if *x < threshold {
             *x = fill;
