@@ -278,6 +278,46 @@ fn coupled_draft_updates_save_passes_over_independent_ones() {
     }
 }
 
+/// Rows of a large vocabulary are sampled and drafts coupled on several threads: the tokens must
+/// not depend on how many there are.
+#[test]
+fn tokens_do_not_depend_on_the_number_of_threads() {
+    // 8 192 image tokens: rows are spread over threads four at a time.
+    let model = ToyModel::new(
+        ToyConfig {
+            image_vocab: 8192,
+            rows: 3,
+            cols: 4,
+            logit_scale: 1.0,
+            seed: 5,
+            ..medium_toy(0).config().clone()
+        },
+        &common::device(),
+    )
+    .unwrap();
+    let p = prompt(&model, &[1]).with_seed(11);
+    let mut configs = all_modes();
+    configs.push(DecoderConfig {
+        window_len: sjd2_sampler::Window::Fixed(9),
+        draft_update: DraftUpdate::Coupled,
+        sampling: Sampling::top_k(500, 1.0),
+        ..DecoderConfig::sjd()
+    });
+    for cfg in configs {
+        let decoder = Sjd2Decoder::new(model.clone(), cfg.clone()).unwrap();
+        let on = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| decoder.generate(&p).unwrap().tokens)
+        };
+        let one = on(1);
+        assert_eq!(one, on(4), "{:?} {:?}", cfg.mode, cfg.draft_update);
+        assert_eq!(one, on(3), "{:?} {:?}", cfg.mode, cfg.draft_update);
+    }
+}
+
 #[test]
 fn bad_prompts_are_errors() {
     let model = medium_toy(0);
