@@ -91,6 +91,13 @@ impl<M: JacobiDenoiser> JacobiDenoiser for Timed<M> {
     ) -> sjd2::core::Result<Tensor<3>> {
         self.time(|| self.inner.forward(cache, embeddings))
     }
+    fn forward_image_logits(
+        &self,
+        cache: &mut Self::Cache,
+        embeddings: Tensor<3>,
+    ) -> sjd2::core::Result<Tensor<3>> {
+        self.time(|| self.inner.forward_image_logits(cache, embeddings))
+    }
     fn image_embedding_table(&self) -> sjd2::core::Result<Tensor<2>> {
         self.inner.image_embedding_table()
     }

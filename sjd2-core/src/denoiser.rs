@@ -318,6 +318,27 @@ pub trait JacobiDenoiser {
     /// [`Error::Shape`] for a wrong input, [`Error::SequenceTooLong`] when the cache is full.
     fn forward(&self, cache: &mut Self::Cache, embeddings: Tensor<3>) -> Result<Tensor<3>>;
 
+    /// [`JacobiDenoiser::forward`] with the logits of the image tokens only,
+    /// [`ImageLayout::image_token_range`] (all the decoder reads when guidance combines raw
+    /// logits). The default narrows `forward`'s output; a model overrides it to compute only
+    /// those rows of its output head (an eighth of Chameleon's 65 536-entry vocabulary).
+    ///
+    /// # Shapes
+    /// - `embeddings`: `[rows, len, hidden]`; returns `[rows, len, image_vocab]`
+    ///
+    /// # Errors
+    /// As [`JacobiDenoiser::forward`].
+    fn forward_image_logits(
+        &self,
+        cache: &mut Self::Cache,
+        embeddings: Tensor<3>,
+    ) -> Result<Tensor<3>> {
+        let range = self.layout().image_token_range();
+        Ok(self
+            .forward(cache, embeddings)?
+            .narrow(2, range.start as usize, range.len()))
+    }
+
     /// The input embeddings of the image tokens, one row per id of
     /// [`ImageLayout::image_token_range`] (SJD2 normalizes its noise with their statistics).
     ///

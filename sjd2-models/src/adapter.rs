@@ -932,6 +932,24 @@ impl JacobiDenoiser for LlamaT2I {
         Ok(self.head(out.hidden))
     }
 
+    fn forward_image_logits(
+        &self,
+        cache: &mut KvCache,
+        embeddings: Tensor<3>,
+    ) -> Result<Tensor<3>> {
+        let out = self.backbone.forward(cache, embeddings, false)?;
+        let r = self.layout.image_token_range();
+        Ok(match &self.image_io {
+            ImageIo::Shared => self
+                .backbone
+                .logits_in(out.hidden, r.start as usize..r.end as usize),
+            ImageIo::Separate { head, .. } => {
+                head.forward(out.hidden)
+                    .narrow(2, r.start as usize, r.len())
+            }
+        })
+    }
+
     fn image_embedding_table(&self) -> Result<Tensor<2>> {
         let r = self.layout.image_token_range();
         match &self.image_io {

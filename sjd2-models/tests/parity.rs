@@ -83,6 +83,30 @@ fn check_chunked(what: &str, m: &LlamaT2I, ids: &[u32], p: usize, logits: &[f32]
     );
 }
 
+/// The image tokens' logits computed alone (the decoder's path with raw-logit guidance) against
+/// the reference's full logits narrowed to them.
+fn check_image_logits(what: &str, m: &LlamaT2I, ids: &[u32], logits: &[f32]) {
+    let (d, v) = (device(), m.vocab_size());
+    let range = m.layout().image_token_range();
+    let mut cache = m.new_cache(1, ids.len()).unwrap();
+    let embeddings = m.embed_tokens(ids_tensor(ids, &d)).unwrap();
+    let image = host(m.forward_image_logits(&mut cache, embeddings).unwrap());
+    let expected: Vec<f32> = logits
+        .chunks(v)
+        .flat_map(|row| row[range.start as usize..range.end as usize].to_vec())
+        .collect();
+    assert!(
+        range.len() < v,
+        "{what}: the image tokens are part of a larger vocabulary"
+    );
+    assert_eq!(
+        image.len(),
+        ids.len() * range.len(),
+        "{what} image-token logits"
+    );
+    assert_close(&image, &expected, &format!("{what} image-token logits"));
+}
+
 fn check_chameleon(case: &str) {
     check_chameleon_in(case, &fixtures().join(case).join("hf"));
 }
@@ -100,6 +124,7 @@ fn check_chameleon_in(case: &str, dir: &std::path::Path) {
     let v = m.vocab_size();
     check_full_pass(case, &m, &ids, &hidden, &raw);
     check_chunked(case, &m, &ids, r.ids("prefill_len")[0] as usize, &raw);
+    check_image_logits(case, &m, &ids, &raw);
     // Decoder path: ragged [cond; uncond] prefill through the adapter's prompt rules (prompt
     // `[1, 40..=45, 50]`, prefix `[37, 52, 53]`), then the image span as one window on both rows.
     let prompt = Prompt::new(ids[..8].to_vec());

@@ -243,12 +243,9 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
         // Raw-logit guidance is elementwise: guide the image tokens only (an eighth of
         // Chameleon's vocabulary). Other styles (log-softmax) normalize over the whole
         // vocabulary first.
-        let elementwise = style == GuidanceStyle::RawLogits;
-        let logits = if elementwise {
-            image_only(logits)
-        } else {
-            logits
-        };
+        if style == GuidanceStyle::RawLogits {
+            return self.guide_image_logits(image_only(logits), samples);
+        }
         let logits = guide_branches(
             logits,
             samples,
@@ -256,12 +253,36 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
             self.config.image_guidance_scale,
             style,
         );
-        let logits = if elementwise {
-            logits
-        } else {
-            image_only(logits)
-        };
+        tensor_to_vec(image_only(logits), "guided image logits")
+    }
+
+    /// Raw-logit guidance of image-token logits `[rows, len, image_vocab]`, copied to the host.
+    fn guide_image_logits(&self, logits: Tensor<3>, samples: usize) -> Result<Vec<f32>> {
+        let logits = guide_branches(
+            logits,
+            samples,
+            self.config.guidance_scale,
+            self.config.image_guidance_scale,
+            GuidanceStyle::RawLogits,
+        );
         tensor_to_vec(logits, "guided image logits")
+    }
+
+    /// One forward pass over a window and its guided image-token logits on the host. With
+    /// raw-logit guidance the model computes the image tokens' logits only
+    /// ([`JacobiDenoiser::forward_image_logits`]).
+    fn pass_logits(
+        &self,
+        cache: &mut M::Cache,
+        embeddings: Tensor<3>,
+        samples: usize,
+    ) -> Result<Vec<f32>> {
+        if self.model.guidance_style() == GuidanceStyle::RawLogits {
+            let logits = self.model.forward_image_logits(cache, embeddings)?;
+            return self.guide_image_logits(logits, samples);
+        }
+        let logits = self.model.forward(cache, embeddings)?;
+        self.guided_image_logits(logits, samples)
     }
 
     fn check_prompts(&self, rows: &[PromptRow<'_>], samples: usize) -> Result<usize> {
@@ -387,8 +408,7 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
             let lens_before = cache.lens().to_vec();
             let embeddings = self.window_embeddings(&states, len, buffer.as_ref())?;
             let embeddings = Tensor::cat(vec![embeddings; branches], 0);
-            let logits = model.forward(&mut cache, embeddings)?;
-            let host = self.guided_image_logits(logits, samples)?;
+            let host = self.pass_logits(&mut cache, embeddings, samples)?;
 
             // Verify and commit, sample by sample.
             let sampling_start = Instant::now();
@@ -655,8 +675,7 @@ impl<M: JacobiDenoiser> Sjd2Decoder<M> {
         let embeddings = self.window_embeddings(&stand_ins, len, buffer.as_ref())?;
         let branches = cache.rows() / samples.max(1);
         let embeddings = Tensor::cat(vec![embeddings; branches], 0);
-        let logits = self.model.forward(cache, embeddings)?;
-        let host = self.guided_image_logits(logits, samples)?;
+        let host = self.pass_logits(cache, embeddings, samples)?;
         let mut plans = Vec::with_capacity(samples);
         let mut fresh = vec![0; samples];
         for (b, st) in stand_ins.iter_mut().enumerate() {

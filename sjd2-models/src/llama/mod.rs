@@ -469,6 +469,17 @@ impl Backbone {
         self.lm_head.forward(hidden)
     }
 
+    /// The output head's rows `range` only: `[rows, len, range.len()]`, equal to
+    /// [`Backbone::logits`] narrowed to `range` without computing the other entries.
+    pub fn logits_in(&self, hidden: Tensor<3>, range: std::ops::Range<usize>) -> Tensor<3> {
+        let weight = self
+            .lm_head
+            .weight
+            .val()
+            .narrow(1, range.start, range.len());
+        hidden.matmul(weight.unsqueeze())
+    }
+
     /// Rotate-half cos/sin tables `[rows, len, 1, head_dim]` for the plan's positions, gathered
     /// once per forward pass and shared by every layer.
     fn rope_tables_for(&self, plan: &WindowPlan) -> (Tensor<4>, Tensor<4>) {
