@@ -229,10 +229,12 @@ fn exported_vq_matches_inference_vq() {
     let b = demo.vq.decode(&infer_codes, 16, 16).unwrap();
     let d: f32 = (a.clone() - b).abs().max().into_scalar();
     assert_eq!(d, 0.0, "re-loaded VQ differs by {d}");
-    // The straight-through training forward reconstructs what decoding its codes gives.
+    // The straight-through training forward reconstructs what decoding its codes gives, up to
+    // rounding: `z + (z_q − z)` is `z_q` only to an ulp of the latents, and the decoder carries
+    // that on (1.05e-5 seen once in a CI run on two busy cores; 1e-4 is the parity tolerance).
     let out = training_forward(&vq, x).unwrap();
     let d: f32 = (out.recon - a).abs().max().into_scalar();
-    assert!(d < 1e-5, "training reconstruction differs by {d}");
+    assert!(d < 1e-4, "training reconstruction differs by {d}");
 }
 
 #[test]
